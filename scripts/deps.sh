@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the system packages Greenlight's build and tests need, idempotently:
+# only what is missing, with one `apt-get update` at most. Used by `make test`,
+# `make demo` and `.ci/run`.
+#   scripts/deps.sh test    packages for the test suite
+#   scripts/deps.sh demo    packages for the demo
+set -euo pipefail
+
+want=(mosquitto mosquitto-clients curl ca-certificates pkg-config build-essential)
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "deps: missing ${missing[*]} and no apt-get here; install them by hand" >&2
+  exit 1
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+echo "deps: installing ${missing[*]}" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts a system mosquitto on port 1883 after install; the tests start
+# their own on free ports and do not need it.
