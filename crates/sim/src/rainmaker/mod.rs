@@ -257,7 +257,10 @@ impl RainmakerSim {
                 .map_err(|e| anyhow::anyhow!(e.description))?;
         }
 
-        if !cloud.wait_configs(specs.len(), cfg.ready_timeout).await {
+        // rumqttd matches each new topic against every subscription, so a big
+        // fleet on the embedded broker takes minutes, not seconds, to come up.
+        let ready_timeout = cfg.ready_timeout + Duration::from_millis(50 * specs.len() as u64);
+        if !cloud.wait_configs(specs.len(), ready_timeout).await {
             bail!(
                 "only {} of {} nodes published their config within {:?}",
                 cloud.configs_received(),

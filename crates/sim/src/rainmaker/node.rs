@@ -207,7 +207,7 @@ impl Fleet {
                     want_online: tx.clone(),
                     online_rx: rx,
                 };
-                let delay = Duration::from_micros(i as u64 * 300);
+                let delay = Duration::from_micros(i as u64 * 500);
                 let task = tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
                     node.run().await;
@@ -390,6 +390,12 @@ impl SimNode {
         after: Option<AfterReboot>,
     ) -> SessionEnd {
         let (client, mut el) = AsyncClient::new(self.mqtt_options(), 32);
+        // A broker busy accepting thousands of nodes can take longer than
+        // rumqttc's default 5 s to answer CONNECT; giving up then only adds a
+        // reconnect storm of duplicate client ids.
+        let mut net = rumqttc::NetworkOptions::new();
+        net.set_connection_timeout(60);
+        el.set_network_options(net);
         // Connect, retrying while the broker is not there.
         let mut backoff = Duration::from_millis(100);
         loop {
