@@ -19,12 +19,22 @@ pub struct Mosquitto {
 
 /// Where mosquitto is, if installed (`.ci/run` installs it).
 pub fn mosquitto_binary() -> Option<PathBuf> {
-    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"].iter().map(PathBuf::from).find(|p| p.exists())
+    [
+        "/usr/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
 }
 
 /// A free loopback port (bind :0, read, release).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free loopback port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
 }
 
 impl Mosquitto {
@@ -36,8 +46,10 @@ impl Mosquitto {
 
     /// Starts mosquitto on `port` (used to restart a broker on the same port).
     pub fn start_on(port: u16) -> Mosquitto {
-        let bin = mosquitto_binary().expect("mosquitto is not installed: run `apt-get install mosquitto` (or .ci/run)");
-        let dir = std::env::temp_dir().join(format!("greenlight-mosq-{}-{port}", std::process::id()));
+        let bin = mosquitto_binary()
+            .expect("mosquitto is not installed: run `apt-get install mosquitto` (or .ci/run)");
+        let dir =
+            std::env::temp_dir().join(format!("greenlight-mosq-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
@@ -45,8 +57,18 @@ impl Mosquitto {
             format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 0\nlog_type error\n"),
         )
         .expect("write mosquitto.conf");
-        let child = Command::new(bin).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn mosquitto");
-        let m = Mosquitto { child: Some(child), port, dir };
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn mosquitto");
+        let m = Mosquitto {
+            child: Some(child),
+            port,
+            dir,
+        };
         m.wait_listening();
         m
     }
@@ -118,30 +140,53 @@ pub struct Raw {
 impl Raw {
     /// A client for `base`.
     pub fn new(base: &str) -> Raw {
-        Raw { http: reqwest::Client::new(), base: base.trim_end_matches('/').to_string(), token: String::new() }
+        Raw {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_string(),
+            token: String::new(),
+        }
     }
 
     /// Logs in with `login2` and keeps the access token.
     pub async fn login(&mut self, user: &str, password: &str) -> serde_json::Value {
-        let (status, body) = self.send(reqwest::Method::POST, "/v1/login2", Some(serde_json::json!({"user_name": user, "password": password}))).await;
+        let (status, body) = self
+            .send(
+                reqwest::Method::POST,
+                "/v1/login2",
+                Some(serde_json::json!({"user_name": user, "password": password})),
+            )
+            .await;
         assert_eq!(status, 200, "login failed: {body}");
-        self.token = body["accesstoken"].as_str().expect("accesstoken").to_string();
+        self.token = body["accesstoken"]
+            .as_str()
+            .expect("accesstoken")
+            .to_string();
         body
     }
 
     /// Sends a request with the raw token in `Authorization`; returns status and JSON body.
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
         let mut rb = self.http.request(method, format!("{}{}", self.base, path));
         if !self.token.is_empty() {
             rb = rb.header("Authorization", &self.token);
         }
         if let Some(b) = body {
-            rb = rb.header("Content-Type", "application/json").body(b.to_string());
+            rb = rb
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
         }
         let resp = rb.send().await.expect("request");
         let status = resp.status().as_u16();
         let text = resp.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
     }
 
     /// GET returning the JSON body, asserting 200.
