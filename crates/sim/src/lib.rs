@@ -3,10 +3,13 @@
 //!
 //! - [`rainmaker`]: the ESP RainMaker cloud (REST + its MQTT side) and a fleet
 //!   of simulated nodes speaking the firmware's OTA protocol.
+//! - [`blynk`]: the Blynk legacy server's OTA side (admin HTTPS API, firmware
+//!   download, hardware protocol) and a fleet of simulated devices.
 //!
 //! The simulators depend on nothing else of Greenlight's: the engine never
 //! knows it is talking to one.
 
 #![warn(missing_docs)]
 
+pub mod blynk;
 pub mod rainmaker;

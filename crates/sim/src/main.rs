@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use greenlight_sim::blynk::{BlynkConfig, BlynkSim, BlynkTiming, DeviceBehaviour};
 use greenlight_sim::rainmaker::{BrokerChoice, RainmakerSim, Scenario, SimConfig, Timing};
 
 #[derive(Parser)]
@@ -67,6 +68,45 @@ enum Cmd {
         password: Option<String>,
         /// Firmware timings.
         #[arg(long, value_enum, default_value = "demo")]
+        speed: Speed,
+    },
+    /// Blynk legacy server (admin HTTPS API, firmware HTTP, hardware TCP) + devices.
+    Blynk {
+        /// Admin HTTPS address (self-signed certificate; fingerprint in the ready line).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        admin: SocketAddr,
+        /// Hardware protocol (TCP) address.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        hardware: SocketAddr,
+        /// Plain HTTP address firmware is downloaded from.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        http: SocketAddr,
+        /// Simulated devices.
+        #[arg(long, default_value_t = 4)]
+        devices: usize,
+        /// Registered devices the simulator does not run (for real device libraries).
+        #[arg(long, default_value_t = 0)]
+        external_devices: usize,
+        /// How many of the simulated devices fail to flash (the last ones).
+        #[arg(long, default_value_t = 0)]
+        flash_fails: usize,
+        /// How many fail to download (the ones before the flash failures).
+        #[arg(long, default_value_t = 0)]
+        download_fails: usize,
+        /// Super-admin email.
+        #[arg(long, default_value = "admin@blynk.cc")]
+        admin_email: String,
+        /// Super-admin password (random when not given).
+        #[arg(long)]
+        admin_password: Option<String>,
+        /// Host put in OTA URLs (default: the HTTP listener's IP).
+        #[arg(long)]
+        server_host: Option<String>,
+        /// Largest admin upload in bytes (the real default: 512 KiB).
+        #[arg(long, default_value_t = greenlight_sim::blynk::DEFAULT_UPLOAD_LIMIT)]
+        upload_limit: usize,
+        /// Device timings (`fast`: 2 s heartbeat, instant reconnects; otherwise the library's).
+        #[arg(long, value_enum, default_value = "real")]
         speed: Speed,
     },
 }
@@ -129,6 +169,58 @@ fn main() -> anyhow::Result<()> {
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "ready"
                 );
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{}", sim.ready_line())?;
+                out.flush()?;
+                drop(out);
+                wait_for_signal().await;
+                tracing::info!("stopping");
+                let _ = tokio::time::timeout(Duration::from_millis(1500), sim.shutdown()).await;
+                Ok(())
+            }
+            Cmd::Blynk {
+                admin,
+                hardware,
+                http,
+                devices,
+                external_devices,
+                flash_fails,
+                download_fails,
+                admin_email,
+                admin_password,
+                server_host,
+                upload_limit,
+                speed,
+            } => {
+                if flash_fails + download_fails > devices {
+                    anyhow::bail!(
+                        "--flash-fails {flash_fails} + --download-fails {download_fails} exceeds --devices {devices}"
+                    );
+                }
+                let normal = devices - flash_fails - download_fails;
+                let mut behaviours = vec![DeviceBehaviour::Normal; normal];
+                behaviours.extend(vec![DeviceBehaviour::DownloadFails; download_fails]);
+                behaviours.extend(vec![DeviceBehaviour::FlashFails; flash_fails]);
+                let timing = match speed {
+                    Speed::Fast => BlynkTiming::fast(),
+                    Speed::Demo | Speed::Real => BlynkTiming::real(),
+                };
+                let sim = BlynkSim::start(BlynkConfig {
+                    admin,
+                    hardware,
+                    http,
+                    server_host,
+                    admin_email,
+                    admin_password,
+                    devices: behaviours,
+                    external_devices,
+                    upload_limit,
+                    timing,
+                    ..BlynkConfig::default()
+                })
+                .await
+                .context("starting the Blynk simulator")?;
+                tracing::info!(devices = sim.ready.tokens.len(), "ready");
                 let mut out = std::io::stdout().lock();
                 writeln!(out, "{}", sim.ready_line())?;
                 out.flush()?;
