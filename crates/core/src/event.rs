@@ -1,0 +1,78 @@
+//! Events the engine broadcasts after each change is stored. The app, the
+//! tray, the notifier and the CLI subscribe with
+//! [`crate::EngineHandle::subscribe`]; a slow subscriber that lags only
+//! loses events, never blocks the engine (it can re-read the state).
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ApprovalOutcome, Job, Node, PendingUpdate};
+
+/// How an account's sources are doing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum AccountState {
+    /// Starting up.
+    Connecting,
+    /// Every configured source is working.
+    Connected,
+    /// A source lost its connection and is trying again.
+    Reconnecting {
+        /// Which source and why.
+        reason: String,
+    },
+    /// The cloud wants a new login; nothing is retried until the user logs in.
+    NeedsLogin {
+        /// Why.
+        reason: String,
+    },
+    /// A source works in a reduced way (e.g. the broker refused basic-ingest topics).
+    Degraded {
+        /// What is missing.
+        reason: String,
+    },
+    /// Removed or stopped.
+    Stopped,
+}
+
+/// Something changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A node appeared or changed (name, version, online...).
+    NodeUpdated {
+        /// The node now.
+        node: Node,
+    },
+    /// An update became visible, or a visible one changed (snoozed, node
+    /// online...): treat it as an upsert keyed by account, node and job id.
+    PendingAdded {
+        /// The update.
+        pending: PendingUpdate,
+    },
+    /// An update is no longer pending (installed, withdrawn, approved, skipped).
+    PendingRemoved {
+        /// Account.
+        account: String,
+        /// Node.
+        node_id: String,
+        /// `ota_job_id`.
+        job_id: String,
+    },
+    /// A job changed state or progress.
+    JobChanged {
+        /// The job now.
+        job: Job,
+    },
+    /// An account's connection state changed.
+    AccountState {
+        /// Account.
+        account: String,
+        /// State.
+        state: AccountState,
+    },
+    /// The outcome of an approval of one node.
+    Approval {
+        /// Outcome.
+        outcome: ApprovalOutcome,
+    },
+}

@@ -1,0 +1,43 @@
+//! Greenlight's engine: it watches every ESP RainMaker node of every account,
+//! surfaces pending firmware updates, approves each update exactly once and
+//! follows every job to its end.
+//!
+//! The shape (see `shared/reference/architecture.md`):
+//!
+//! - **sources** (`rainmaker::mqtt`, `rainmaker::sweep`) only report facts;
+//! - the **engine** ([`engine`]) is one actor that owns the state, applies the
+//!   policies and turns requests into commands;
+//! - the **store** ([`store`]) is written before anyone is told, so every job
+//!   survives a restart;
+//! - **views** (app, tray, CLI) talk to an [`EngineHandle`] and subscribe to
+//!   [`Event`]s.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), greenlight_core::Error> {
+//! use std::sync::Arc;
+//! use greenlight_core::{Engine, EngineConfig, AccountConfig, MemorySecretStore};
+//! let secrets = Arc::new(MemorySecretStore::default());
+//! let engine = Engine::open(EngineConfig::new("/tmp/greenlight", secrets, "me")).await?;
+//! engine.add_account(AccountConfig::rest("home", "https://api.rainmaker.espressif.com", "me@example.com")).await?;
+//! engine.refresh().await?;
+//! for p in engine.pending().await? { println!("{} → {}", p.node_id, p.to_version); }
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod engine;
+pub mod error;
+pub mod event;
+pub mod model;
+pub mod policy;
+pub mod rainmaker;
+pub mod secrets;
+pub mod store;
+pub mod tls;
+
+pub use engine::{Engine, EngineConfig, EngineHandle};
+pub use error::{Error, Result};
+pub use event::{AccountState, Event};
+pub use model::*;
+pub use secrets::{KeyringSecretStore, MemorySecretStore, SecretError, SecretStore};

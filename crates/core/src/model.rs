@@ -1,0 +1,456 @@
+//! The engine's vocabulary: nodes, pending updates, jobs and their states,
+//! approval outcomes and account configuration. Every type is serde-friendly
+//! because the app forwards them to its front end as they are.
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+/// The current time in [`Millis`].
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// Names of the OTA service and its params as a node's config declares them
+/// (found by their types, not their names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OtaNames {
+    /// Name of the service of type `esp.service.ota` (usually `OTA`).
+    pub service: String,
+    /// Name of its `esp.param.ota_info` param (usually `Info`).
+    pub info: String,
+    /// Name of its `esp.param.ota_operation` param (usually `Operation`).
+    pub operation: String,
+}
+
+impl Default for OtaNames {
+    fn default() -> Self {
+        OtaNames {
+            service: "OTA".into(),
+            info: "Info".into(),
+            operation: "Operation".into(),
+        }
+    }
+}
+
+/// One node as the engine knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    /// Account the node belongs to.
+    pub account: String,
+    /// RainMaker node id.
+    pub node_id: String,
+    /// User-visible name.
+    pub name: Option<String>,
+    /// Model string from the node's config.
+    pub model: Option<String>,
+    /// Running firmware version, as last reported.
+    pub fw_version: Option<String>,
+    /// Connected right now, as far as the engine knows.
+    pub online: bool,
+    /// The node's OTA service, when its config declares one (node-side approval possible).
+    pub ota: Option<OtaNames>,
+    /// When anything was last heard about the node.
+    pub last_seen: Millis,
+}
+
+/// How an update is approved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateKind {
+    /// The node's own `esp.service.ota` waits for `{"OTA":{"Operation":"start"}}`.
+    NodeSide,
+    /// A cloud "User Approval" job, approved with `POST user/nodes/ota_update`.
+    CloudApproval,
+}
+
+impl UpdateKind {
+    /// Stable text for the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateKind::NodeSide => "node_side",
+            UpdateKind::CloudApproval => "cloud_approval",
+        }
+    }
+
+    /// Parses [`UpdateKind::as_str`].
+    pub fn parse(s: &str) -> Option<UpdateKind> {
+        match s {
+            "node_side" => Some(UpdateKind::NodeSide),
+            "cloud_approval" => Some(UpdateKind::CloudApproval),
+            _ => None,
+        }
+    }
+}
+
+/// An update waiting for the user's approval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingUpdate {
+    /// Account.
+    pub account: String,
+    /// Node.
+    pub node_id: String,
+    /// Node name, when known.
+    pub node_name: Option<String>,
+    /// `ota_job_id`.
+    pub job_id: String,
+    /// Running version, when known.
+    pub from_version: Option<String>,
+    /// Offered version.
+    pub to_version: String,
+    /// The admin's release note (cloud jobs only; the node's `Info` carries none).
+    pub release_note: Option<String>,
+    /// Image size in bytes, when known.
+    pub size: Option<u64>,
+    /// How it is approved.
+    pub kind: UpdateKind,
+    /// When the engine first saw it.
+    pub first_seen: Millis,
+    /// "Remind me later": hidden from approve-all until then.
+    pub snoozed_until: Option<Millis>,
+    /// The node is online (approval needs it; otherwise "install when online").
+    pub node_online: bool,
+}
+
+/// Why an approved job has not been sent yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "why", rename_all = "snake_case")]
+pub enum QueueReason {
+    /// Approved inside quiet hours; sent when the window opens.
+    QuietHours {
+        /// When the window opens.
+        until: Millis,
+    },
+    /// "Install when online".
+    WaitingForNode,
+}
+
+/// Where a job is. Terminal: success, failed, rejected, rolled back, cancelled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum JobState {
+    /// Approved, waiting before the command is sent.
+    Queued {
+        /// Why it waits.
+        reason: QueueReason,
+    },
+    /// The approval intent is recorded; the command is being sent.
+    Requested,
+    /// The intent was recorded but it cannot be proven that the command went
+    /// out (the program stopped, or no acknowledgement came). It is never
+    /// re-sent automatically: it needs the user's confirmation.
+    NotConfirmed {
+        /// What happened, in plain words.
+        reason: String,
+    },
+    /// The broker or cloud acknowledged the command.
+    Sent,
+    /// The cloud or node says the job started.
+    Started,
+    /// Downloading / flashing / rebooting.
+    InProgress,
+    /// The node postpones (waiting for approval, outside its download window, offline).
+    Delayed,
+    /// The node runs the new firmware.
+    Success,
+    /// The update failed.
+    Failed {
+        /// Plain reason.
+        reason: String,
+    },
+    /// The node refused the image.
+    Rejected {
+        /// Plain reason.
+        reason: String,
+    },
+    /// The node came back on its old firmware.
+    RolledBack,
+    /// Nothing changed for too long; the last known text is kept on the job.
+    Stuck,
+    /// Cancelled by the user before it was sent (RainMaker has no cancel once sent).
+    Cancelled,
+}
+
+impl JobState {
+    /// No further change is expected.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            JobState::Success
+                | JobState::Failed { .. }
+                | JobState::Rejected { .. }
+                | JobState::RolledBack
+                | JobState::Cancelled
+        )
+    }
+
+    /// The command has gone out (or may have) and the job is followed.
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self,
+            JobState::Requested
+                | JobState::NotConfirmed { .. }
+                | JobState::Sent
+                | JobState::Started
+                | JobState::InProgress
+                | JobState::Delayed
+                | JobState::Stuck
+        )
+    }
+
+    /// Short stable name (`in_progress`, `failed`...), also the database column.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobState::Queued { .. } => "queued",
+            JobState::Requested => "requested",
+            JobState::NotConfirmed { .. } => "not_confirmed",
+            JobState::Sent => "sent",
+            JobState::Started => "started",
+            JobState::InProgress => "in_progress",
+            JobState::Delayed => "delayed",
+            JobState::Success => "success",
+            JobState::Failed { .. } => "failed",
+            JobState::Rejected { .. } => "rejected",
+            JobState::RolledBack => "rolled_back",
+            JobState::Stuck => "stuck",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One approved update of one node, followed to its end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// Local id (database row).
+    pub id: i64,
+    /// Account.
+    pub account: String,
+    /// Node.
+    pub node_id: String,
+    /// `ota_job_id`.
+    pub ota_job_id: String,
+    /// How it was approved.
+    pub kind: UpdateKind,
+    /// Version before, when known.
+    pub from_version: Option<String>,
+    /// Target version.
+    pub to_version: String,
+    /// State.
+    pub state: JobState,
+    /// Last text from the node or cloud (`additional_info`).
+    pub progress_text: Option<String>,
+    /// Percentage, only when the node's text carries one ("Downloaded 40% Firmware Image").
+    pub percent: Option<u8>,
+    /// Who approved it.
+    pub approved_by: String,
+    /// When it was approved.
+    pub created_at: Millis,
+    /// When the command was acknowledged.
+    pub sent_at: Option<Millis>,
+    /// Last time anything about it changed.
+    pub updated_at: Millis,
+    /// When it reached a terminal state.
+    pub finished_at: Option<Millis>,
+}
+
+/// One entry of a job's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobEvent {
+    /// Job.
+    pub job_id: i64,
+    /// When.
+    pub at: Millis,
+    /// State after the change.
+    pub state: JobState,
+    /// Text at that time.
+    pub text: Option<String>,
+}
+
+/// What `history` returns: jobs, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryFilter {
+    /// Only this account.
+    pub account: Option<String>,
+    /// Only this node.
+    pub node_id: Option<String>,
+    /// At most this many (default 100).
+    pub limit: Option<u32>,
+}
+
+/// The result of an approval for one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalOutcome {
+    /// Account (empty when the node is unknown).
+    pub account: String,
+    /// Node.
+    pub node_id: String,
+    /// What happened.
+    pub result: ApprovalResult,
+}
+
+/// What happened to one node's approval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ApprovalResult {
+    /// The command was acknowledged; the job is followed.
+    Sent {
+        /// The job.
+        job: Job,
+    },
+    /// Approved, waiting (quiet hours, or for the node to come online).
+    Queued {
+        /// The job.
+        job: Job,
+    },
+    /// Recorded but not provably sent: needs confirmation.
+    NotConfirmed {
+        /// The job.
+        job: Job,
+    },
+    /// Nothing to install.
+    UpToDate,
+    /// The node is offline; "install when online" is offered instead.
+    Offline,
+    /// Left out by approve-all: snoozed or this version skipped.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// Refused (already approved, already running, no such node...).
+    Refused {
+        /// Why, in plain words.
+        reason: String,
+    },
+    /// The command failed (the cloud said no, or could not be reached).
+    Failed {
+        /// Why, in plain words.
+        reason: String,
+    },
+}
+
+/// The REST side of an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestConfig {
+    /// Base URL, e.g. `https://api.rainmaker.espressif.com` (`/v1` is added).
+    pub base_url: String,
+    /// The user's email. The password or refresh token lives in the secret
+    /// store under this account's name.
+    pub user: String,
+    /// Extra PEM CA file for a private deployment.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// SHA-256 fingerprint (hex) of a self-signed server certificate the
+    /// user accepted: only that certificate is trusted for this account.
+    #[serde(default)]
+    pub pinned_sha256: Option<String>,
+}
+
+/// The direct MQTT side of an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MqttConfig {
+    /// `mqtt://host:port` or `mqtts://host:port`.
+    pub url: String,
+    /// PEM CA file (mqtts); the built-in web roots otherwise.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// PEM client certificate (mutual TLS).
+    #[serde(default)]
+    pub client_cert: Option<String>,
+    /// PEM client key (mutual TLS).
+    #[serde(default)]
+    pub client_key: Option<String>,
+    /// User name; the password lives in the secret store.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Also subscribe to the AWS basic-ingest form
+    /// `$aws/rules/<rule>/node/+/...` (default on). Brokers that refuse `$`
+    /// filters are detected and the watcher falls back to plain topics.
+    #[serde(default = "yes")]
+    pub basic_ingest: bool,
+    /// MQTT client id (random when absent).
+    #[serde(default)]
+    pub client_id: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One RainMaker account: REST, a direct broker, or both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountConfig {
+    /// Unique name, also the key of its secrets.
+    pub name: String,
+    /// Cloud REST API.
+    #[serde(default)]
+    pub rest: Option<RestConfig>,
+    /// Direct MQTT broker.
+    #[serde(default)]
+    pub mqtt: Option<MqttConfig>,
+}
+
+impl AccountConfig {
+    /// A REST-only account.
+    pub fn rest(name: &str, base_url: &str, user: &str) -> AccountConfig {
+        AccountConfig {
+            name: name.into(),
+            rest: Some(RestConfig {
+                base_url: base_url.into(),
+                user: user.into(),
+                ca_file: None,
+                pinned_sha256: None,
+            }),
+            mqtt: None,
+        }
+    }
+
+    /// Adds a plain direct-MQTT side (`basic_ingest` on).
+    pub fn with_mqtt(mut self, url: &str) -> AccountConfig {
+        self.mqtt = Some(MqttConfig {
+            url: url.into(),
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            username: None,
+            basic_ingest: true,
+            client_id: None,
+        });
+        self
+    }
+
+    /// An MQTT-only account.
+    pub fn mqtt_only(name: &str, url: &str) -> AccountConfig {
+        AccountConfig {
+            name: name.into(),
+            rest: None,
+            mqtt: None,
+        }
+        .with_mqtt(url)
+    }
+}
+
+/// A daily window in which approvals wait, in minutes after midnight of the
+/// user's local time (`utc_offset_minutes` says which). `start > end` spans midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuietHours {
+    /// Start, minutes after local midnight (0..1440).
+    pub start_minute: u16,
+    /// End, minutes after local midnight (0..1440).
+    pub end_minute: u16,
+    /// The user's offset from UTC, minutes.
+    pub utc_offset_minutes: i16,
+}
+
+/// Secret keys used in the [`crate::SecretStore`], per account.
+pub mod secret_keys {
+    /// The RainMaker password.
+    pub const PASSWORD: &str = "password";
+    /// The RainMaker refresh token (kept after a login).
+    pub const REFRESH_TOKEN: &str = "refresh_token";
+    /// The MQTT broker password.
+    pub const MQTT_PASSWORD: &str = "mqtt_password";
+}

@@ -1,0 +1,106 @@
+//! ESP RainMaker sources and commands: the REST client ([`rest`]), the MQTT
+//! watcher ([`mqtt`]), the REST sweeps and pollers ([`sweep`]) and the
+//! parsers they share ([`parse`]). Sources only report [`Fact`]s to the
+//! engine; they decide nothing.
+
+pub mod mqtt;
+pub mod parse;
+pub mod rest;
+pub mod sweep;
+
+use tokio::sync::oneshot;
+
+use crate::event::AccountState;
+use parse::{ConfigInfo, OtaInfo};
+use rest::CloudOffer;
+
+/// What a source learned about a node's `Info` param.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InfoReport {
+    /// The message said nothing about it (or it was unreadable).
+    Unknown,
+    /// Nothing pending (`{}` or `"{}"`).
+    Empty,
+    /// An update waits for node-side approval.
+    Pending(OtaInfo),
+}
+
+/// What a source learned about one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeReport {
+    /// Node id (validated).
+    pub node_id: String,
+    /// The node's config, when the message carried one.
+    pub config: Option<ConfigInfo>,
+    /// Running version from an `otafetch`, when no config came.
+    pub fw_version: Option<String>,
+    /// Connectivity, when known.
+    pub online: Option<bool>,
+    /// The `Info` param.
+    pub info: InfoReport,
+}
+
+/// Which source reported a fact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The MQTT watcher.
+    Mqtt,
+    /// A REST call.
+    Rest,
+}
+
+/// A fact reported by a source to the engine.
+#[derive(Debug)]
+pub enum Fact {
+    /// Node reports. `complete`: this is the account's whole node list (a
+    /// sweep), so nodes not in it are gone. `done` is answered once applied.
+    Nodes {
+        /// Account.
+        account: String,
+        /// Reports.
+        nodes: Vec<NodeReport>,
+        /// Whole list.
+        complete: bool,
+        /// When the information was current (a sweep: when it was requested).
+        observed_at: crate::model::Millis,
+        /// Answered after the engine applied the reports.
+        done: Option<oneshot::Sender<()>>,
+    },
+    /// The result of a `GET user/nodes/ota_update`.
+    CloudOffer {
+        /// Account.
+        account: String,
+        /// Node.
+        node_id: String,
+        /// The offer, or none.
+        offer: Option<CloudOffer>,
+        /// Answered after the engine applied it.
+        done: Option<oneshot::Sender<()>>,
+    },
+    /// An OTA status for a job.
+    OtaStatus {
+        /// Account.
+        account: String,
+        /// Node.
+        node_id: String,
+        /// `ota_job_id`.
+        job_id: String,
+        /// Status string.
+        status: String,
+        /// `additional_info`.
+        text: String,
+        /// Timestamp, ms (0 when unknown).
+        ts: i64,
+        /// Who reported it.
+        via: Via,
+    },
+    /// A source's connection state.
+    Source {
+        /// Account.
+        account: String,
+        /// `mqtt` or `rest`.
+        source: &'static str,
+        /// State.
+        state: AccountState,
+    },
+}

@@ -1,0 +1,280 @@
+//! The REST sources of an account: the node sweep (one paged
+//! `user/nodes?node_details=true` listing, never one call per node), the
+//! cloud user-approval checks (one `ota_update` call per node, spread evenly
+//! over a period, at once for a node the user is looking at) and the
+//! `ota_status` poller for active jobs.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::mqtt::info_from_params;
+use super::parse::{self, short_field};
+use super::rest::RestClient;
+use super::{Fact, InfoReport, NodeReport, Via};
+use crate::error::Error;
+use crate::event::AccountState;
+
+/// A request for a sweep now; answered when its facts are applied.
+pub type SweepRequest = oneshot::Sender<Result<(), String>>;
+
+fn source_state(account: &str, e: &Error) -> Fact {
+    let state = match e {
+        Error::NeedsLogin { reason, .. } => AccountState::NeedsLogin {
+            reason: reason.clone(),
+        },
+        other => AccountState::Reconnecting {
+            reason: format!("cloud: {other}"),
+        },
+    };
+    Fact::Source {
+        account: account.to_string(),
+        source: "rest",
+        state,
+    }
+}
+
+/// One `node_details` entry as a report.
+pub fn report_from_detail(v: &Value) -> Option<NodeReport> {
+    let id = short_field(v.get("id")).or_else(|| short_field(v.get("node_id")))?;
+    parse::validate_node_id(&id).ok()?;
+    let config = v.get("config").and_then(parse::parse_config);
+    let names = config
+        .as_ref()
+        .and_then(|c| c.ota.clone())
+        .unwrap_or_default();
+    let info = match v.get("params") {
+        Some(p) if p.is_object() => info_from_params(p, &names, &id),
+        _ => InfoReport::Unknown,
+    };
+    Some(NodeReport {
+        online: v
+            .pointer("/status/connectivity/connected")
+            .and_then(Value::as_bool),
+        node_id: id,
+        config,
+        fw_version: None,
+        info,
+    })
+}
+
+/// Sweeps at once, then every `interval` (which the engine shortens while a
+/// job runs), and whenever asked.
+pub fn spawn_sweeper(
+    rest: RestClient,
+    interval: watch::Receiver<Duration>,
+    mut asks: mpsc::Receiver<SweepRequest>,
+    facts: mpsc::Sender<Fact>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let account = rest.account().to_string();
+        let mut first = true;
+        loop {
+            let mut waiters = vec![];
+            if !first {
+                let every = *interval.borrow();
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    a = asks.recv() => match a {
+                        Some(w) => waiters.push(w),
+                        None => return,
+                    },
+                }
+            }
+            first = false;
+            while let Ok(w) = asks.try_recv() {
+                waiters.push(w);
+            }
+            let observed_at = crate::model::now_ms();
+            let result = match rest.list_all_nodes().await {
+                Ok(details) => {
+                    let nodes: Vec<NodeReport> =
+                        details.iter().filter_map(report_from_detail).collect();
+                    let (tx, rx) = oneshot::channel();
+                    let f = Fact::Nodes {
+                        account: account.clone(),
+                        nodes,
+                        complete: true,
+                        observed_at,
+                        done: Some(tx),
+                    };
+                    if facts.send(f).await.is_err() {
+                        return;
+                    }
+                    let _ = rx.await;
+                    let _ = facts
+                        .send(Fact::Source {
+                            account: account.clone(),
+                            source: "rest",
+                            state: AccountState::Connected,
+                        })
+                        .await;
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::debug!(%account, error = %e, "node sweep failed");
+                    let _ = facts.send(source_state(&account, &e)).await;
+                    Err(e.to_string())
+                }
+            };
+            for w in waiters {
+                let _ = w.send(result.clone());
+            }
+        }
+    })
+}
+
+/// A request to check one node's cloud jobs now.
+pub type CheckRequest = (String, Option<oneshot::Sender<()>>);
+
+/// Checks each node in `nodes` once per `period`, evenly spread, and any
+/// node asked for at once.
+pub fn spawn_cloud_checker(
+    rest: RestClient,
+    mut nodes: watch::Receiver<Vec<String>>,
+    period: Duration,
+    mut asks: mpsc::Receiver<CheckRequest>,
+    facts: mpsc::Sender<Fact>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let account = rest.account().to_string();
+        let mut idx = 0usize;
+        let mut next_at = Instant::now();
+        loop {
+            let list = nodes.borrow_and_update().clone();
+            let gap = if list.is_empty() {
+                period
+            } else {
+                (period / list.len() as u32).max(Duration::from_millis(100))
+            };
+            if next_at + gap < Instant::now() {
+                next_at = Instant::now();
+            }
+            let (node, done) = tokio::select! {
+                _ = tokio::time::sleep_until(next_at + gap) => {
+                    next_at += gap;
+                    if list.is_empty() { continue; }
+                    idx = (idx + 1) % list.len();
+                    (list[idx].clone(), None)
+                }
+                a = asks.recv() => match a {
+                    Some(a) => a,
+                    None => return,
+                },
+                r = nodes.changed() => {
+                    if r.is_err() { return; }
+                    continue;
+                }
+            };
+            match rest.ota_update_check(&node).await {
+                Ok(offer) => {
+                    let f = Fact::CloudOffer {
+                        account: account.clone(),
+                        node_id: node,
+                        offer,
+                        done,
+                    };
+                    if facts.send(f).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(%account, %node, error = %e, "ota_update check failed");
+                    if matches!(e, Error::NeedsLogin { .. }) {
+                        let _ = facts.send(source_state(&account, &e)).await;
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// A job the poller follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollTarget {
+    /// Node.
+    pub node_id: String,
+    /// `ota_job_id`.
+    pub job_id: String,
+    /// Time between polls.
+    pub every: Duration,
+}
+
+/// Polls `ota_status` for each target at its own pace.
+pub fn spawn_poller(
+    rest: RestClient,
+    mut targets: watch::Receiver<Vec<PollTarget>>,
+    facts: mpsc::Sender<Fact>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let account = rest.account().to_string();
+        let mut last: HashMap<(String, String), Instant> = HashMap::new();
+        loop {
+            let list = targets.borrow_and_update().clone();
+            last.retain(|k, _| list.iter().any(|t| t.node_id == k.0 && t.job_id == k.1));
+            for t in &list {
+                let key = (t.node_id.clone(), t.job_id.clone());
+                if last.get(&key).is_some_and(|l| l.elapsed() < t.every) {
+                    continue;
+                }
+                last.insert(key, Instant::now());
+                tracing::trace!(node = %t.node_id, "polling ota_status");
+                match rest.ota_status(&t.node_id, &t.job_id).await {
+                    Ok(r) => {
+                        let f = Fact::OtaStatus {
+                            account: account.clone(),
+                            node_id: t.node_id.clone(),
+                            job_id: t.job_id.clone(),
+                            status: r.status,
+                            text: r.text,
+                            ts: r.timestamp,
+                            via: Via::Rest,
+                        };
+                        if facts.send(f).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(%account, node = %t.node_id, error = %e, "ota_status failed");
+                        if matches!(e, Error::NeedsLogin { .. }) {
+                            let _ = facts.send(source_state(&account, &e)).await;
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                r = targets.changed() => if r.is_err() { return; },
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn details_become_reports() {
+        let d = json!({
+            "id": "N1", "node_id": "N1",
+            "status": {"connectivity": {"connected": true, "timestamp": 1}},
+            "config": {"info": {"name": "Lamp", "fw_version": "1.0"}, "services": [
+                {"name": "OTA", "type": "esp.service.ota", "params": [
+                    {"name": "Info", "type": "esp.param.ota_info"},
+                    {"name": "Operation", "type": "esp.param.ota_operation"}]}]},
+            "params": {"OTA": {"Info": "{}"}}
+        });
+        let r = report_from_detail(&d).unwrap();
+        assert_eq!(r.online, Some(true));
+        assert_eq!(r.info, InfoReport::Empty);
+        assert_eq!(r.config.unwrap().fw_version.as_deref(), Some("1.0"));
+        assert!(report_from_detail(&json!({"id": "bad/id"})).is_none());
+        assert!(report_from_detail(&json!({})).is_none());
+    }
+}

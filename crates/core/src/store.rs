@@ -1,0 +1,644 @@
+//! The job store (SQLite, WAL): the truth across restarts. Jobs, every
+//! state change of every job, the approvals audit, skips, snoozes, per-node
+//! policies, settings and account configs (never secrets).
+//!
+//! The approval intent is written here before any command goes out, in a
+//! `BEGIN IMMEDIATE` transaction that is the arbiter of "exactly once": two
+//! engines (two processes) on the same data directory serialise on it, and
+//! the loser sees the winner's row and refuses.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::error::{Error, Result};
+use crate::model::{
+    now_ms, AccountConfig, HistoryFilter, Job, JobEvent, JobState, Millis, QuietHours, UpdateKind,
+};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts them.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: everything.
+    r#"
+CREATE TABLE accounts (
+    name TEXT PRIMARY KEY,
+    config TEXT NOT NULL
+);
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    ota_job_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    kind TEXT NOT NULL,
+    from_version TEXT,
+    to_version TEXT NOT NULL,
+    state TEXT NOT NULL,
+    state_json TEXT NOT NULL,
+    progress_text TEXT,
+    percent INTEGER,
+    approved_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    sent_at INTEGER,
+    updated_at INTEGER NOT NULL,
+    finished_at INTEGER,
+    UNIQUE (account, node_id, ota_job_id, attempt)
+);
+CREATE INDEX jobs_node ON jobs (account, node_id);
+CREATE INDEX jobs_state ON jobs (state);
+CREATE TABLE job_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id INTEGER NOT NULL REFERENCES jobs(id),
+    at INTEGER NOT NULL,
+    state_json TEXT NOT NULL,
+    text TEXT
+);
+CREATE INDEX job_events_job ON job_events (job_id);
+CREATE TABLE approvals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id INTEGER REFERENCES jobs(id),
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    account TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    ota_job_id TEXT,
+    from_version TEXT,
+    to_version TEXT,
+    result TEXT NOT NULL
+);
+CREATE TABLE skips (
+    account TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (account, node_id)
+);
+CREATE TABLE snoozes (
+    account TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    until INTEGER NOT NULL,
+    PRIMARY KEY (account, node_id)
+);
+CREATE TABLE policies (
+    account TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    auto_approve INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (account, node_id)
+);
+CREATE TABLE settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#,
+];
+
+/// An approval to record.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// Account.
+    pub account: String,
+    /// Node.
+    pub node_id: String,
+    /// `ota_job_id`.
+    pub ota_job_id: String,
+    /// Kind.
+    pub kind: UpdateKind,
+    /// Version before.
+    pub from_version: Option<String>,
+    /// Target version.
+    pub to_version: String,
+    /// Initial state (`Requested` or `Queued`).
+    pub state: JobState,
+    /// Who approves.
+    pub actor: String,
+}
+
+/// One row of the approvals audit.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEntry {
+    /// Job, when one was recorded.
+    pub job_id: Option<i64>,
+    /// When.
+    pub at: Millis,
+    /// Who.
+    pub actor: String,
+    /// Account.
+    pub account: String,
+    /// Node.
+    pub node_id: String,
+    /// `ota_job_id`.
+    pub ota_job_id: Option<String>,
+    /// From.
+    pub from_version: Option<String>,
+    /// To.
+    pub to_version: Option<String>,
+    /// Result (`requested`, `sent`, `refused: ...`, then the job's end).
+    pub result: String,
+}
+
+/// The store. One connection; the engine actor owns it.
+pub struct Store {
+    conn: Connection,
+}
+
+fn state_of(json: &str) -> JobState {
+    serde_json::from_str(json).unwrap_or(JobState::Failed {
+        reason: "unreadable state in the database".into(),
+    })
+}
+
+const JOB_COLS: &str = "id, account, node_id, ota_job_id, kind, from_version, to_version, state_json, progress_text, percent, approved_by, created_at, sent_at, updated_at, finished_at";
+
+fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
+    let kind: String = r.get(4)?;
+    let state: String = r.get(7)?;
+    let pct: Option<i64> = r.get(9)?;
+    Ok(Job {
+        id: r.get(0)?,
+        account: r.get(1)?,
+        node_id: r.get(2)?,
+        ota_job_id: r.get(3)?,
+        kind: UpdateKind::parse(&kind).unwrap_or(UpdateKind::NodeSide),
+        from_version: r.get(5)?,
+        to_version: r.get(6)?,
+        state: state_of(&state),
+        progress_text: r.get(8)?,
+        percent: pct.and_then(|p| u8::try_from(p).ok()),
+        approved_by: r.get(10)?,
+        created_at: r.get(11)?,
+        sent_at: r.get(12)?,
+        updated_at: r.get(13)?,
+        finished_at: r.get(14)?,
+    })
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+impl Store {
+    /// Opens (creating) `dir/greenlight.db`, in WAL mode, migrated.
+    pub fn open(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            what: format!("creating data directory {}", dir.display()),
+            source,
+        })?;
+        let mut conn = Connection::open(dir.join("greenlight.db"))?;
+        // Another engine on the same directory may hold the write lock briefly.
+        conn.busy_timeout(Duration::from_secs(15))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+            tx.execute_batch(m)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        }
+        tx.commit()?;
+        Ok(Store { conn })
+    }
+
+    // ---- accounts ----------------------------------------------------------
+
+    /// Saves an account's config (no secrets are in it).
+    pub fn save_account(&self, cfg: &AccountConfig) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO accounts (name, config) VALUES (?1, ?2)
+             ON CONFLICT(name) DO UPDATE SET config = excluded.config",
+            params![cfg.name, json(cfg)],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets an account.
+    pub fn remove_account(&self, name: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM accounts WHERE name = ?1", params![name])?;
+        Ok(())
+    }
+
+    /// Every saved account.
+    pub fn accounts(&self) -> Result<Vec<AccountConfig>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT config FROM accounts ORDER BY name")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = vec![];
+        for r in rows {
+            match serde_json::from_str(&r?) {
+                Ok(c) => out.push(c),
+                Err(e) => tracing::warn!(error = %e, "skipping an unreadable account config"),
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- jobs ----------------------------------------------------------------
+
+    /// Records an approval intent, or says why not (`Ok(Err(reason))`):
+    /// another job of this node is still running, or this job id was
+    /// already approved (only a failed attempt may be approved again).
+    pub fn insert_intent(&mut self, n: &NewJob) -> Result<std::result::Result<Job, String>> {
+        let now = now_ms();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let running: Option<(String, String)> = tx
+            .query_row(
+                "SELECT ota_job_id, state FROM jobs WHERE account = ?1 AND node_id = ?2
+                 AND state NOT IN ('success','failed','rejected','rolled_back','cancelled')
+                 ORDER BY id DESC LIMIT 1",
+                params![n.account, n.node_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let refusal = if let Some((job, state)) = running {
+            Some(if job == n.ota_job_id {
+                format!(
+                    "this update was already approved and is {}",
+                    state.replace('_', " ")
+                )
+            } else {
+                format!("another update of this node is {}", state.replace('_', " "))
+            })
+        } else {
+            let done: Option<String> = tx
+                .query_row(
+                    "SELECT state FROM jobs WHERE account = ?1 AND node_id = ?2 AND ota_job_id = ?3
+                     AND state <> 'failed' AND state <> 'cancelled' ORDER BY id DESC LIMIT 1",
+                    params![n.account, n.node_id, n.ota_job_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            done.map(|s| {
+                format!(
+                    "this update was already approved (it ended: {})",
+                    s.replace('_', " ")
+                )
+            })
+        };
+        if let Some(reason) = refusal {
+            tx.execute(
+                "INSERT INTO approvals (job_id, at, actor, account, node_id, ota_job_id, from_version, to_version, result)
+                 VALUES (NULL, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![now, n.actor, n.account, n.node_id, n.ota_job_id, n.from_version, n.to_version, format!("refused: {reason}")],
+            )?;
+            tx.commit()?;
+            return Ok(Err(reason));
+        }
+        let attempt: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM jobs WHERE account = ?1 AND node_id = ?2 AND ota_job_id = ?3",
+            params![n.account, n.node_id, n.ota_job_id],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO jobs (account, node_id, ota_job_id, attempt, kind, from_version, to_version, state, state_json,
+                               approved_by, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+            params![
+                n.account, n.node_id, n.ota_job_id, attempt, n.kind.as_str(), n.from_version, n.to_version,
+                n.state.name(), json(&n.state), n.actor, now
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO job_events (job_id, at, state_json, text) VALUES (?1, ?2, ?3, NULL)",
+            params![id, now, json(&n.state)],
+        )?;
+        tx.execute(
+            "INSERT INTO approvals (job_id, at, actor, account, node_id, ota_job_id, from_version, to_version, result)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![id, now, n.actor, n.account, n.node_id, n.ota_job_id, n.from_version, n.to_version, n.state.name()],
+        )?;
+        let job = tx.query_row(
+            &format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"),
+            params![id],
+            job_row,
+        )?;
+        tx.commit()?;
+        Ok(Ok(job))
+    }
+
+    /// Records a refusal decided before any row (offline, up to date...) in the audit.
+    pub fn audit_refusal(
+        &self,
+        actor: &str,
+        account: &str,
+        node_id: &str,
+        result: &str,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO approvals (job_id, at, actor, account, node_id, result) VALUES (NULL, ?1, ?2, ?3, ?4, ?5)",
+            params![now_ms(), actor, account, node_id, result],
+        )?;
+        Ok(())
+    }
+
+    /// Writes a job's new state; adds a history entry when the state or text
+    /// changed (`changed`). Also updates the audit result at the end.
+    pub fn save_job(&mut self, job: &Job, changed: bool) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE jobs SET state = ?2, state_json = ?3, progress_text = ?4, percent = ?5,
+                 sent_at = ?6, updated_at = ?7, finished_at = ?8 WHERE id = ?1",
+            params![
+                job.id,
+                job.state.name(),
+                json(&job.state),
+                job.progress_text,
+                job.percent.map(i64::from),
+                job.sent_at,
+                job.updated_at,
+                job.finished_at
+            ],
+        )?;
+        if changed {
+            tx.execute(
+                "INSERT INTO job_events (job_id, at, state_json, text) VALUES (?1, ?2, ?3, ?4)",
+                params![job.id, job.updated_at, json(&job.state), job.progress_text],
+            )?;
+            tx.execute(
+                "UPDATE approvals SET result = ?2 WHERE job_id = ?1",
+                params![job.id, job.state.name()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Jobs not in a terminal state.
+    pub fn unfinished_jobs(&self) -> Result<Vec<Job>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE state NOT IN ('success','failed','rejected','rolled_back','cancelled') ORDER BY id"
+        ))?;
+        let rows = st.query_map([], job_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// (account, node, ota_job_id) of every job that was not failed or
+    /// cancelled: those updates are no longer offered for approval.
+    pub fn approved_keys(&self) -> Result<Vec<(String, String, String)>> {
+        let mut st = self.conn.prepare(
+            "SELECT DISTINCT account, node_id, ota_job_id FROM jobs WHERE state NOT IN ('failed','cancelled')",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// One job.
+    pub fn job(&self, id: i64) -> Result<Option<Job>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"),
+                params![id],
+                job_row,
+            )
+            .optional()?)
+    }
+
+    /// Jobs, newest first.
+    pub fn history(&self, f: &HistoryFilter) -> Result<Vec<Job>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE (?1 IS NULL OR account = ?1) AND (?2 IS NULL OR node_id = ?2)
+             ORDER BY id DESC LIMIT ?3"
+        ))?;
+        let rows = st.query_map(
+            params![f.account, f.node_id, i64::from(f.limit.unwrap_or(100))],
+            job_row,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// A job's state changes, oldest first.
+    pub fn job_events(&self, job_id: i64) -> Result<Vec<JobEvent>> {
+        let mut st = self.conn.prepare(
+            "SELECT job_id, at, state_json, text FROM job_events WHERE job_id = ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map(params![job_id], |r| {
+            let s: String = r.get(2)?;
+            Ok(JobEvent {
+                job_id: r.get(0)?,
+                at: r.get(1)?,
+                state: state_of(&s),
+                text: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// The approvals audit, newest first.
+    pub fn audit(&self, limit: u32) -> Result<Vec<AuditEntry>> {
+        let mut st = self.conn.prepare(
+            "SELECT job_id, at, actor, account, node_id, ota_job_id, from_version, to_version, result
+             FROM approvals ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = st.query_map(params![i64::from(limit)], |r| {
+            Ok(AuditEntry {
+                job_id: r.get(0)?,
+                at: r.get(1)?,
+                actor: r.get(2)?,
+                account: r.get(3)?,
+                node_id: r.get(4)?,
+                ota_job_id: r.get(5)?,
+                from_version: r.get(6)?,
+                to_version: r.get(7)?,
+                result: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    // ---- policies ------------------------------------------------------------
+
+    /// Skips `version` of a node (`None` clears).
+    pub fn set_skip(&self, account: &str, node_id: &str, version: Option<&str>) -> Result<()> {
+        match version {
+            Some(v) => self.conn.execute(
+                "INSERT INTO skips (account, node_id, version, at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(account, node_id) DO UPDATE SET version = excluded.version, at = excluded.at",
+                params![account, node_id, v, now_ms()],
+            )?,
+            None => self.conn.execute(
+                "DELETE FROM skips WHERE account = ?1 AND node_id = ?2",
+                params![account, node_id],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// Every skip: (account, node) → version.
+    pub fn skips(&self) -> Result<HashMap<(String, String), String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT account, node_id, version FROM skips")?;
+        let rows = st.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<HashMap<_, _>>>()?)
+    }
+
+    /// Snoozes a node until `until` (`None` clears).
+    pub fn set_snooze(&self, account: &str, node_id: &str, until: Option<Millis>) -> Result<()> {
+        match until {
+            Some(u) => self.conn.execute(
+                "INSERT INTO snoozes (account, node_id, until) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(account, node_id) DO UPDATE SET until = excluded.until",
+                params![account, node_id, u],
+            )?,
+            None => self.conn.execute(
+                "DELETE FROM snoozes WHERE account = ?1 AND node_id = ?2",
+                params![account, node_id],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// Every snooze: (account, node) → until.
+    pub fn snoozes(&self) -> Result<HashMap<(String, String), Millis>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT account, node_id, until FROM snoozes")?;
+        let rows = st.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<HashMap<_, _>>>()?)
+    }
+
+    /// Turns per-node auto-approve on or off.
+    pub fn set_auto_approve(&self, account: &str, node_id: &str, on: bool) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO policies (account, node_id, auto_approve) VALUES (?1, ?2, ?3)
+             ON CONFLICT(account, node_id) DO UPDATE SET auto_approve = excluded.auto_approve",
+            params![account, node_id, on],
+        )?;
+        Ok(())
+    }
+
+    /// Nodes with auto-approve on.
+    pub fn auto_approve(&self) -> Result<Vec<(String, String)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT account, node_id FROM policies WHERE auto_approve <> 0")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Sets or clears quiet hours.
+    pub fn set_quiet_hours(&self, q: Option<&QuietHours>) -> Result<()> {
+        match q {
+            Some(q) => self.conn.execute(
+                "INSERT INTO settings (key, value) VALUES ('quiet_hours', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![json(q)],
+            )?,
+            None => self
+                .conn
+                .execute("DELETE FROM settings WHERE key = 'quiet_hours'", [])?,
+        };
+        Ok(())
+    }
+
+    /// Quiet hours, if set.
+    pub fn quiet_hours(&self) -> Result<Option<QuietHours>> {
+        let v: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM settings WHERE key = 'quiet_hours'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.and_then(|s| serde_json::from_str(&s).ok()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "gl-store-{}-{name}-{}",
+            std::process::id(),
+            now_ms()
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn new_job(job: &str) -> NewJob {
+        NewJob {
+            account: "a".into(),
+            node_id: "N".into(),
+            ota_job_id: job.into(),
+            kind: UpdateKind::NodeSide,
+            from_version: Some("1".into()),
+            to_version: "2".into(),
+            state: JobState::Requested,
+            actor: "me".into(),
+        }
+    }
+
+    #[test]
+    fn intent_is_recorded_once_even_from_two_connections() {
+        let d = tmp("once");
+        let mut a = Store::open(&d).unwrap();
+        let mut b = Store::open(&d).unwrap();
+        let first = a.insert_intent(&new_job("J")).unwrap();
+        assert!(first.is_ok());
+        let second = b.insert_intent(&new_job("J")).unwrap();
+        assert!(second.unwrap_err().contains("already approved"));
+        let other = b.insert_intent(&new_job("K")).unwrap();
+        assert!(other.unwrap_err().contains("another update"));
+        // A failed attempt may be approved again.
+        let mut j = first.unwrap();
+        j.state = JobState::Failed {
+            reason: "download failed".into(),
+        };
+        a.save_job(&j, true).unwrap();
+        assert!(b.insert_intent(&new_job("J")).unwrap().is_ok());
+        assert_eq!(a.history(&HistoryFilter::default()).unwrap().len(), 2);
+        assert_eq!(a.job_events(j.id).unwrap().len(), 2);
+        assert!(a
+            .audit(10)
+            .unwrap()
+            .iter()
+            .any(|e| e.result.starts_with("refused")));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn policies_round_trip_and_reopen() {
+        let d = tmp("pol");
+        {
+            let s = Store::open(&d).unwrap();
+            s.set_skip("a", "N", Some("2.0")).unwrap();
+            s.set_snooze("a", "N", Some(5)).unwrap();
+            s.set_auto_approve("a", "M", true).unwrap();
+            s.set_quiet_hours(Some(&QuietHours {
+                start_minute: 1,
+                end_minute: 2,
+                utc_offset_minutes: 0,
+            }))
+            .unwrap();
+            s.save_account(&AccountConfig::mqtt_only("x", "mqtt://h:1"))
+                .unwrap();
+        }
+        let s = Store::open(&d).unwrap();
+        assert_eq!(
+            s.skips()
+                .unwrap()
+                .get(&("a".into(), "N".into()))
+                .map(String::as_str),
+            Some("2.0")
+        );
+        assert_eq!(s.snoozes().unwrap().len(), 1);
+        assert_eq!(
+            s.auto_approve().unwrap(),
+            vec![("a".to_string(), "M".to_string())]
+        );
+        assert!(s.quiet_hours().unwrap().is_some());
+        assert_eq!(s.accounts().unwrap()[0].name, "x");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

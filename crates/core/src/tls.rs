@@ -1,0 +1,254 @@
+//! Trusting servers. TLS is verified against the web's roots (or a CA file)
+//! by default; a self-signed server (a home RainMaker deployment, a Blynk
+//! server) is trusted only through the SHA-256 fingerprint of its certificate
+//! that the user saw and accepted — never through a global "insecure" switch.
+//! A pinned server that later presents another certificate is refused, with
+//! both fingerprints in the message.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// SHA-256 of a DER certificate, lowercase hex (64 characters).
+pub fn fingerprint(der: &[u8]) -> String {
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Accepts `AB:CD:...`, `ab cd ...` or plain hex; returns 64 lowercase hex digits.
+pub fn normalize_fingerprint(s: &str) -> Result<String> {
+    let hex: String = s
+        .chars()
+        .filter(|c| !matches!(c, ':' | ' ' | '-'))
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(hex)
+    } else {
+        Err(Error::Config(format!(
+            "{s:?} is not a SHA-256 fingerprint (64 hex digits, colons allowed)"
+        )))
+    }
+}
+
+/// Shows a fingerprint as people compare them: `AB:CD:EF:...`.
+pub fn pretty(fp: &str) -> String {
+    fp.as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8_lossy(c).to_ascii_uppercase())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+}
+
+/// Accepts exactly one end-entity certificate (by fingerprint); the
+/// handshake signatures are still checked, so the server must hold its key.
+#[derive(Debug)]
+struct Pinned {
+    pin: String,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let got = fingerprint(end_entity.as_ref());
+        if got == self.pin {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(format!(
+                "the server's certificate changed: you trusted {}, it now presents {}; if you expected this, accept the new fingerprint",
+                pretty(&self.pin),
+                pretty(&got)
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A rustls client configuration that trusts only the certificate with this fingerprint.
+pub fn pinned_client_config(pin: &str) -> Result<rustls::ClientConfig> {
+    let pin = normalize_fingerprint(pin)?;
+    let provider = provider();
+    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Config(format!("TLS: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned { pin, provider }))
+        .with_no_client_auth();
+    Ok(cfg)
+}
+
+/// Records the certificate a server presents and accepts nothing: used only
+/// to show the user a fingerprint, never to send a request.
+#[derive(Debug)]
+struct Recorder {
+    seen: std::sync::Mutex<Option<Vec<u8>>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Recorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Ok(mut s) = self.seen.lock() {
+            *s = Some(end_entity.as_ref().to_vec());
+        }
+        // Refuse: the connection is closed right after the certificate is seen.
+        Err(rustls::Error::General("fingerprint probe".into()))
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            m,
+            c,
+            d,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            m,
+            c,
+            d,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// The SHA-256 fingerprint of the certificate an `https://` server presents,
+/// for the user to compare and accept.
+pub async fn probe_fingerprint(url: &str) -> Result<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or_else(|| Error::Config(format!("{url}: only https:// servers have a certificate")))?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
+            h.trim_start_matches('[').trim_end_matches(']').to_string(),
+            p.parse::<u16>()
+                .map_err(|_| Error::Config(format!("bad port in {url}")))?,
+        ),
+        _ => (authority.to_string(), 443),
+    };
+    let provider = provider();
+    let rec = Arc::new(Recorder {
+        seen: std::sync::Mutex::new(None),
+        provider: provider.clone(),
+    });
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Config(format!("TLS: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(rec.clone())
+        .with_no_client_auth();
+    let name =
+        ServerName::try_from(host.clone()).map_err(|e| Error::Config(format!("{host}: {e}")))?;
+    let tcp = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    .map_err(|_| Error::Network(format!("{host}:{port} did not answer within 10 s")))?
+    .map_err(|e| Error::Network(format!("{host}:{port}: {e}")))?;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp),
+    )
+    .await;
+    let der = rec
+        .seen
+        .lock()
+        .ok()
+        .and_then(|s| s.clone())
+        .ok_or_else(|| Error::Network(format!("{host}:{port} presented no certificate")))?;
+    Ok(fingerprint(&der))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_normalize() {
+        let fp = "ab".repeat(32);
+        assert_eq!(normalize_fingerprint(&fp).unwrap(), fp);
+        assert_eq!(normalize_fingerprint(&pretty(&fp)).unwrap(), fp);
+        assert!(normalize_fingerprint("abc").is_err());
+        assert!(normalize_fingerprint(&"zz".repeat(32)).is_err());
+        assert_eq!(pretty("0a1b"), "0A:1B");
+        assert_eq!(fingerprint(b"x").len(), 64);
+    }
+}
