@@ -40,49 +40,66 @@ pub fn free_port() -> u16 {
 impl Mosquitto {
     /// Starts mosquitto on a free port. Panics with a clear message when it
     /// is not installed: these tests are meant to run against the real broker.
+    /// A port picked free can be taken by someone else before mosquitto binds
+    /// it, so a broker that exits at once is retried on another port.
     pub fn start() -> Mosquitto {
-        Self::start_on(free_port())
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Self::try_start_on(free_port()) {
+                Ok(m) => return m,
+                Err(e) => last = e,
+            }
+        }
+        panic!("mosquitto did not start: {last}");
     }
 
     /// Starts mosquitto on `port` (used to restart a broker on the same port).
     pub fn start_on(port: u16) -> Mosquitto {
-        let bin = mosquitto_binary()
-            .expect("mosquitto is not installed: run `apt-get install mosquitto` (or .ci/run)");
+        Self::try_start_on(port).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_start_on(port: u16) -> Result<Mosquitto, String> {
+        let bin = mosquitto_binary().expect(
+            "mosquitto is not installed: run `apt-get install mosquitto` (or scripts/deps.sh)",
+        );
         let dir =
             std::env::temp_dir().join(format!("greenlight-mosq-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
             format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 0\nlog_type error\n"),
         )
-        .expect("write mosquitto.conf");
+        .map_err(|e| e.to_string())?;
         let child = Command::new(bin)
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("spawn mosquitto");
-        let m = Mosquitto {
+            .map_err(|e| format!("spawn mosquitto: {e}"))?;
+        let mut m = Mosquitto {
             child: Some(child),
             port,
             dir,
         };
-        m.wait_listening();
-        m
-    }
-
-    fn wait_listening(&self) {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
+            if let Some(c) = m.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    m.child = None;
+                    return Err(format!(
+                        "mosquitto on port {port} exited at once ({status}); port taken?"
+                    ));
+                }
+            }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-                return;
+                return Ok(m);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("mosquitto did not listen on {addr}");
+        Err(format!("mosquitto did not listen on {addr}"))
     }
 
     /// `mqtt://127.0.0.1:PORT`.
@@ -194,5 +211,98 @@ impl Raw {
         let (s, b) = self.send(reqwest::Method::GET, path, None).await;
         assert_eq!(s, 200, "GET {path}: {b}");
         b
+    }
+}
+
+/// A private, unlocked Secret Service (gnome-keyring on its own session
+/// bus) for tests that store secrets in a real OS keychain. Child processes
+/// get it through [`SecretService::envs`]. Everything is torn down on drop.
+pub struct SecretService {
+    dbus_pid: u32,
+    dir: PathBuf,
+    address: String,
+}
+
+impl SecretService {
+    /// Starts dbus-daemon and gnome-keyring-daemon (`.ci/run` installs them).
+    /// Returns `None` with a message on stderr when they are not installed.
+    pub fn start() -> Option<SecretService> {
+        for bin in ["dbus-daemon", "gnome-keyring-daemon"] {
+            if Command::new("sh")
+                .arg("-c")
+                .arg(format!("command -v {bin}"))
+                .output()
+                .map(|o| !o.status.success())
+                .unwrap_or(true)
+            {
+                eprintln!("{bin} is not installed: run scripts/deps.sh");
+                return None;
+            }
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "greenlight-keyring-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        let (home, run) = (dir.join("home"), dir.join("run"));
+        std::fs::create_dir_all(&home).ok()?;
+        std::fs::create_dir_all(&run).ok()?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).ok()?;
+        }
+        let out = Command::new("dbus-daemon")
+            .args(["--session", "--fork", "--print-address=1", "--print-pid=1"])
+            .env("HOME", &home)
+            .env("XDG_RUNTIME_DIR", &run)
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut lines = text.lines();
+        let address = lines.next()?.trim().to_string();
+        let dbus_pid: u32 = lines.next()?.trim().parse().ok()?;
+        let me = SecretService {
+            dbus_pid,
+            dir,
+            address,
+        };
+        let mut kr = Command::new("gnome-keyring-daemon")
+            .args(["--unlock", "--components=secrets", "--daemonize"])
+            .envs(me.envs())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        if let Some(mut stdin) = kr.stdin.take() {
+            use std::io::Write;
+            let _ = stdin.write_all(b"greenlight-test-keyring");
+        }
+        let _ = kr.wait();
+        Some(me)
+    }
+
+    /// Environment a child process needs to reach this keychain.
+    pub fn envs(&self) -> Vec<(String, String)> {
+        vec![
+            ("DBUS_SESSION_BUS_ADDRESS".into(), self.address.clone()),
+            (
+                "HOME".into(),
+                self.dir.join("home").to_string_lossy().into_owned(),
+            ),
+            (
+                "XDG_RUNTIME_DIR".into(),
+                self.dir.join("run").to_string_lossy().into_owned(),
+            ),
+        ]
+    }
+}
+
+impl Drop for SecretService {
+    fn drop(&mut self) {
+        // gnome-keyring-daemon leaves when its bus goes away.
+        let _ = Command::new("kill").arg(self.dbus_pid.to_string()).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -1,0 +1,235 @@
+//! The command line, as clap parses it. Kept apart from the code that runs
+//! commands so the whole interface can be read in one place.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Greenlight: see which of your devices have a firmware update waiting,
+/// approve it, and watch it finish.
+#[derive(Debug, Parser)]
+#[command(name = "greenlight", version, about, long_about = None)]
+pub struct Cli {
+    /// Where Greenlight keeps its state (shared with the desktop app).
+    #[arg(long, global = true, env = "GREENLIGHT_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Machine-readable output: one JSON document (one object per line for `watch`).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the built-in demo fleet (no hardware, no account) and watch it live.
+    Demo(DemoArgs),
+    /// Add, list or remove accounts (RainMaker cloud, MQTT brokers).
+    #[command(subcommand)]
+    Account(AccountCmd),
+    /// Every device with its firmware version and status.
+    Nodes,
+    /// Updates waiting for your approval.
+    Pending(PendingArgs),
+    /// Approve pending updates.
+    Approve(ApproveArgs),
+    /// Remind me later: hide a device's pending update for a while.
+    Snooze(SnoozeArgs),
+    /// Skip this version on a device (a newer version will show again).
+    Skip(NodeArg),
+    /// Update jobs: running and finished.
+    Jobs,
+    /// Every approval and how it ended.
+    History(HistoryArgs),
+    /// Policies: per-device auto-approve, quiet hours.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Run the engine: follow every device, apply policies, print events.
+    Watch,
+}
+
+/// `demo` options.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Approve every pending update without asking (for scripts).
+    #[arg(long)]
+    pub approve_all: bool,
+    /// Leave after every job has ended (instead of waiting for Ctrl-C).
+    #[arg(long)]
+    pub exit_when_done: bool,
+}
+
+/// `account` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AccountCmd {
+    /// Add an account.
+    #[command(subcommand)]
+    Add(AccountAdd),
+    /// List accounts.
+    List,
+    /// Remove an account (and its secrets from the keychain).
+    Remove {
+        /// Account name.
+        name: String,
+    },
+}
+
+/// Kinds of account.
+#[derive(Debug, Subcommand)]
+pub enum AccountAdd {
+    /// An ESP RainMaker cloud account (optionally with a direct MQTT broker).
+    Rainmaker(RainmakerAccountArgs),
+    /// A direct MQTT broker only (self-hosted nodes), no cloud.
+    Mqtt(MqttAccountArgs),
+}
+
+/// `account add rainmaker`.
+#[derive(Debug, Args)]
+pub struct RainmakerAccountArgs {
+    /// A name for this account.
+    #[arg(long)]
+    pub name: String,
+    /// Cloud API base URL.
+    #[arg(long, default_value = "https://api.rainmaker.espressif.com")]
+    pub url: String,
+    /// Account email.
+    #[arg(long)]
+    pub user: String,
+    /// Also follow nodes live over this MQTT broker (mqtt:// or mqtts://).
+    #[arg(long)]
+    pub mqtt_url: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// Read the password from standard input instead of a prompt.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Trust the server's self-signed certificate with this SHA-256
+    /// fingerprint (hex, colons allowed): the only way without a terminal.
+    #[arg(long, value_name = "HEX")]
+    pub trust_fingerprint: Option<String>,
+}
+
+/// `account add mqtt`.
+#[derive(Debug, Args)]
+pub struct MqttAccountArgs {
+    /// A name for this account.
+    #[arg(long)]
+    pub name: String,
+    /// Broker URL, mqtt://HOST:PORT or mqtts://HOST:PORT.
+    #[arg(long)]
+    pub mqtt_url: String,
+    /// Broker user name (its password is asked for, or read with --password-stdin).
+    #[arg(long)]
+    pub username: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// Read the broker password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// TLS files for an MQTT broker.
+#[derive(Debug, Args)]
+pub struct TlsArgs {
+    /// CA certificate (PEM) that signed the broker's certificate.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Client private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+}
+
+/// `pending` options.
+#[derive(Debug, Args)]
+pub struct PendingArgs {
+    /// Ask every node to check for updates now (MQTT accounts).
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// `approve` options.
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// Node ids or names.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub nodes: Vec<String>,
+    /// Every pending update (skips up-to-date and offline devices and says so).
+    #[arg(long)]
+    pub all: bool,
+    /// Offline devices: install as soon as they come online.
+    #[arg(long)]
+    pub when_online: bool,
+    /// Install at this local time (HH:MM) instead of now.
+    #[arg(long, value_name = "HH:MM")]
+    pub at: Option<String>,
+    /// Return at once instead of following the jobs to their end.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// A single node.
+#[derive(Debug, Args)]
+pub struct NodeArg {
+    /// Node id or name.
+    pub node: String,
+}
+
+/// `snooze` options.
+#[derive(Debug, Args)]
+pub struct SnoozeArgs {
+    /// Node id or name.
+    pub node: String,
+    /// How long, e.g. 1d, 12h, 30m.
+    #[arg(long = "for", value_name = "DURATION", default_value = "1d")]
+    pub duration: String,
+}
+
+/// Outcomes to filter history by.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ResultFilter {
+    /// Finished with the new firmware running.
+    Success,
+    /// Failed, rejected, rolled back, stuck or cancelled.
+    Failure,
+    /// Not finished yet.
+    Running,
+}
+
+/// `history` options.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// CSV instead of a table.
+    #[arg(long)]
+    pub csv: bool,
+    /// Only this device (id or name).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Only this outcome.
+    #[arg(long, value_enum)]
+    pub result: Option<ResultFilter>,
+}
+
+/// `policy` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// Show the policies.
+    Show,
+    /// Auto-approve updates for a device (opt-in; failures still notify).
+    AutoApprove {
+        /// Node id or name.
+        node: String,
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+    /// Quiet hours: approvals wait until the window ends. `off` clears them.
+    QuietHours {
+        /// HH:MM-HH:MM (local time), or `off`.
+        window: String,
+    },
+}

@@ -1,0 +1,1003 @@
+//! Runs each subcommand on the engine. One-shot commands open the engine on
+//! the data directory, bring the state up to date with one sweep where the
+//! account allows it, answer, and close; `watch` keeps it running.
+
+use std::collections::HashMap;
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use greenlight_core::{
+    now_ms, secret_keys, AccountConfig, AccountState, ApprovalResult, Engine, EngineConfig,
+    EngineHandle, Event, HistoryFilter, Job, JobState, KeyringSecretStore, MqttConfig, QuietHours,
+    SecretError, SecretStore,
+};
+use serde_json::json;
+
+use crate::args::{
+    AccountAdd, AccountCmd, ApproveArgs, Cli, Command, HistoryArgs, PolicyCmd, ResultFilter,
+    TlsArgs,
+};
+use crate::output::{self, node_label};
+use crate::Failure;
+
+type Res<T = ()> = Result<T, Failure>;
+
+/// The data directory: `--data-dir`, or the platform's (shared with the app).
+pub fn data_dir(arg: Option<PathBuf>) -> Res<PathBuf> {
+    if let Some(d) = arg {
+        return Ok(d);
+    }
+    directories::ProjectDirs::from("dev", "greenlight", "greenlight")
+        .map(|p| p.data_dir().to_path_buf())
+        .ok_or_else(|| {
+            Failure::Failed(
+                "no home directory to keep Greenlight's data in; pass --data-dir".into(),
+            )
+        })
+}
+
+/// A secret store that only says the keychain is unreachable: commands that
+/// need no secret still work, the others report "log in" (exit 3).
+struct NoKeychain(String);
+
+impl SecretStore for NoKeychain {
+    fn get(&self, _: &str, _: &str) -> Result<Option<String>, SecretError> {
+        Err(SecretError::NoKeychain(self.0.clone()))
+    }
+    fn set(&self, _: &str, _: &str, _: &str) -> Result<(), SecretError> {
+        Err(SecretError::NoKeychain(self.0.clone()))
+    }
+    fn delete(&self, _: &str, _: &str) -> Result<(), SecretError> {
+        Err(SecretError::NoKeychain(self.0.clone()))
+    }
+}
+
+fn keychain() -> Result<Arc<dyn SecretStore>, SecretError> {
+    KeyringSecretStore::open().map(|s| Arc::new(s) as Arc<dyn SecretStore>)
+}
+
+fn keychain_failure(e: SecretError) -> Failure {
+    Failure::Auth(format!(
+        "{e}. Greenlight keeps passwords only in the OS keychain (the Secret Service on Linux, e.g. gnome-keyring) and never in a file; start one and try again"
+    ))
+}
+
+fn actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "someone".into());
+    format!("{user} (cli)")
+}
+
+async fn open_engine(cli: &Cli) -> Res<EngineHandle> {
+    let dir = data_dir(cli.data_dir.clone())?;
+    let secrets = keychain().unwrap_or_else(|e| Arc::new(NoKeychain(e.to_string())));
+    Ok(Engine::open(EngineConfig::new(dir, secrets, &actor())).await?)
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> Res {
+    match &cli.command {
+        Command::Demo(a) => crate::demo::run(a, cli.json).await,
+        Command::Account(cmd) => account(&cli, cmd).await,
+        Command::Nodes => nodes(&cli).await,
+        Command::Pending(a) => pending(&cli, a.check).await,
+        Command::Approve(a) => approve(&cli, a).await,
+        Command::Snooze(a) => {
+            let until = now_ms() + parse_duration(&a.duration)?.as_millis() as i64;
+            let e = open_engine(&cli).await?;
+            let id = resolve(&e, &a.node).await?;
+            e.snooze(&id, Some(until)).await?;
+            say(
+                &cli,
+                json!({"node_id": id, "snoozed_until": until}),
+                &format!("{}: reminded again in {}", a.node, a.duration),
+            );
+            e.shutdown().await;
+            Ok(())
+        }
+        Command::Skip(a) => {
+            let e = open_engine(&cli).await?;
+            let id = resolve(&e, &a.node).await?;
+            e.skip(&id).await?;
+            say(
+                &cli,
+                json!({"node_id": id, "skipped": true}),
+                &format!(
+                    "{}: this version is skipped; a newer one will show again",
+                    a.node
+                ),
+            );
+            e.shutdown().await;
+            Ok(())
+        }
+        Command::Jobs => jobs(&cli).await,
+        Command::History(a) => history(&cli, a).await,
+        Command::Policy(p) => policy(&cli, p).await,
+        Command::Watch => watch(&cli).await,
+    }
+}
+
+fn say(cli: &Cli, j: serde_json::Value, human: &str) {
+    if cli.json {
+        let _ = output::json(&j);
+    } else {
+        println!("{human}");
+    }
+}
+
+/// Node id from an id or a (case-insensitive, unique) name.
+async fn resolve(e: &EngineHandle, what: &str) -> Res<String> {
+    let nodes = e.nodes().await?;
+    if nodes.iter().any(|n| n.node_id == what) {
+        return Ok(what.to_string());
+    }
+    let hits: Vec<_> = nodes
+        .iter()
+        .filter(|n| {
+            n.name
+                .as_deref()
+                .is_some_and(|m| m.eq_ignore_ascii_case(what))
+        })
+        .collect();
+    match hits.as_slice() {
+        [one] => Ok(one.node_id.clone()),
+        [] => Err(Failure::Usage(format!(
+            "no device called {what:?}; `greenlight nodes` lists them"
+        ))),
+        many => Err(Failure::Usage(format!(
+            "{} devices are called {what:?}; use the node id ({})",
+            many.len(),
+            many.iter()
+                .map(|n| n.node_id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+fn parse_duration(s: &str) -> Res<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| Failure::Usage(format!("{s:?} is not a duration like 30m, 12h, 1d or 1w")))?;
+    let secs = match unit.trim() {
+        "s" => n,
+        "m" | "min" => n * 60,
+        "h" => n * 3600,
+        "d" | "" => n * 86400,
+        "w" => n * 7 * 86400,
+        _ => {
+            return Err(Failure::Usage(format!(
+                "{s:?} is not a duration like 30m, 12h, 1d or 1w"
+            )))
+        }
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+fn parse_hhmm(s: &str) -> Res<u16> {
+    let bad = || Failure::Usage(format!("{s:?} is not a time like 22:30"));
+    let (h, m) = s.trim().split_once(':').ok_or_else(bad)?;
+    let (h, m): (u16, u16) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 23 || m > 59 {
+        return Err(bad());
+    }
+    Ok(h * 60 + m)
+}
+
+/// Brings the state up to date (one sweep); a failure is reported, not fatal,
+/// so the user still sees what is known and how old it is.
+async fn refresh(cli: &Cli, e: &EngineHandle) {
+    match tokio::time::timeout(Duration::from_secs(45), e.refresh()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            if !cli.json {
+                eprintln!(
+                    "greenlight: could not refresh from the cloud: {}",
+                    err.plain()
+                );
+            }
+        }
+        Err(_) => {
+            if !cli.json {
+                eprintln!(
+                    "greenlight: the cloud did not answer within 45 s; showing what is known"
+                );
+            }
+        }
+    }
+}
+
+/// Exit 3 when an account needs a login; tells about MQTT-only freshness.
+async fn account_notes(cli: &Cli, e: &EngineHandle) -> Res<Vec<serde_json::Value>> {
+    let mut notes = vec![];
+    let mut needs_login = vec![];
+    for (cfg, state) in e.accounts().await? {
+        if let AccountState::NeedsLogin { reason } = &state {
+            needs_login.push(format!(
+                "account {}: {reason} — run `greenlight account add` again",
+                cfg.name
+            ));
+        }
+        if cfg.rest.is_none() {
+            notes.push(json!({"account": cfg.name, "note": "MQTT-only: data is what the daemon last heard; run `greenlight watch` to keep it live"}));
+            if !cli.json {
+                eprintln!("note: account {} is MQTT-only; without `greenlight watch` running, data is as of the last message heard (see LAST SEEN)", cfg.name);
+            }
+        }
+    }
+    if !needs_login.is_empty() {
+        return Err(Failure::Auth(needs_login.join("\n")));
+    }
+    Ok(notes)
+}
+
+async fn account(cli: &Cli, cmd: &AccountCmd) -> Res {
+    match cmd {
+        AccountCmd::List => {
+            let e = open_engine(cli).await?;
+            let accounts = e.accounts().await?;
+            if cli.json {
+                let v: Vec<_> = accounts.iter().map(|(c, s)| json!({"name": c.name, "rest": c.rest, "mqtt": c.mqtt, "state": s})).collect();
+                output::json(&v)?;
+            } else if accounts.is_empty() {
+                println!("No accounts yet. Add one with `greenlight account add rainmaker --name home --user you@example.com`, or try `greenlight demo`.");
+            } else {
+                let rows: Vec<Vec<String>> = accounts
+                    .iter()
+                    .map(|(c, s)| {
+                        vec![
+                            c.name.clone(),
+                            c.rest
+                                .as_ref()
+                                .map(|r| format!("{} ({})", r.base_url, r.user))
+                                .unwrap_or_else(|| "-".into()),
+                            c.mqtt
+                                .as_ref()
+                                .map(|m| m.url.clone())
+                                .unwrap_or_else(|| "-".into()),
+                            serde_json::to_value(s)
+                                .ok()
+                                .and_then(|v| v["state"].as_str().map(str::to_string))
+                                .unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                output::table(&["NAME", "CLOUD", "MQTT", "STATE"], &rows);
+            }
+            e.shutdown().await;
+            Ok(())
+        }
+        AccountCmd::Remove { name } => {
+            let e = open_engine(cli).await?;
+            e.remove_account(name).await?;
+            if let Ok(s) = keychain() {
+                for k in [
+                    secret_keys::PASSWORD,
+                    secret_keys::REFRESH_TOKEN,
+                    secret_keys::MQTT_PASSWORD,
+                ] {
+                    let _ = s.delete(name, k);
+                }
+            }
+            say(
+                cli,
+                json!({"removed": name}),
+                &format!("Removed account {name} and its keychain entries (its history stays)."),
+            );
+            e.shutdown().await;
+            Ok(())
+        }
+        AccountCmd::Add(kind) => add_account(cli, kind).await,
+    }
+}
+
+fn read_password(from_stdin: bool, prompt: &str) -> Res<String> {
+    let pw = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else if std::io::stdin().is_terminal() {
+        dialoguer::Password::new()
+            .with_prompt(prompt)
+            .interact()
+            .map_err(|e| Failure::Failed(e.to_string()))?
+    } else {
+        return Err(Failure::Usage(
+            "no terminal to ask for the password: pass it on standard input with --password-stdin"
+                .into(),
+        ));
+    };
+    if pw.is_empty() {
+        return Err(Failure::Usage("the password is empty".into()));
+    }
+    Ok(pw)
+}
+
+fn mqtt_config(url: &str, tls: &TlsArgs, username: Option<String>) -> Res<MqttConfig> {
+    if !(url.starts_with("mqtt://") || url.starts_with("mqtts://")) {
+        return Err(Failure::Usage(format!(
+            "{url:?}: the broker URL must start with mqtt:// or mqtts://"
+        )));
+    }
+    let path = |p: &Option<PathBuf>| -> Res<Option<String>> {
+        match p {
+            None => Ok(None),
+            Some(p) if p.is_file() => Ok(Some(p.to_string_lossy().into_owned())),
+            Some(p) => Err(Failure::Usage(format!("{}: no such file", p.display()))),
+        }
+    };
+    Ok(MqttConfig {
+        url: url.to_string(),
+        ca_file: path(&tls.ca)?,
+        client_cert: path(&tls.cert)?,
+        client_key: path(&tls.key)?,
+        username,
+        basic_ingest: true,
+        client_id: None,
+    })
+}
+
+/// Decides how to trust an `https://` server: the system's roots when they
+/// vouch for it; otherwise only the fingerprint the user accepted — given
+/// with `--trust-fingerprint`, or shown and confirmed at a terminal.
+async fn trust(url: &str, given: Option<&str>) -> Res<Option<String>> {
+    use greenlight_core::tls;
+    if !url.starts_with("https://") {
+        return Ok(None);
+    }
+    let given = given.map(tls::normalize_fingerprint).transpose()?;
+    let probe = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    let system_trusts = probe
+        .get(format!("{}/apiversions", url.trim_end_matches('/')))
+        .send()
+        .await
+        .is_ok();
+    if system_trusts && given.is_none() {
+        return Ok(None);
+    }
+    let seen = tls::probe_fingerprint(url).await?;
+    if let Some(g) = given {
+        if g != seen {
+            return Err(Failure::Failed(format!(
+                "{url} presents a certificate with fingerprint {}, not the {} you gave; the account was not added",
+                tls::pretty(&seen),
+                tls::pretty(&g)
+            )));
+        }
+        return Ok(Some(seen));
+    }
+    let question = format!("{url} has a certificate your system does not trust (self-signed?).\nSHA-256 fingerprint: {}\nTrust this certificate for this account?", tls::pretty(&seen));
+    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        let yes = dialoguer::Confirm::new()
+            .with_prompt(question)
+            .default(false)
+            .interact()
+            .map_err(|e| Failure::Failed(e.to_string()))?;
+        if yes {
+            return Ok(Some(seen));
+        }
+        return Err(Failure::Failed(
+            "not trusted; the account was not added".into(),
+        ));
+    }
+    Err(Failure::Failed(format!(
+        "{url} has a certificate your system does not trust (self-signed?). Its SHA-256 fingerprint is {}. If that is your server, run again with --trust-fingerprint {seen}",
+        tls::pretty(&seen)
+    )))
+}
+
+async fn add_account(cli: &Cli, kind: &AccountAdd) -> Res {
+    let (cfg, password, secret_key) = match kind {
+        AccountAdd::Rainmaker(a) => {
+            let mut cfg = AccountConfig::rest(&a.name, &a.url, &a.user);
+            if let Some(r) = cfg.rest.as_mut() {
+                r.pinned_sha256 = trust(&a.url, a.trust_fingerprint.as_deref()).await?;
+            }
+            if let Some(u) = &a.mqtt_url {
+                cfg.mqtt = Some(mqtt_config(u, &a.tls, None)?);
+            }
+            let pw = read_password(
+                a.password_stdin,
+                &format!("RainMaker password for {}", a.user),
+            )?;
+            (cfg, Some(pw), secret_keys::PASSWORD)
+        }
+        AccountAdd::Mqtt(a) => {
+            let cfg = AccountConfig {
+                name: a.name.clone(),
+                rest: None,
+                mqtt: Some(mqtt_config(&a.mqtt_url, &a.tls, a.username.clone())?),
+            };
+            let pw = if a.username.is_some() {
+                Some(read_password(a.password_stdin, "Broker password")?)
+            } else {
+                None
+            };
+            (cfg, pw, secret_keys::MQTT_PASSWORD)
+        }
+    };
+    // The keychain must be there before anything is saved: a password is
+    // never kept anywhere else.
+    let secrets = keychain().map_err(keychain_failure)?;
+    if let Some(pw) = &password {
+        secrets
+            .set(&cfg.name, secret_key, pw)
+            .map_err(keychain_failure)?;
+    }
+    let dir = data_dir(cli.data_dir.clone())?;
+    let e = Engine::open(EngineConfig::new(dir, secrets.clone(), &actor())).await?;
+    e.add_account(cfg.clone()).await?;
+    if cfg.rest.is_some() {
+        refresh(cli, &e).await;
+        let state = e
+            .accounts()
+            .await?
+            .into_iter()
+            .find(|(c, _)| c.name == cfg.name)
+            .map(|(_, s)| s);
+        if let Some(AccountState::NeedsLogin { reason }) = state {
+            // Leave nothing half-configured behind a wrong password.
+            let _ = e.remove_account(&cfg.name).await;
+            for k in [secret_keys::PASSWORD, secret_keys::REFRESH_TOKEN] {
+                let _ = secrets.delete(&cfg.name, k);
+            }
+            e.shutdown().await;
+            return Err(Failure::Auth(format!(
+                "could not log in to {}: {reason}",
+                cfg.name
+            )));
+        }
+    }
+    let n = e
+        .nodes()
+        .await?
+        .iter()
+        .filter(|n| n.account == cfg.name)
+        .count();
+    say(
+        cli,
+        json!({"added": cfg.name, "nodes": n}),
+        &format!(
+            "Added account {} ({n} devices). The password is in the OS keychain.",
+            cfg.name
+        ),
+    );
+    e.shutdown().await;
+    Ok(())
+}
+
+async fn nodes(cli: &Cli) -> Res {
+    let e = open_engine(cli).await?;
+    refresh(cli, &e).await;
+    let notes = account_notes(cli, &e).await;
+    let nodes = e.nodes().await?;
+    if cli.json {
+        output::json(&json!({"nodes": nodes, "notes": notes.as_ref().ok()}))?;
+    } else if nodes.is_empty() {
+        println!("No devices yet. Add an account with `greenlight account add`, or try `greenlight demo`.");
+    } else {
+        output::table(
+            &[
+                "DEVICE",
+                "NODE ID",
+                "MODEL",
+                "FIRMWARE",
+                "STATUS",
+                "LAST SEEN",
+                "ACCOUNT",
+            ],
+            &output::node_rows(&nodes, now_ms()),
+        );
+    }
+    e.shutdown().await;
+    notes.map(|_| ())
+}
+
+/// Asks the cloud about user-approval jobs for the online nodes that show
+/// no pending update yet (with `all`, every online node). A one-shot command
+/// does not share the daemon's memory of earlier checks, so it asks once
+/// itself — one call per node, one after the other, never in parallel.
+async fn check_nodes(e: &EngineHandle, all: bool) -> Res<bool> {
+    let known: Vec<String> = e.pending().await?.into_iter().map(|p| p.node_id).collect();
+    let ids: Vec<String> = e
+        .nodes()
+        .await?
+        .into_iter()
+        .filter(|n| n.online && (all || !known.contains(&n.node_id)))
+        .map(|n| n.node_id)
+        .collect();
+    for id in &ids {
+        if let Err(err) = tokio::time::timeout(Duration::from_secs(15), e.check_now(id))
+            .await
+            .unwrap_or(Ok(()))
+        {
+            eprintln!("greenlight: check of {id} failed: {}", err.plain());
+        }
+    }
+    Ok(!ids.is_empty())
+}
+
+async fn pending(cli: &Cli, check: bool) -> Res {
+    let e = open_engine(cli).await?;
+    refresh(cli, &e).await;
+    if check_nodes(&e, check).await? && check {
+        // Nodes answer `Operation=check` over MQTT a moment later.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let notes = account_notes(cli, &e).await;
+    let p = e.pending().await?;
+    if cli.json {
+        output::json(&json!({"pending": p}))?;
+    } else if p.is_empty() {
+        println!("Nothing is waiting for approval.");
+    } else {
+        output::table(
+            &[
+                "DEVICE",
+                "VERSION",
+                "KIND",
+                "SIZE",
+                "STATUS",
+                "RELEASE NOTE",
+            ],
+            &output::pending_rows(&p, now_ms()),
+        );
+        println!("\nApprove with `greenlight approve <device>` or `greenlight approve --all`.");
+    }
+    e.shutdown().await;
+    notes.map(|_| ())
+}
+
+async fn approve(cli: &Cli, a: &ApproveArgs) -> Res {
+    if a.at.is_some() {
+        return Err(Failure::Usage("--at is not supported yet: use quiet hours (`greenlight policy quiet-hours`) to hold approvals until a time".into()));
+    }
+    let e = open_engine(cli).await?;
+    refresh(cli, &e).await;
+    account_notes(cli, &e).await?;
+    check_nodes(&e, false).await?;
+    let mut events = e.subscribe();
+    let mut outcomes = if a.all {
+        e.approve_all().await?
+    } else {
+        let mut ids = vec![];
+        for n in &a.nodes {
+            ids.push(resolve(&e, n).await?);
+        }
+        e.approve(&ids).await?
+    };
+    if a.when_online {
+        for o in outcomes.iter_mut() {
+            if matches!(o.result, ApprovalResult::Offline) {
+                *o = e.install_when_online(&o.node_id).await?;
+            }
+        }
+    }
+    let names = names_of(&e).await?;
+    if !cli.json {
+        for o in &outcomes {
+            println!("{}", output::outcome_words(o, &names(&o.node_id)));
+        }
+    }
+    let followed: Vec<i64> = outcomes
+        .iter()
+        .filter_map(|o| match &o.result {
+            ApprovalResult::Sent { job } => Some(job.id),
+            _ => None,
+        })
+        .collect();
+    let finals = if a.no_wait || followed.is_empty() {
+        vec![]
+    } else {
+        follow(cli.json, &e, &mut events, &followed, &names).await?
+    };
+    let failed = outcomes.iter().any(output::outcome_failed)
+        || finals.iter().any(|j| !matches!(j.state, JobState::Success));
+    if cli.json {
+        output::json(&json!({"outcomes": outcomes, "jobs": finals}))?;
+    }
+    e.shutdown().await;
+    if failed {
+        Err(Failure::Failed(String::new()))
+    } else {
+        Ok(())
+    }
+}
+
+pub async fn names_of(e: &EngineHandle) -> Res<impl Fn(&str) -> String> {
+    let map: HashMap<String, String> = e
+        .nodes()
+        .await?
+        .into_iter()
+        .map(|n| (n.node_id.clone(), node_label(n.name.as_deref(), &n.node_id)))
+        .collect();
+    Ok(move |id: &str| map.get(id).cloned().unwrap_or_else(|| id.to_string()))
+}
+
+/// Follows jobs to a terminal state (or stuck), showing progress.
+pub async fn follow(
+    json_out: bool,
+    e: &EngineHandle,
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+    ids: &[i64],
+    names: &dyn Fn(&str) -> String,
+) -> Res<Vec<Job>> {
+    use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let show = !json_out && std::io::stderr().is_terminal();
+    let mp = MultiProgress::with_draw_target(if show {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let style = ProgressStyle::with_template("{prefix:>20} [{bar:24}] {pos:>3}% {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let mut bars: HashMap<i64, ProgressBar> = HashMap::new();
+    let mut done: HashMap<i64, Job> = HashMap::new();
+    for j in e.jobs().await?.into_iter().filter(|j| ids.contains(&j.id)) {
+        let pb = mp.add(
+            ProgressBar::new(100)
+                .with_style(style.clone())
+                .with_prefix(names(&j.node_id)),
+        );
+        pb.set_message(output::state_words(&j.state));
+        bars.insert(j.id, pb);
+    }
+    if !show && !json_out {
+        println!(
+            "Following {} job(s); Ctrl-C leaves them running (see `greenlight jobs`).",
+            ids.len()
+        );
+    }
+    let mut stuck_tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        if ids.iter().all(|id| done.contains_key(id)) {
+            break;
+        }
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(Event::JobChanged { job }) if ids.contains(&job.id) => {
+                    if let Some(pb) = bars.get(&job.id) {
+                        if let Some(p) = job.percent { pb.set_position(p as u64); }
+                        let text = job.progress_text.clone().unwrap_or_default();
+                        if matches!(job.state, JobState::Success) {
+                            pb.finish_with_message(output::state_words(&job.state));
+                        } else if job.state.is_terminal() {
+                            // Keep the bar where the device left it: no fake 100 %.
+                            pb.abandon_with_message(output::state_words(&job.state));
+                        } else {
+                            pb.set_message(format!("{} {text}", output::state_words(&job.state)));
+                        }
+                    }
+                    if !show && !json_out {
+                        println!("{}: {}{}", names(&job.node_id), output::state_words(&job.state), job.progress_text.as_deref().filter(|_| !job.state.is_terminal()).map(|t| format!(" ({t})")).unwrap_or_default());
+                    }
+                    if job.state.is_terminal() || matches!(job.state, JobState::Stuck) {
+                        done.insert(job.id, job);
+                    }
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    for j in e.history(HistoryFilter { limit: Some(500), ..Default::default() }).await? {
+                        if ids.contains(&j.id) && (j.state.is_terminal() || matches!(j.state, JobState::Stuck)) { done.insert(j.id, j); }
+                    }
+                }
+                Err(_) => break,
+            },
+            _ = stuck_tick.tick() => {
+                // Jobs may have ended while we were not listening.
+                for j in e.history(HistoryFilter { limit: Some(500), ..Default::default() }).await? {
+                    if ids.contains(&j.id) && j.state.is_terminal() { done.insert(j.id, j); }
+                }
+            }
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("greenlight: stopped following; the jobs go on and `greenlight jobs` shows them");
+                break;
+            }
+        }
+    }
+    if !json_out {
+        for id in ids {
+            if let Some(j) = done.get(id) {
+                println!("{}: {}", names(&j.node_id), output::state_words(&j.state));
+            }
+        }
+    }
+    Ok(ids.iter().filter_map(|i| done.remove(i)).collect())
+}
+
+async fn jobs(cli: &Cli) -> Res {
+    let e = open_engine(cli).await?;
+    refresh(cli, &e).await;
+    let notes = account_notes(cli, &e).await;
+    // Running jobs plus the ones that ended in the last day.
+    let now = now_ms();
+    let mut jobs = e.jobs().await?;
+    for j in e
+        .history(HistoryFilter {
+            limit: Some(200),
+            ..Default::default()
+        })
+        .await?
+    {
+        if j.state.is_terminal()
+            && j.finished_at.is_some_and(|f| now - f < 86_400_000)
+            && !jobs.iter().any(|x| x.id == j.id)
+        {
+            jobs.push(j);
+        }
+    }
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.created_at));
+    if cli.json {
+        output::json(&json!({"jobs": jobs}))?;
+    } else if jobs.is_empty() {
+        println!("No update jobs in the last day.");
+    } else {
+        let names = names_of(&e).await?;
+        output::table(
+            &["JOB", "DEVICE", "VERSION", "STATE", "TOOK", "APPROVED"],
+            &output::job_rows(&jobs, &names, now),
+        );
+    }
+    e.shutdown().await;
+    notes.map(|_| ())
+}
+
+fn result_matches(j: &Job, r: ResultFilter) -> bool {
+    match r {
+        ResultFilter::Success => matches!(j.state, JobState::Success),
+        ResultFilter::Failure => {
+            j.state.is_terminal() && !matches!(j.state, JobState::Success)
+                || matches!(j.state, JobState::Stuck)
+        }
+        ResultFilter::Running => !j.state.is_terminal(),
+    }
+}
+
+fn reason(s: &JobState) -> String {
+    match s {
+        JobState::Failed { reason }
+        | JobState::Rejected { reason }
+        | JobState::NotConfirmed { reason } => reason.clone(),
+        JobState::RolledBack => "firmware rolled back".into(),
+        _ => String::new(),
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+async fn history(cli: &Cli, a: &HistoryArgs) -> Res {
+    let e = open_engine(cli).await?;
+    // Only for device names: the engine does not keep nodes across runs yet.
+    let _ = tokio::time::timeout(Duration::from_secs(10), e.refresh()).await;
+    let node = match &a.device {
+        Some(d) => Some(resolve(&e, d).await?),
+        None => None,
+    };
+    let mut jobs = e
+        .history(HistoryFilter {
+            node_id: node,
+            limit: Some(10_000),
+            ..Default::default()
+        })
+        .await?;
+    if let Some(r) = a.result {
+        jobs.retain(|j| result_matches(j, r));
+    }
+    let names = names_of(&e).await?;
+    if a.csv {
+        println!("job,approved_at,approved_by,account,node_id,device,from_version,to_version,result,reason,duration_s,finished_at");
+        for j in &jobs {
+            let fields = [
+                j.id.to_string(),
+                j.created_at.to_string(),
+                j.approved_by.clone(),
+                j.account.clone(),
+                j.node_id.clone(),
+                names(&j.node_id),
+                j.from_version.clone().unwrap_or_default(),
+                j.to_version.clone(),
+                j.state.name().to_string(),
+                reason(&j.state),
+                j.finished_at
+                    .map(|f| ((f - j.created_at) / 1000).to_string())
+                    .unwrap_or_default(),
+                j.finished_at.map(|f| f.to_string()).unwrap_or_default(),
+            ];
+            println!(
+                "{}",
+                fields
+                    .iter()
+                    .map(|f| csv_field(f))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+        }
+    } else if cli.json {
+        output::json(&json!({"history": jobs}))?;
+    } else if jobs.is_empty() {
+        println!("No approvals recorded yet.");
+    } else {
+        output::table(
+            &["JOB", "DEVICE", "VERSION", "RESULT", "TOOK", "APPROVED"],
+            &output::job_rows(&jobs, &names, now_ms()),
+        );
+    }
+    e.shutdown().await;
+    Ok(())
+}
+
+async fn policy(cli: &Cli, p: &PolicyCmd) -> Res {
+    let e = open_engine(cli).await?;
+    match p {
+        PolicyCmd::Show => {
+            return Err(Failure::Usage("`policy show` is not available yet; policies are set with `policy auto-approve` and `policy quiet-hours`".into()));
+        }
+        PolicyCmd::AutoApprove { node, state } => {
+            let id = resolve(&e, node).await?;
+            let on = state == "on";
+            e.set_auto_approve(&id, on).await?;
+            say(
+                cli,
+                json!({"node_id": id, "auto_approve": on}),
+                &format!(
+                    "{node}: auto-approve {state}{}",
+                    if on {
+                        " (failures still notify you)"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+        }
+        PolicyCmd::QuietHours { window } => {
+            if window == "off" {
+                e.set_quiet_hours(None).await?;
+                say(cli, json!({"quiet_hours": null}), "Quiet hours off.");
+            } else {
+                let (a, b) = window.split_once('-').ok_or_else(|| {
+                    Failure::Usage(format!(
+                        "{window:?}: give quiet hours as HH:MM-HH:MM, or off"
+                    ))
+                })?;
+                let q = QuietHours {
+                    start_minute: parse_hhmm(a)?,
+                    end_minute: parse_hhmm(b)?,
+                    utc_offset_minutes: local_offset_minutes(),
+                };
+                e.set_quiet_hours(Some(q)).await?;
+                say(
+                    cli,
+                    json!({"quiet_hours": q}),
+                    &format!("Quiet hours {window}: approvals made then wait until {b}."),
+                );
+            }
+        }
+    }
+    e.shutdown().await;
+    Ok(())
+}
+
+/// The local UTC offset, from `TZ_OFFSET_MINUTES` or `date +%z` (no tz database crate needed).
+fn local_offset_minutes() -> i16 {
+    if let Some(m) = std::env::var("TZ_OFFSET_MINUTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return m;
+    }
+    let out = std::process::Command::new("date")
+        .arg("+%z")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    if out.len() == 5 {
+        let sign = if out.starts_with('-') { -1 } else { 1 };
+        let h: i16 = out[1..3].parse().unwrap_or(0);
+        let m: i16 = out[3..5].parse().unwrap_or(0);
+        return sign * (h * 60 + m);
+    }
+    0
+}
+
+async fn watch(cli: &Cli) -> Res {
+    let e = open_engine(cli).await?;
+    let mut events = e.subscribe();
+    let names = std::sync::Mutex::new(HashMap::<String, String>::new());
+    for n in e.nodes().await? {
+        if let Ok(mut m) = names.lock() {
+            m.insert(n.node_id.clone(), node_label(n.name.as_deref(), &n.node_id));
+        }
+    }
+    let label = |id: &str| {
+        names
+            .lock()
+            .ok()
+            .and_then(|m| m.get(id).cloned())
+            .unwrap_or_else(|| id.to_string())
+    };
+    if !cli.json {
+        eprintln!(
+            "greenlight: watching {} account(s); Ctrl-C to stop",
+            e.accounts().await?.len()
+        );
+    }
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        #[cfg(unix)]
+        let stop = async {
+            tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+        };
+        #[cfg(not(unix))]
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        tokio::select! {
+            _ = stop => break,
+            ev = events.recv() => match ev {
+                Ok(ev) => {
+                    if let Event::NodeUpdated { node } = &ev {
+                        if let Ok(mut m) = names.lock() { m.insert(node.node_id.clone(), node_label(node.name.as_deref(), &node.node_id)); }
+                    }
+                    if cli.json {
+                        output::json_line(&json!({"at": now_ms(), "event": ev}))?;
+                    } else if let Some(line) = describe(&ev, &label) {
+                        println!("{line}");
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => eprintln!("greenlight: {n} events skipped (too many at once)"),
+                Err(_) => break,
+            }
+        }
+    }
+    e.shutdown().await;
+    Ok(())
+}
+
+fn describe(ev: &Event, label: &dyn Fn(&str) -> String) -> Option<String> {
+    Some(match ev {
+        Event::PendingAdded { pending } => format!(
+            "update waiting: {} {} → {}",
+            label(&pending.node_id),
+            pending.from_version.as_deref().unwrap_or("?"),
+            pending.to_version
+        ),
+        Event::JobChanged { job } => format!(
+            "{}: {}{}",
+            label(&job.node_id),
+            crate::output::state_words(&job.state),
+            job.progress_text
+                .as_deref()
+                .filter(|_| !job.state.is_terminal())
+                .map(|t| format!(" ({t})"))
+                .unwrap_or_default()
+        ),
+        Event::AccountState { account, state } => format!(
+            "account {account}: {}",
+            serde_json::to_value(state).ok()?["state"]
+                .as_str()?
+                .replace('_', " ")
+        ),
+        Event::Approval { outcome } => {
+            crate::output::outcome_words(outcome, &label(&outcome.node_id))
+        }
+        Event::NodeUpdated { .. } | Event::PendingRemoved { .. } => return None,
+    })
+}

@@ -1,0 +1,226 @@
+//! How results are shown: aligned tables and plain sentences for people,
+//! one JSON document (or one object per line) with stable field names for
+//! scripts. Commands build values; this module only prints them.
+
+use std::io::{self, Write};
+
+use greenlight_core::{
+    ApprovalOutcome, ApprovalResult, Job, JobState, Millis, Node, PendingUpdate,
+};
+use serde::Serialize;
+
+/// Prints `value` as one pretty JSON document.
+pub fn json<T: Serialize>(value: &T) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)
+}
+
+/// Prints `value` as one compact JSON line (for `watch --json`).
+pub fn json_line<T: Serialize>(value: &T) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    writeln!(out)?;
+    out.flush()
+}
+
+/// Prints rows under a header, each column as wide as its widest cell.
+pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    println!("{}", line(header.to_vec()));
+    for r in rows {
+        println!("{}", line(r.iter().map(String::as_str).collect()));
+    }
+}
+
+/// "3 min ago", "just now", "2 h ago".
+pub fn ago(then: Millis, now: Millis) -> String {
+    let s = ((now - then).max(0) / 1000) as u64;
+    match s {
+        0..=9 => "just now".into(),
+        10..=119 => format!("{s} s ago"),
+        120..=7199 => format!("{} min ago", s / 60),
+        7200..=172_799 => format!("{} h ago", s / 3600),
+        _ => format!("{} days ago", s / 86400),
+    }
+}
+
+/// "1 min 05 s", "42 s".
+pub fn duration(ms: Millis) -> String {
+    let s = (ms.max(0) / 1000) as u64;
+    if s < 60 {
+        format!("{s} s")
+    } else if s < 3600 {
+        format!("{} min {:02} s", s / 60, s % 60)
+    } else {
+        format!("{} h {:02} min", s / 3600, (s % 3600) / 60)
+    }
+}
+
+/// A size in KiB/MiB.
+pub fn size(bytes: Option<u64>) -> String {
+    match bytes {
+        None => "-".into(),
+        Some(b) if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        Some(b) => format!("{} KiB", b.div_ceil(1024)),
+    }
+}
+
+/// The name people know a node by.
+pub fn node_label(name: Option<&str>, id: &str) -> String {
+    match name {
+        Some(n) if !n.is_empty() => n.to_string(),
+        _ => id.to_string(),
+    }
+}
+
+/// A job's state in plain words, with its reason.
+pub fn state_words(s: &JobState) -> String {
+    match s {
+        JobState::Queued { reason } => match reason {
+            greenlight_core::QueueReason::QuietHours { .. } => "queued (quiet hours)".into(),
+            greenlight_core::QueueReason::WaitingForNode => "queued (install when online)".into(),
+        },
+        JobState::Requested => "requested — waiting for the device".into(),
+        JobState::NotConfirmed { reason } => format!("not confirmed — {reason}"),
+        JobState::Sent => "sent — waiting for the device".into(),
+        JobState::Started => "started".into(),
+        JobState::InProgress => "in progress".into(),
+        JobState::Delayed => "delayed".into(),
+        JobState::Success => "updated".into(),
+        JobState::Failed { reason } => format!("failed — {reason}"),
+        JobState::Rejected { reason } => format!("rejected — {reason}"),
+        JobState::RolledBack => "rolled back — the device is back on its old firmware".into(),
+        JobState::Stuck => "stuck — no news for a long time".into(),
+        JobState::Cancelled => "cancelled".into(),
+    }
+}
+
+/// True for the outcomes that count as "an operation failed" (exit 1).
+pub fn outcome_failed(o: &ApprovalOutcome) -> bool {
+    matches!(
+        o.result,
+        ApprovalResult::Failed { .. }
+            | ApprovalResult::Refused { .. }
+            | ApprovalResult::NotConfirmed { .. }
+    )
+}
+
+/// One line for an approval outcome.
+pub fn outcome_words(o: &ApprovalOutcome, label: &str) -> String {
+    match &o.result {
+        ApprovalResult::Sent { job } => format!("{label}: approved, {} → {} sent", job.from_version.as_deref().unwrap_or("?"), job.to_version),
+        ApprovalResult::Queued { job } => format!("{label}: approved, {}", state_words(&job.state)),
+        ApprovalResult::NotConfirmed { job } => format!("{label}: {}", state_words(&job.state)),
+        ApprovalResult::UpToDate => format!("{label}: skipped — already up to date"),
+        ApprovalResult::Offline => format!("{label}: skipped — the device is offline (use --when-online to install when it comes back)"),
+        ApprovalResult::Skipped { reason } => format!("{label}: skipped — {reason}"),
+        ApprovalResult::Refused { reason } => format!("{label}: refused — {reason}"),
+        ApprovalResult::Failed { reason } => format!("{label}: failed — {reason}"),
+    }
+}
+
+/// Rows for `nodes`.
+pub fn node_rows(nodes: &[Node], now: Millis) -> Vec<Vec<String>> {
+    nodes
+        .iter()
+        .map(|n| {
+            vec![
+                node_label(n.name.as_deref(), &n.node_id),
+                n.node_id.clone(),
+                n.model.clone().unwrap_or_else(|| "-".into()),
+                n.fw_version.clone().unwrap_or_else(|| "?".into()),
+                if n.online {
+                    "online".into()
+                } else {
+                    "offline".into()
+                },
+                ago(n.last_seen, now),
+                n.account.clone(),
+            ]
+        })
+        .collect()
+}
+
+/// Rows for `pending`.
+pub fn pending_rows(p: &[PendingUpdate], now: Millis) -> Vec<Vec<String>> {
+    p.iter()
+        .map(|u| {
+            let mut note = u.release_note.clone().unwrap_or_default();
+            if note.chars().count() > 48 {
+                note = note.chars().take(47).collect::<String>() + "…";
+            }
+            let snoozed = match u.snoozed_until {
+                Some(t) if t > now => " (snoozed)",
+                _ => "",
+            };
+            vec![
+                format!(
+                    "{}{snoozed}",
+                    node_label(u.node_name.as_deref(), &u.node_id)
+                ),
+                format!(
+                    "{} → {}",
+                    u.from_version.as_deref().unwrap_or("?"),
+                    u.to_version
+                ),
+                match u.kind {
+                    greenlight_core::UpdateKind::NodeSide => "device".into(),
+                    greenlight_core::UpdateKind::CloudApproval => "cloud".into(),
+                },
+                size(u.size),
+                if u.node_online {
+                    "online".into()
+                } else {
+                    "offline".into()
+                },
+                note,
+            ]
+        })
+        .collect()
+}
+
+/// Rows for `jobs` and `history`.
+pub fn job_rows(jobs: &[Job], names: &dyn Fn(&str) -> String, now: Millis) -> Vec<Vec<String>> {
+    jobs.iter()
+        .map(|j| {
+            let mut state = state_words(&j.state);
+            if !j.state.is_terminal() {
+                if let Some(t) = &j.progress_text {
+                    state = format!("{state}: {t}");
+                }
+            }
+            let took = j.finished_at.unwrap_or(now) - j.created_at;
+            vec![
+                j.id.to_string(),
+                names(&j.node_id),
+                format!(
+                    "{} → {}",
+                    j.from_version.as_deref().unwrap_or("?"),
+                    j.to_version
+                ),
+                state,
+                duration(took),
+                ago(j.created_at, now),
+            ]
+        })
+        .collect()
+}

@@ -1,0 +1,408 @@
+//! The `greenlight` binary against the simulator (real mosquitto, real
+//! Secret Service on a private D-Bus), as a script or a person would use it:
+//! add an account, list pending updates, approve them all, follow the jobs,
+//! read the history; and the exit codes for a wrong password and bad usage.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use greenlight_sim::rainmaker::{BrokerChoice, RainmakerSim, Scenario, SimConfig, Timing};
+use greenlight_tests::{Mosquitto, SecretService};
+use serde_json::Value;
+
+fn greenlight(keyring: &SecretService, data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_greenlight"));
+    c.arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .envs(keyring.envs())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::piped());
+    let mut child = c.spawn().expect("spawn greenlight");
+    if let Some(mut i) = child.stdin.take() {
+        if let Some(s) = stdin {
+            i.write_all(s.as_bytes()).unwrap();
+        }
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn json_of(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_pending_approve_jobs_history() {
+    let Some(keyring) = SecretService::start() else {
+        panic!(
+            "no Secret Service could be started (dbus-daemon, gnome-keyring): run scripts/deps.sh"
+        );
+    };
+    let mosq = Mosquitto::start();
+    let sim = RainmakerSim::start(SimConfig {
+        broker: BrokerChoice::External(mosq.url()),
+        scenario: Scenario::Demo,
+        timing: Timing::fast(),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let data = std::env::temp_dir().join(format!("greenlight-cli-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let (http, user, mqtt) = (
+        sim.info.http.clone(),
+        sim.info.user.clone(),
+        sim.info.mqtt.clone(),
+    );
+
+    // Wrong password: exit 3, a clear message, nothing kept.
+    let o = greenlight(
+        &keyring,
+        &data,
+        &[
+            "account",
+            "add",
+            "rainmaker",
+            "--name",
+            "bad",
+            "--url",
+            &http,
+            "--user",
+            &user,
+            "--password-stdin",
+        ],
+        Some("wrong\n"),
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("could not log in") && err.to_lowercase().contains("password"),
+        "{err}"
+    );
+    let o = greenlight(&keyring, &data, &["--json", "account", "list"], None);
+    assert_eq!(
+        json_of(&o).as_array().map(Vec::len),
+        Some(0),
+        "a failed login leaves no account behind"
+    );
+
+    // The real account, password on stdin (never argv).
+    let pw = format!("{}\n", sim.info.password);
+    let o = greenlight(
+        &keyring,
+        &data,
+        &[
+            "account",
+            "add",
+            "rainmaker",
+            "--name",
+            "home",
+            "--url",
+            &http,
+            "--user",
+            &user,
+            "--mqtt-url",
+            &mqtt,
+            "--password-stdin",
+        ],
+        Some(&pw),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        !std::fs::read_dir(&data).unwrap().any(|f| {
+            let p = f.unwrap().path();
+            std::fs::read(&p)
+                .map(|b| String::from_utf8_lossy(&b).contains(&sim.info.password))
+                .unwrap_or(false)
+        }),
+        "the password is in no file of the data directory"
+    );
+
+    // pending --check --json lists the demo fleet's pending updates (node-side and cloud).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pending = loop {
+        let o = greenlight(&keyring, &data, &["--json", "pending", "--check"], None);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let p = json_of(&o)["pending"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if p.len() >= 5 || Instant::now() > deadline {
+            break p;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let mut ids: Vec<&str> = pending
+        .iter()
+        .map(|p| p["node_id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        sim.info.nodes[1..]
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        "{pending:?}"
+    );
+    let porch = pending
+        .iter()
+        .find(|p| p["node_id"] == sim.info.nodes[2].as_str())
+        .unwrap();
+    assert_eq!(
+        (porch["kind"].as_str(), porch["to_version"].as_str()),
+        (Some("cloud_approval"), Some("1.0.0"))
+    );
+
+    // approve --all --json: one outcome per node; the offline Garage Door is
+    // skipped and says so; the failure and the rollback make it exit 1.
+    let o = greenlight(&keyring, &data, &["--json", "approve", "--all"], None);
+    let out = json_of(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a failed and a rolled-back job: {}",
+        text(&o)
+    );
+    let outcomes = out["outcomes"].as_array().unwrap();
+    assert_eq!(outcomes.len(), 5, "{out}");
+    let result_of = |i: usize| {
+        outcomes
+            .iter()
+            .find(|x| x["node_id"] == sim.info.nodes[i].as_str())
+            .map(|x| {
+                x["result"]["result"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+    };
+    assert_eq!(result_of(3).as_deref(), Some("offline"));
+    for i in [1, 2, 4, 5] {
+        assert_eq!(result_of(i).as_deref(), Some("sent"), "{out}");
+    }
+    let finals = out["jobs"].as_array().unwrap();
+    let state_of = |i: usize| {
+        finals
+            .iter()
+            .find(|j| j["node_id"] == sim.info.nodes[i].as_str())
+            .map(|j| j["state"]["state"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(state_of(1).as_deref(), Some("success"));
+    assert_eq!(state_of(2).as_deref(), Some("success"));
+    assert_eq!(state_of(4).as_deref(), Some("failed"));
+    assert_eq!(state_of(5).as_deref(), Some("rolled_back"));
+
+    // Approving again is refused: nothing is sent twice.
+    let o = greenlight(
+        &keyring,
+        &data,
+        &["--json", "approve", &sim.info.nodes[1]],
+        None,
+    );
+    let again = json_of(&o);
+    assert_ne!(again["outcomes"][0]["result"]["result"], "sent", "{again}");
+    assert_eq!(
+        sim.fleet.node(&sim.info.nodes[1]).unwrap().starts_received,
+        1
+    );
+
+    // jobs --json shows them in their terminal states.
+    let o = greenlight(&keyring, &data, &["--json", "jobs"], None);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let jobs = json_of(&o)["jobs"].as_array().cloned().unwrap();
+    assert_eq!(jobs.len(), 4, "{jobs:?}");
+    assert!(jobs
+        .iter()
+        .all(|j| ["success", "failed", "rolled_back"]
+            .contains(&j["state"]["state"].as_str().unwrap())));
+
+    // history --csv lists them with plain reasons.
+    let o = greenlight(&keyring, &data, &["history", "--csv"], None);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let csv = String::from_utf8_lossy(&o.stdout).to_string();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with(
+        "job,approved_at,approved_by,account,node_id,device,from_version,to_version,result,reason"
+    ));
+    assert_eq!(lines.len(), 5, "{csv}");
+    assert!(
+        csv.contains("Kitchen Plug") && csv.contains(",1.3.2,1.4.0,success,"),
+        "{csv}"
+    );
+    assert!(csv.contains(",rolled_back,"), "{csv}");
+    assert!(csv.contains("Hall Thermostat"), "{csv}");
+    let o = greenlight(&keyring, &data, &["history", "--result", "success"], None);
+    let t = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        t.contains("Kitchen Plug") && !t.contains("Bedroom Fan"),
+        "{t}"
+    );
+
+    // Usage errors exit 2.
+    let o = greenlight(&keyring, &data, &["approve"], None);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = greenlight(
+        &keyring,
+        &data,
+        &["snooze", "Kitchen Plug", "--for", "soon"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    sim.shutdown().await;
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn no_keychain_means_exit_3_and_nothing_written() {
+    let data =
+        std::env::temp_dir().join(format!("greenlight-cli-nokeychain-{}", std::process::id()));
+    let mut c = Command::new(env!("CARGO_BIN_EXE_greenlight"));
+    c.arg("--data-dir").arg(&data).args([
+        "account",
+        "add",
+        "rainmaker",
+        "--name",
+        "x",
+        "--url",
+        "http://127.0.0.1:9",
+        "--user",
+        "a@b.c",
+        "--password-stdin",
+    ]);
+    c.env_remove("DBUS_SESSION_BUS_ADDRESS").env(
+        "DBUS_SESSION_BUS_ADDRESS",
+        "unix:path=/nonexistent/greenlight-no-bus",
+    );
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"s3cret-pw\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("keychain"), "{err}");
+    if data.exists() {
+        for f in std::fs::read_dir(&data).unwrap() {
+            let b = std::fs::read(f.unwrap().path()).unwrap_or_default();
+            assert!(!String::from_utf8_lossy(&b).contains("s3cret-pw"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_signed_server_is_trusted_only_by_fingerprint_and_a_change_is_refused() {
+    let Some(keyring) = SecretService::start() else {
+        panic!(
+            "no Secret Service could be started (dbus-daemon, gnome-keyring): run scripts/deps.sh"
+        );
+    };
+    let mosq = Mosquitto::start();
+    let cfg = SimConfig {
+        broker: BrokerChoice::External(mosq.url()),
+        https: true,
+        scenario: Scenario::Plain,
+        nodes: 2,
+        timing: Timing::fast(),
+        ..SimConfig::default()
+    };
+    let sim = RainmakerSim::start(cfg.clone()).await.expect("simulator");
+    let fp = sim.info.fingerprint.clone().unwrap();
+    let data = std::env::temp_dir().join(format!("greenlight-cli-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let pw = format!("{}\n", sim.info.password);
+    let add = |extra: &[&str]| {
+        let mut args = vec![
+            "account",
+            "add",
+            "rainmaker",
+            "--name",
+            "self",
+            "--url",
+            &sim.info.http,
+            "--user",
+            &sim.info.user,
+            "--password-stdin",
+        ];
+        args.extend_from_slice(extra);
+        greenlight(&keyring, &data, &args, Some(&pw))
+    };
+
+    // No terminal, no fingerprint: refused, and the fingerprint is shown.
+    let o = add(&[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        err.contains("--trust-fingerprint") && err.contains(&fp),
+        "{err}"
+    );
+
+    // A wrong fingerprint is refused.
+    let o = add(&["--trust-fingerprint", &"00".repeat(32)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+
+    // The right one (colon form) works.
+    let colons: String = fp
+        .as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8_lossy(c).to_uppercase())
+        .collect::<Vec<_>>()
+        .join(":");
+    let o = add(&["--trust-fingerprint", &colons]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = greenlight(&keyring, &data, &["--json", "nodes"], None);
+    assert_eq!(
+        json_of(&o)["nodes"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        text(&o)
+    );
+
+    // The server comes back with another certificate on the same address: refused, clearly.
+    let addr: std::net::SocketAddr = sim
+        .info
+        .http
+        .trim_start_matches("https://")
+        .parse()
+        .unwrap();
+    let password = sim.info.password.clone();
+    sim.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let other = RainmakerSim::start(SimConfig {
+        http: addr,
+        password: Some(password),
+        ..cfg
+    })
+    .await
+    .expect("second simulator");
+    assert_ne!(other.info.fingerprint.as_deref(), Some(fp.as_str()));
+    let o = greenlight(&keyring, &data, &["nodes"], None);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(err.contains("certificate changed"), "{}", text(&o));
+    other.shutdown().await;
+    let _ = std::fs::remove_dir_all(&data);
+}
