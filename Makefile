@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test lint deps build fmt
+.PHONY: demo demo-sim test lint deps build fmt
 
 deps:
 	@scripts/deps.sh
@@ -12,7 +12,13 @@ deps:
 build:
 	$(CARGO) build --workspace
 
+# Until the desktop app exists, the demo is the terminal one: the simulated
+# fleet, the real engine and an interactive approval view.
 demo: deps
+	$(CARGO) run --release -p greenlight-cli -- demo
+
+# The bare simulator, for poking at it with curl and mosquitto_sub.
+demo-sim: deps
 	$(CARGO) build --release -p greenlight-sim
 	@scripts/demo-sim.sh "$$($(CARGO) metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/greenlight-sim"
 

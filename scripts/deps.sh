@@ -6,7 +6,8 @@
 #   scripts/deps.sh demo    packages for the demo
 set -euo pipefail
 
-want=(mosquitto mosquitto-clients curl ca-certificates pkg-config build-essential)
+want=(mosquitto mosquitto-clients curl ca-certificates pkg-config build-essential
+      dbus-daemon gnome-keyring libsecret-tools)
 
 missing=()
 for p in "${want[@]}"; do
