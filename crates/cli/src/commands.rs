@@ -130,7 +130,20 @@ fn say(cli: &Cli, j: serde_json::Value, human: &str) {
 
 /// Node id from an id or a (case-insensitive, unique) name.
 async fn resolve(e: &EngineHandle, what: &str) -> Res<String> {
-    let nodes = e.nodes().await?;
+    let mut nodes = e.nodes().await?;
+    let known = |nodes: &[greenlight_core::Node]| {
+        nodes.iter().any(|n| {
+            n.node_id == what
+                || n.name
+                    .as_deref()
+                    .is_some_and(|m| m.eq_ignore_ascii_case(what))
+        })
+    };
+    if !known(&nodes) {
+        // The engine does not keep nodes across runs yet: ask the accounts.
+        let _ = tokio::time::timeout(Duration::from_secs(30), e.refresh()).await;
+        nodes = e.nodes().await?;
+    }
     if nodes.iter().any(|n| n.node_id == what) {
         return Ok(what.to_string());
     }
@@ -558,22 +571,37 @@ async fn pending(cli: &Cli, check: bool) -> Res {
 }
 
 async fn approve(cli: &Cli, a: &ApproveArgs) -> Res {
-    if a.at.is_some() {
-        return Err(Failure::Usage("--at is not supported yet: use quiet hours (`greenlight policy quiet-hours`) to hold approvals until a time".into()));
-    }
+    let at = match &a.at {
+        Some(t) => Some(next_local_time(parse_hhmm(t)?)),
+        None => None,
+    };
     let e = open_engine(cli).await?;
     refresh(cli, &e).await;
     account_notes(cli, &e).await?;
     check_nodes(&e, false).await?;
     let mut events = e.subscribe();
-    let mut outcomes = if a.all {
-        e.approve_all().await?
-    } else {
-        let mut ids = vec![];
-        for n in &a.nodes {
-            ids.push(resolve(&e, n).await?);
+    let mut outcomes = match (a.all, at) {
+        (true, None) => e.approve_all().await?,
+        (true, Some(at)) => {
+            let ids: Vec<String> = e
+                .pending()
+                .await?
+                .into_iter()
+                .filter(|p| p.snoozed_until.is_none_or(|u| u <= now_ms()))
+                .map(|p| p.node_id)
+                .collect();
+            e.approve_at(&ids, at).await?
         }
-        e.approve(&ids).await?
+        (false, _) => {
+            let mut ids = vec![];
+            for n in &a.nodes {
+                ids.push(resolve(&e, n).await?);
+            }
+            match at {
+                Some(at) => e.approve_at(&ids, at).await?,
+                None => e.approve(&ids).await?,
+            }
+        }
     };
     if a.when_online {
         for o in outcomes.iter_mut() {
@@ -846,7 +874,61 @@ async fn policy(cli: &Cli, p: &PolicyCmd) -> Res {
     let e = open_engine(cli).await?;
     match p {
         PolicyCmd::Show => {
-            return Err(Failure::Usage("`policy show` is not available yet; policies are set with `policy auto-approve` and `policy quiet-hours`".into()));
+            let p = e.policies().await?;
+            // Only for device names: the engine does not keep nodes across runs yet.
+            let _ = tokio::time::timeout(Duration::from_secs(10), e.refresh()).await;
+            if cli.json {
+                output::json(&p)?;
+            } else {
+                let names = names_of(&e).await?;
+                let hhmm = |m: u16| format!("{:02}:{:02}", m / 60, m % 60);
+                match &p.quiet_hours {
+                    Some(q) => println!(
+                        "Quiet hours: {}-{} (UTC{:+03}:{:02})",
+                        hhmm(q.start_minute),
+                        hhmm(q.end_minute),
+                        q.utc_offset_minutes / 60,
+                        (q.utc_offset_minutes % 60).abs()
+                    ),
+                    None => println!("Quiet hours: off"),
+                }
+                let list =
+                    |v: &[greenlight_core::NodePolicy],
+                     f: &dyn Fn(&greenlight_core::NodePolicy) -> String| {
+                        if v.is_empty() {
+                            "none".to_string()
+                        } else {
+                            v.iter().map(f).collect::<Vec<_>>().join(", ")
+                        }
+                    };
+                println!(
+                    "Auto-approve: {}",
+                    list(&p.auto_approve, &|n| names(&n.node_id))
+                );
+                println!(
+                    "Skipped versions: {}",
+                    list(&p.skipped, &|n| format!(
+                        "{} {}",
+                        names(&n.node_id),
+                        n.value.as_deref().unwrap_or("?")
+                    ))
+                );
+                let now = now_ms();
+                println!(
+                    "Snoozed: {}",
+                    list(&p.snoozed, &|n| format!(
+                        "{} ({})",
+                        names(&n.node_id),
+                        output::in_words(
+                            n.value
+                                .as_deref()
+                                .and_then(|v| v.parse::<i64>().ok())
+                                .unwrap_or(now)
+                                - now
+                        )
+                    ))
+                );
+            }
         }
         PolicyCmd::AutoApprove { node, state } => {
             let id = resolve(&e, node).await?;
@@ -891,6 +973,19 @@ async fn policy(cli: &Cli, p: &PolicyCmd) -> Res {
     }
     e.shutdown().await;
     Ok(())
+}
+
+/// The next time the local clock shows `minute` (minutes after midnight).
+fn next_local_time(minute: u16) -> i64 {
+    let now = now_ms();
+    let offset = local_offset_minutes() as i64 * 60_000;
+    let day = 86_400_000;
+    let local_midnight = (now + offset).div_euclid(day) * day - offset;
+    let mut t = local_midnight + minute as i64 * 60_000;
+    if t <= now {
+        t += day;
+    }
+    t
 }
 
 /// The local UTC offset, from `TZ_OFFSET_MINUTES` or `date +%z` (no tz database crate needed).

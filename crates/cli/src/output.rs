@@ -63,6 +63,15 @@ pub fn ago(then: Millis, now: Millis) -> String {
     }
 }
 
+/// "in 3 h 20 min", "now".
+pub fn in_words(ms: Millis) -> String {
+    if ms <= 0 {
+        "now".into()
+    } else {
+        format!("in {}", duration(ms))
+    }
+}
+
 /// "1 min 05 s", "42 s".
 pub fn duration(ms: Millis) -> String {
     let s = (ms.max(0) / 1000) as u64;
@@ -98,6 +107,9 @@ pub fn state_words(s: &JobState) -> String {
         JobState::Queued { reason } => match reason {
             greenlight_core::QueueReason::QuietHours { .. } => "queued (quiet hours)".into(),
             greenlight_core::QueueReason::WaitingForNode => "queued (install when online)".into(),
+            greenlight_core::QueueReason::Scheduled { at } => {
+                format!("scheduled ({})", in_words(*at - greenlight_core::now_ms()))
+            }
         },
         JobState::Requested => "requested — waiting for the device".into(),
         JobState::NotConfirmed { reason } => format!("not confirmed — {reason}"),

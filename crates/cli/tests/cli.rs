@@ -406,3 +406,125 @@ async fn self_signed_server_is_trusted_only_by_fingerprint_and_a_change_is_refus
     other.shutdown().await;
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_approval_snooze_skip_and_policies() {
+    let Some(keyring) = SecretService::start() else {
+        panic!(
+            "no Secret Service could be started (dbus-daemon, gnome-keyring): run scripts/deps.sh"
+        );
+    };
+    let mosq = Mosquitto::start();
+    let sim = RainmakerSim::start(SimConfig {
+        broker: BrokerChoice::External(mosq.url()),
+        scenario: Scenario::Demo,
+        timing: Timing::fast(),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let data = std::env::temp_dir().join(format!("greenlight-cli-policy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let pw = format!("{}\n", sim.info.password);
+    let o = greenlight(
+        &keyring,
+        &data,
+        &[
+            "account",
+            "add",
+            "rainmaker",
+            "--name",
+            "home",
+            "--url",
+            &sim.info.http,
+            "--user",
+            &sim.info.user,
+            "--password-stdin",
+        ],
+        Some(&pw),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let o = greenlight(&keyring, &data, &["--json", "pending"], None);
+        if json_of(&o)["pending"].as_array().map(Vec::len).unwrap_or(0) >= 4
+            || Instant::now() > deadline
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Approve now, install later: the job waits, nothing reaches the node.
+    let o = greenlight(
+        &keyring,
+        &data,
+        &["--json", "approve", "Kitchen Plug", "--at", "03:17"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = json_of(&o);
+    assert_eq!(out["outcomes"][0]["result"]["result"], "queued", "{out}");
+    assert_eq!(
+        out["outcomes"][0]["result"]["job"]["state"]["reason"]["why"], "scheduled",
+        "{out}"
+    );
+    let at = out["outcomes"][0]["result"]["job"]["state"]["reason"]["at"]
+        .as_i64()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!(
+        at > now && at <= now + 86_400_000,
+        "the next 03:17 is within a day"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        sim.fleet.node(&sim.info.nodes[1]).unwrap().starts_received,
+        0
+    );
+
+    // Snooze, skip, auto-approve, quiet hours: all shown by `policy show`.
+    for args in [
+        vec!["snooze", "Bedroom Fan", "--for", "2h"],
+        vec!["skip", "Hall Thermostat"],
+        vec!["policy", "auto-approve", "Living Room Light", "on"],
+        vec!["policy", "quiet-hours", "22:00-07:00"],
+    ] {
+        let o = greenlight(&keyring, &data, &args, None);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", text(&o));
+    }
+    let o = greenlight(&keyring, &data, &["--json", "policy", "show"], None);
+    let p = json_of(&o);
+    assert_eq!(p["quiet_hours"]["start_minute"], 22 * 60, "{p}");
+    assert_eq!(p["auto_approve"][0]["node_id"], sim.info.nodes[0].as_str());
+    assert_eq!(p["skipped"][0]["node_id"], sim.info.nodes[5].as_str());
+    assert_eq!(p["skipped"][0]["value"], "4.3.0");
+    assert_eq!(p["snoozed"][0]["node_id"], sim.info.nodes[4].as_str());
+    let o = greenlight(&keyring, &data, &["policy", "show"], None);
+    let t = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        t.contains("Quiet hours: 22:00-07:00") && t.contains("Hall Thermostat 4.3.0"),
+        "{t}"
+    );
+
+    // The skipped version is no longer offered; the snoozed one is marked.
+    let o = greenlight(&keyring, &data, &["--json", "pending"], None);
+    let pending = json_of(&o)["pending"].as_array().cloned().unwrap();
+    assert!(
+        !pending
+            .iter()
+            .any(|p| p["node_id"] == sim.info.nodes[5].as_str()),
+        "{pending:?}"
+    );
+    let fan = pending
+        .iter()
+        .find(|p| p["node_id"] == sim.info.nodes[4].as_str())
+        .expect("snoozed update still listed");
+    assert!(fan["snoozed_until"].as_i64().is_some());
+    sim.shutdown().await;
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -21,7 +21,8 @@ use crate::error::{Error, Result};
 use crate::event::{AccountState, Event};
 use crate::model::{
     now_ms, secret_keys, AccountConfig, ApprovalOutcome, ApprovalResult, HistoryFilter, Job,
-    JobEvent, JobState, Millis, Node, OtaNames, PendingUpdate, QueueReason, QuietHours, UpdateKind,
+    JobEvent, JobState, Millis, Node, OtaNames, PendingUpdate, Policies, QueueReason, QuietHours,
+    UpdateKind,
 };
 use crate::policy::quiet_until;
 use crate::rainmaker::mqtt::{self, MqttLink};
@@ -154,6 +155,8 @@ enum Request {
     JobEvents(i64, Reply<Vec<JobEvent>>),
     Audit(u32, Reply<Vec<AuditEntry>>),
     Approve(Vec<String>, Mode, oneshot::Sender<Vec<ApprovalOutcome>>),
+    ApproveAt(Vec<String>, Millis, oneshot::Sender<Vec<ApprovalOutcome>>),
+    Policies(Reply<Policies>),
     InstallWhenOnline(String, oneshot::Sender<ApprovalOutcome>),
     Resend(i64, oneshot::Sender<ApprovalOutcome>),
     Cancel(i64, Reply<Job>),
@@ -282,6 +285,17 @@ impl EngineHandle {
             .await
     }
 
+    /// Approves now, to be sent at `at` ("install tonight"). Nodes offline
+    /// at that time get it when they come online.
+    pub async fn approve_at(
+        &self,
+        node_ids: &[String],
+        at: Millis,
+    ) -> Result<Vec<ApprovalOutcome>> {
+        self.ask_plain(|r| Request::ApproveAt(node_ids.to_vec(), at, r))
+            .await
+    }
+
     /// Approves every visible pending update that is not snoozed or skipped.
     pub async fn approve_all(&self) -> Result<Vec<ApprovalOutcome>> {
         self.ask_plain(|r| Request::Approve(vec![], Mode::All, r))
@@ -321,6 +335,11 @@ impl EngineHandle {
     pub async fn set_auto_approve(&self, node_id: &str, on: bool) -> Result<()> {
         self.ask(|r| Request::AutoApprove(node_id.into(), on, r))
             .await
+    }
+
+    /// Every policy in force (auto-approve, quiet hours, skips, snoozes).
+    pub async fn policies(&self) -> Result<Policies> {
+        self.ask(Request::Policies).await
     }
 
     /// Sets or clears quiet hours.
@@ -804,6 +823,13 @@ impl Actor {
                     ids
                 };
                 self.approve(ids, mode, Some(reply));
+            }
+            Request::Policies(reply) => {
+                let _ = reply.send(self.store.policies());
+            }
+            Request::ApproveAt(ids, at, reply) => {
+                let outcomes = ids.iter().map(|id| self.schedule(id, at)).collect();
+                let _ = reply.send(outcomes);
             }
             Request::InstallWhenOnline(id, reply) => {
                 let o = self.install_when_online(&id);
@@ -1308,6 +1334,31 @@ impl Actor {
         o
     }
 
+    /// Records an approval to be sent at `at`.
+    fn schedule(&mut self, id: &str, at: Millis) -> ApprovalOutcome {
+        let k = match self.find(id) {
+            Ok(k) => k,
+            Err(e) => {
+                return ApprovalOutcome {
+                    account: String::new(),
+                    node_id: parse::clean(id, 64),
+                    result: ApprovalResult::Refused {
+                        reason: e.to_string(),
+                    },
+                }
+            }
+        };
+        let state = JobState::Queued {
+            reason: QueueReason::Scheduled { at },
+        };
+        let o = match self.decide(&k, Mode::Explicit, Some(state)) {
+            Ok(job) => Self::outcome(&k, ApprovalResult::Queued { job }),
+            Err(r) => Self::outcome(&k, r),
+        };
+        self.emit(Event::Approval { outcome: o.clone() });
+        o
+    }
+
     /// A queued job whose wait is over: record it as requested, then send.
     fn release(&mut self, job_id: i64) {
         self.set_state(job_id, JobState::Requested, None);
@@ -1761,11 +1812,25 @@ impl Actor {
         let mut release = vec![];
         let mut stuck = vec![];
         let mut settle = vec![];
+        let mut wait_for_node = vec![];
         for (id, rt) in &self.jobs {
             match &rt.job.state {
                 JobState::Queued {
                     reason: QueueReason::QuietHours { until },
                 } if *until <= now => release.push(*id),
+                JobState::Queued {
+                    reason: QueueReason::Scheduled { at },
+                } if *at <= now => {
+                    let online = self
+                        .nodes
+                        .get(&(rt.job.account.clone(), rt.job.node_id.clone()))
+                        .is_some_and(|n| n.online);
+                    if online {
+                        release.push(*id)
+                    } else {
+                        wait_for_node.push(*id)
+                    }
+                }
                 JobState::Sent | JobState::Started | JobState::InProgress | JobState::Delayed
                     if rt.last_change.elapsed() >= self.cfg.stuck_after =>
                 {
@@ -1781,6 +1846,12 @@ impl Actor {
         }
         for id in release {
             self.release(id);
+        }
+        for id in wait_for_node {
+            let waiting = JobState::Queued {
+                reason: QueueReason::WaitingForNode,
+            };
+            self.set_state(id, waiting, None);
         }
         for id in stuck {
             self.set_state(id, JobState::Stuck, None);

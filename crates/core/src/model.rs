@@ -127,6 +127,12 @@ pub enum QueueReason {
     },
     /// "Install when online".
     WaitingForNode,
+    /// "Approve now, install at this time" (e.g. tonight); if the node is
+    /// offline then, it waits for it to come online.
+    Scheduled {
+        /// When to send it.
+        at: Millis,
+    },
 }
 
 /// Where a job is. Terminal: success, failed, rejected, rolled back, cancelled.
@@ -443,6 +449,31 @@ pub struct QuietHours {
     pub end_minute: u16,
     /// The user's offset from UTC, minutes.
     pub utc_offset_minutes: i16,
+}
+
+/// One node's setting in [`Policies`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodePolicy {
+    /// Account.
+    pub account: String,
+    /// Node.
+    pub node_id: String,
+    /// Skipped version, snooze end (ms), or nothing (auto-approve).
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+/// Every policy in force: what `policy show` and the app's settings list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policies {
+    /// Nodes whose updates are approved automatically.
+    pub auto_approve: Vec<NodePolicy>,
+    /// Quiet hours, if set.
+    pub quiet_hours: Option<QuietHours>,
+    /// Skipped versions (`value` = the version).
+    pub skipped: Vec<NodePolicy>,
+    /// Snoozed nodes (`value` = until, ms since the epoch).
+    pub snoozed: Vec<NodePolicy>,
 }
 
 /// Secret keys used in the [`crate::SecretStore`], per account.

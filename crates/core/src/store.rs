@@ -538,6 +538,37 @@ impl Store {
         Ok(())
     }
 
+    /// Every policy in force.
+    pub fn policies(&self) -> Result<crate::model::Policies> {
+        use crate::model::{NodePolicy, Policies};
+        let np = |(account, node_id): (String, String), value: Option<String>| NodePolicy {
+            account,
+            node_id,
+            value,
+        };
+        let mut p = Policies {
+            auto_approve: self
+                .auto_approve()?
+                .into_iter()
+                .map(|k| np(k, None))
+                .collect(),
+            quiet_hours: self.quiet_hours()?,
+            skipped: self
+                .skips()?
+                .into_iter()
+                .map(|(k, v)| np(k, Some(v)))
+                .collect(),
+            snoozed: self
+                .snoozes()?
+                .into_iter()
+                .map(|(k, v)| np(k, Some(v.to_string())))
+                .collect(),
+        };
+        p.skipped.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        p.snoozed.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        Ok(p)
+    }
+
     /// Quiet hours, if set.
     pub fn quiet_hours(&self) -> Result<Option<QuietHours>> {
         let v: Option<String> = self
