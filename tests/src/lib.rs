@@ -157,8 +157,13 @@ pub struct Raw {
 impl Raw {
     /// A client for `base`.
     pub fn new(base: &str) -> Raw {
+        // A simulator that stops answering must fail a test, not hang CI.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("HTTP client");
         Raw {
-            http: reqwest::Client::new(),
+            http,
             base: base.trim_end_matches('/').to_string(),
             token: String::new(),
         }

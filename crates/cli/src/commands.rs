@@ -88,6 +88,9 @@ pub async fn run(cli: Cli) -> Res {
         Command::Snooze(a) => {
             let until = now_ms() + parse_duration(&a.duration)?.as_millis() as i64;
             let e = open_engine(&cli).await?;
+            // Skip and snooze act on the update offered now.
+            refresh(&cli, &e).await;
+            check_nodes(&e, false).await?;
             let id = resolve(&e, &a.node).await?;
             e.snooze(&id, Some(until)).await?;
             say(
@@ -100,6 +103,9 @@ pub async fn run(cli: Cli) -> Res {
         }
         Command::Skip(a) => {
             let e = open_engine(&cli).await?;
+            // Skip and snooze act on the update offered now.
+            refresh(&cli, &e).await;
+            check_nodes(&e, false).await?;
             let id = resolve(&e, &a.node).await?;
             e.skip(&id).await?;
             say(
@@ -446,6 +452,30 @@ async fn add_account(cli: &Cli, kind: &AccountAdd) -> Res {
             .set(&cfg.name, secret_key, pw)
             .map_err(keychain_failure)?;
     }
+    if let Some(rest) = &cfg.rest {
+        // Log in once now, so a wrong password is said at once and nothing is kept.
+        let client = greenlight_core::rainmaker::rest::RestClient::new(
+            &cfg.name,
+            rest,
+            secrets.clone(),
+            Default::default(),
+        )?;
+        if let Err(err) = client.access_token().await {
+            for k in [secret_keys::PASSWORD, secret_keys::REFRESH_TOKEN] {
+                let _ = secrets.delete(&cfg.name, k);
+            }
+            return Err(match err {
+                greenlight_core::Error::NeedsLogin { reason, .. } => {
+                    Failure::Auth(format!("could not log in to {}: {reason}", cfg.name))
+                }
+                other => Failure::Failed(format!(
+                    "could not reach {}: {}; the account was not added",
+                    rest.base_url,
+                    other.plain()
+                )),
+            });
+        }
+    }
     let dir = data_dir(cli.data_dir.clone())?;
     let e = Engine::open(EngineConfig::new(dir, secrets.clone(), &actor())).await?;
     e.add_account(cfg.clone()).await?;
@@ -525,7 +555,9 @@ async fn check_nodes(e: &EngineHandle, all: bool) -> Res<bool> {
         .nodes()
         .await?
         .into_iter()
-        .filter(|n| n.online && (all || !known.contains(&n.node_id)))
+        // With --check every known node is asked, online or not as far as
+        // this run knows (an MQTT-only account hears nothing until it asks).
+        .filter(|n| all || (n.online && !known.contains(&n.node_id)))
         .map(|n| n.node_id)
         .collect();
     for id in &ids {
@@ -1027,18 +1059,23 @@ async fn watch(cli: &Cli) -> Res {
             .and_then(|m| m.get(id).cloned())
             .unwrap_or_else(|| id.to_string())
     };
+    // Listen before announcing: a supervisor may signal as soon as it reads
+    // the banner, and an unhandled SIGINT would kill us without a clean stop.
+    #[cfg(unix)]
+    let (mut int, mut term) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?)
+    };
     if !cli.json {
         eprintln!(
             "greenlight: watching {} account(s); Ctrl-C to stop",
             e.accounts().await?.len()
         );
     }
-    #[cfg(unix)]
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         #[cfg(unix)]
         let stop = async {
-            tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
         };
         #[cfg(not(unix))]
         let stop = async {

@@ -507,6 +507,12 @@ impl Actor {
         self.auto = self.store.auto_approve()?.into_iter().collect();
         self.quiet = self.store.quiet_hours()?;
         self.approved = self.store.approved_keys()?.into_iter().collect();
+        // What was last heard of each node: names and versions at once, but
+        // nothing is believed online until a source says so now.
+        for mut n in self.store.nodes()? {
+            n.online = false;
+            self.nodes.insert((n.account.clone(), n.node_id.clone()), n);
+        }
         for mut job in self.store.unfinished_jobs()? {
             if job.state == JobState::Requested {
                 // The intent was recorded but the program stopped before the
@@ -1726,6 +1732,9 @@ impl Actor {
             changed = false; // only the timestamp moved: not worth an event
         }
         if changed {
+            if let Err(e) = self.store.save_node(&node) {
+                tracing::warn!(error = %e, "could not remember a node");
+            }
             self.emit(Event::NodeUpdated { node: node.clone() });
         }
         match r.info {

@@ -92,6 +92,16 @@ CREATE TABLE settings (
     value TEXT NOT NULL
 );
 "#,
+    // 2: the nodes last heard of, so one-shot commands and the app know names,
+    // versions and how old that knowledge is before anything answers.
+    r#"
+CREATE TABLE nodes (
+    account TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    node TEXT NOT NULL,
+    PRIMARY KEY (account, node_id)
+);
+"#,
 ];
 
 /// An approval to record.
@@ -213,11 +223,41 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets an account.
+    /// Forgets an account (and the nodes last heard of through it).
     pub fn remove_account(&self, name: &str) -> Result<()> {
         self.conn
             .execute("DELETE FROM accounts WHERE name = ?1", params![name])?;
+        self.conn
+            .execute("DELETE FROM nodes WHERE account = ?1", params![name])?;
         Ok(())
+    }
+
+    // ---- nodes -----------------------------------------------------------------
+
+    /// Remembers a node as last heard of.
+    pub fn save_node(&self, n: &crate::model::Node) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO nodes (account, node_id, node) VALUES (?1, ?2, ?3)
+             ON CONFLICT(account, node_id) DO UPDATE SET node = excluded.node",
+            params![n.account, n.node_id, json(n)],
+        )?;
+        Ok(())
+    }
+
+    /// Every node last heard of, of the saved accounts.
+    pub fn nodes(&self) -> Result<Vec<crate::model::Node>> {
+        let mut st = self.conn.prepare(
+            "SELECT node FROM nodes WHERE account IN (SELECT name FROM accounts) ORDER BY account, node_id",
+        )?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = vec![];
+        for r in rows {
+            match serde_json::from_str(&r?) {
+                Ok(n) => out.push(n),
+                Err(e) => tracing::warn!(error = %e, "skipping an unreadable node record"),
+            }
+        }
+        Ok(out)
     }
 
     /// Every saved account.

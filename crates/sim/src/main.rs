@@ -169,11 +169,12 @@ fn main() -> anyhow::Result<()> {
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "ready"
                 );
+                let stop = StopSignals::install()?;
                 let mut out = std::io::stdout().lock();
                 writeln!(out, "{}", sim.ready_line())?;
                 out.flush()?;
                 drop(out);
-                wait_for_signal().await;
+                stop.wait().await;
                 tracing::info!("stopping");
                 let _ = tokio::time::timeout(Duration::from_millis(1500), sim.shutdown()).await;
                 Ok(())
@@ -221,11 +222,12 @@ fn main() -> anyhow::Result<()> {
                 .await
                 .context("starting the Blynk simulator")?;
                 tracing::info!(devices = sim.ready.tokens.len(), "ready");
+                let stop = StopSignals::install()?;
                 let mut out = std::io::stdout().lock();
                 writeln!(out, "{}", sim.ready_line())?;
                 out.flush()?;
                 drop(out);
-                wait_for_signal().await;
+                stop.wait().await;
                 tracing::info!("stopping");
                 let _ = tokio::time::timeout(Duration::from_millis(1500), sim.shutdown()).await;
                 Ok(())
@@ -236,24 +238,44 @@ fn main() -> anyhow::Result<()> {
     std::process::exit(0);
 }
 
-async fn wait_for_signal() {
+/// SIGINT/SIGTERM listeners, installed *before* the ready line is printed:
+/// a caller may signal the instant it reads that line, and a signal that
+/// arrives before tokio listens kills the process with the default action
+/// instead of a clean exit 0.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                int: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+                term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.int.recv() => {}
+                _ = self.term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -468,6 +468,7 @@ impl SimNode {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         // The broker came back (e.g. restarted): subscribe again and
                         // re-report everything, like the firmware does on reconnect.
+                        lock(&self.stats).online = true;
                         self.announce(&client, fw, false).await;
                     }
                     Ok(_) => {}
