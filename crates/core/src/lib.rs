@@ -26,6 +26,7 @@
 
 #![warn(missing_docs)]
 
+pub mod blynk;
 pub mod engine;
 pub mod error;
 pub mod event;

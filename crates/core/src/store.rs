@@ -102,6 +102,40 @@ CREATE TABLE nodes (
     PRIMARY KEY (account, node_id)
 );
 "#,
+    // 3: Blynk servers, their OTA campaigns and what became of each device
+    // (the server keeps none of it: campaigns live in its memory only).
+    r#"
+CREATE TABLE blynk_accounts (
+    name TEXT PRIMARY KEY,
+    config TEXT NOT NULL
+);
+CREATE TABLE blynk_campaigns (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    campaign TEXT NOT NULL
+);
+CREATE INDEX blynk_campaigns_account ON blynk_campaigns (account, id);
+CREATE INDEX blynk_campaigns_status ON blynk_campaigns (status);
+CREATE TABLE blynk_devices (
+    campaign_id INTEGER NOT NULL REFERENCES blynk_campaigns(id),
+    device_key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    device TEXT NOT NULL,
+    PRIMARY KEY (campaign_id, device_key)
+);
+CREATE TABLE blynk_device_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    campaign_id INTEGER NOT NULL REFERENCES blynk_campaigns(id),
+    device_key TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    state_json TEXT NOT NULL
+);
+CREATE INDEX blynk_device_events_campaign ON blynk_device_events (campaign_id);
+"#,
 ];
 
 /// An approval to record.
@@ -148,9 +182,10 @@ pub struct AuditEntry {
     pub result: String,
 }
 
-/// The store. One connection; the engine actor owns it.
+/// The store. One connection; the engine actor owns it (the Blynk tracker
+/// opens its own on the same file, see `crate::blynk::store`).
 pub struct Store {
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
 fn state_of(json: &str) -> JobState {
