@@ -117,6 +117,7 @@ impl Engine {
         let (fact_tx, fact_rx) = mpsc::channel(1024);
         let (int_tx, int_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(1024);
+        let secrets = cfg.secrets.clone();
         let mut actor = Actor {
             cfg: cfg.clone(),
             store,
@@ -137,7 +138,11 @@ impl Engine {
         };
         actor.load().await?;
         tokio::spawn(actor.run(req_rx, fact_rx, int_rx));
-        Ok(EngineHandle { tx: req_tx, events })
+        Ok(EngineHandle {
+            tx: req_tx,
+            events,
+            secrets,
+        })
     }
 }
 
@@ -193,6 +198,7 @@ enum Internal {
 pub struct EngineHandle {
     tx: mpsc::Sender<Request>,
     events: broadcast::Sender<Event>,
+    secrets: Arc<dyn SecretStore>,
 }
 
 impl std::fmt::Debug for EngineHandle {
@@ -218,6 +224,12 @@ impl EngineHandle {
             .await
             .map_err(|_| Error::EngineStopped)?;
         rx.await.map_err(|_| Error::EngineStopped)
+    }
+
+    /// The secret store this engine reads passwords from, so a view can save
+    /// a new account's password where the engine will find it.
+    pub fn secrets(&self) -> Arc<dyn SecretStore> {
+        self.secrets.clone()
     }
 
     /// Subscribes to events from now on.
@@ -777,6 +789,25 @@ impl Actor {
                     self.node_pending.remove(&k);
                     self.cloud_pending.remove(&k);
                     self.pending_diff(&k, before);
+                }
+                if existed {
+                    // A removed account's password and tokens leave the
+                    // keychain with it; nothing is kept for an account the
+                    // user no longer has. Keychain calls may block (D-Bus).
+                    let secrets = self.cfg.secrets.clone();
+                    let account = name.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        for k in [
+                            crate::model::secret_keys::PASSWORD,
+                            crate::model::secret_keys::REFRESH_TOKEN,
+                            crate::model::secret_keys::MQTT_PASSWORD,
+                        ] {
+                            if let Err(e) = secrets.delete(&account, k) {
+                                tracing::warn!(%account, error = %e, "could not delete a secret");
+                            }
+                        }
+                    })
+                    .await;
                 }
                 self.emit(Event::AccountState {
                     account: name,

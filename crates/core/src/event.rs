@@ -9,6 +9,7 @@ use crate::model::{ApprovalOutcome, Job, Node, PendingUpdate};
 
 /// How an account's sources are doing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum AccountState {
     /// Starting up.
@@ -36,6 +37,7 @@ pub enum AccountState {
 
 /// Something changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// A node appeared or changed (name, version, online...).

@@ -30,6 +30,7 @@ pub mod blynk;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod export;
 pub mod model;
 pub mod policy;
 pub mod rainmaker;

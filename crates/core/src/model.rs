@@ -18,6 +18,7 @@ pub fn now_ms() -> Millis {
 /// Names of the OTA service and its params as a node's config declares them
 /// (found by their types, not their names).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct OtaNames {
     /// Name of the service of type `esp.service.ota` (usually `OTA`).
     pub service: String,
@@ -39,6 +40,7 @@ impl Default for OtaNames {
 
 /// One node as the engine knows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Node {
     /// Account the node belongs to.
     pub account: String,
@@ -60,6 +62,7 @@ pub struct Node {
 
 /// How an update is approved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "snake_case")]
 pub enum UpdateKind {
     /// The node's own `esp.service.ota` waits for `{"OTA":{"Operation":"start"}}`.
@@ -89,6 +92,7 @@ impl UpdateKind {
 
 /// An update waiting for the user's approval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct PendingUpdate {
     /// Account.
     pub account: String,
@@ -118,6 +122,7 @@ pub struct PendingUpdate {
 
 /// Why an approved job has not been sent yet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(tag = "why", rename_all = "snake_case")]
 pub enum QueueReason {
     /// Approved inside quiet hours; sent when the window opens.
@@ -137,6 +142,7 @@ pub enum QueueReason {
 
 /// Where a job is. Terminal: success, failed, rejected, rolled back, cancelled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum JobState {
     /// Approved, waiting before the command is sent.
@@ -230,6 +236,7 @@ impl JobState {
 
 /// One approved update of one node, followed to its end.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Job {
     /// Local id (database row).
     pub id: i64,
@@ -265,6 +272,7 @@ pub struct Job {
 
 /// One entry of a job's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct JobEvent {
     /// Job.
     pub job_id: i64,
@@ -278,6 +286,7 @@ pub struct JobEvent {
 
 /// What `history` returns: jobs, newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct HistoryFilter {
     /// Only this account.
     pub account: Option<String>,
@@ -289,6 +298,7 @@ pub struct HistoryFilter {
 
 /// The result of an approval for one node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct ApprovalOutcome {
     /// Account (empty when the node is unknown).
     pub account: String,
@@ -300,6 +310,7 @@ pub struct ApprovalOutcome {
 
 /// What happened to one node's approval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum ApprovalResult {
     /// The command was acknowledged; the job is followed.
@@ -340,6 +351,7 @@ pub enum ApprovalResult {
 
 /// The REST side of an account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct RestConfig {
     /// Base URL, e.g. `https://api.rainmaker.espressif.com` (`/v1` is added).
     pub base_url: String,
@@ -357,6 +369,7 @@ pub struct RestConfig {
 
 /// The direct MQTT side of an account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct MqttConfig {
     /// `mqtt://host:port` or `mqtts://host:port`.
     pub url: String,
@@ -388,6 +401,7 @@ fn yes() -> bool {
 
 /// One RainMaker account: REST, a direct broker, or both.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct AccountConfig {
     /// Unique name, also the key of its secrets.
     pub name: String,
@@ -442,6 +456,7 @@ impl AccountConfig {
 /// A daily window in which approvals wait, in minutes after midnight of the
 /// user's local time (`utc_offset_minutes` says which). `start > end` spans midnight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct QuietHours {
     /// Start, minutes after local midnight (0..1440).
     pub start_minute: u16,
@@ -453,6 +468,7 @@ pub struct QuietHours {
 
 /// One node's setting in [`Policies`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct NodePolicy {
     /// Account.
     pub account: String,
@@ -465,6 +481,7 @@ pub struct NodePolicy {
 
 /// Every policy in force: what `policy show` and the app's settings list.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Policies {
     /// Nodes whose updates are approved automatically.
     pub auto_approve: Vec<NodePolicy>,

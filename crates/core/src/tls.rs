@@ -237,6 +237,57 @@ pub async fn probe_fingerprint(url: &str) -> Result<String> {
     Ok(fingerprint(&der))
 }
 
+/// What to do about an `https://` server's certificate before an account is
+/// added: the views ask the user only in the [`Trust::Unknown`] case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// Plain `http://`, or a certificate the system already trusts and no pin
+    /// was given: nothing to pin.
+    System,
+    /// The user's pin matches what the server presents: pin it.
+    Pinned(String),
+    /// The system does not trust the certificate and no pin was given: show
+    /// this fingerprint and ask.
+    Unknown {
+        /// SHA-256 of the certificate, lowercase hex.
+        fingerprint: String,
+    },
+}
+
+/// Decides how an account's server is to be trusted. A `given` pin that does
+/// not match what the server presents is an error naming both fingerprints.
+pub async fn decide_trust(url: &str, given: Option<&str>) -> Result<Trust> {
+    if !url.starts_with("https://") {
+        return Ok(Trust::System);
+    }
+    let given = given.map(normalize_fingerprint).transpose()?;
+    if given.is_none() {
+        let probe = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .build()
+            .map_err(|e| Error::Config(format!("TLS: {e}")))?;
+        // Any HTTP answer means the TLS handshake passed system verification.
+        if probe
+            .get(format!("{}/apiversions", url.trim_end_matches('/')))
+            .send()
+            .await
+            .is_ok()
+        {
+            return Ok(Trust::System);
+        }
+    }
+    let seen = probe_fingerprint(url).await?;
+    match given {
+        Some(g) if g != seen => Err(Error::Config(format!(
+            "{url} presents a certificate with fingerprint {}, not the {} you gave",
+            pretty(&seen),
+            pretty(&g)
+        ))),
+        Some(_) => Ok(Trust::Pinned(seen)),
+        None => Ok(Trust::Unknown { fingerprint: seen }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
