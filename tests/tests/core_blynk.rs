@@ -148,7 +148,13 @@ fn state_of(c: &Campaign, name: &str) -> DeviceState {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_target_is_sent_now_and_tracked_to_updated() {
     let _g = serial().await;
-    let sim = sim(vec![DeviceBehaviour::Normal; 3]).await;
+    let sim = sim(vec![
+        DeviceBehaviour::Normal,
+        DeviceBehaviour::Normal,
+        DeviceBehaviour::Normal,
+        DeviceBehaviour::FlashFails,
+    ])
+    .await;
     let (h, dir) = tracker(&sim, "token").await;
     let t0 = sim.ready.tokens[0].clone();
     let fw = firmware(NEW_BUILD, 64 * 1024);
@@ -180,9 +186,27 @@ async fn token_target_is_sent_now_and_tracked_to_updated() {
     for t in &sim.ready.tokens[1..] {
         assert_eq!(sim.device_stats(t).unwrap().ota_urls_received, 0);
     }
+    // A device whose flash fails comes back on its old build: a token update
+    // is sent once, so that one is over, not updated.
+    let t3 = sim.ready.tokens[3].clone();
+    let failed = h
+        .start("home", &fw, StartTarget::Token(t3.clone()), None)
+        .await
+        .expect("started");
+    assert_eq!(failed.devices[0].state, DeviceState::Installing);
+    let failed = until(&h, failed.id, "the token update to end", |c| {
+        c.status == CampaignStatus::Ended
+    })
+    .await;
+    assert!(
+        matches!(&failed.devices[0].state, DeviceState::NotUpdated { reason } if reason.contains("old build")),
+        "{failed:#?}"
+    );
+    assert_eq!(sim.device_stats(&t3).unwrap().ota_urls_received, 1);
+    assert!(h.status(Some("home")).await.unwrap().is_empty());
     // History keeps it, with every state change.
     let hist = h.history(Some("home"), 10).await.unwrap();
-    assert_eq!(hist[0].id, c.id);
+    assert_eq!(hist[1].id, c.id);
     let events = h.campaign_events(c.id).await.unwrap();
     assert!(
         events.iter().any(|e| e.state == DeviceState::Updated),
@@ -375,6 +399,18 @@ async fn stop_ends_every_campaign_and_waiting_devices_get_nothing() {
     let (h, dir) = tracker(&sim, "stop").await;
     let fw = firmware(NEW_BUILD, 16 * 1024);
     let all = h.start("home", &fw, StartTarget::All, None).await.unwrap();
+    // Another build for alice while the all-devices campaign stands: her
+    // devices would flip between the two on every login. Refused.
+    let other = firmware("Oct  1 2017 09:00:00", 16 * 1024);
+    let alice = StartTarget::User {
+        email: "alice@example.com".into(),
+        project: None,
+    };
+    let e = h.start("home", &other, alice, None).await.unwrap_err();
+    assert!(matches!(e, BlynkError::Conflict(_)), "{e}");
+    assert!(e.to_string().contains(&format!("#{}", all.id)), "{e}");
+    assert_eq!(sim.server.campaigns(), 1);
+    // The same build is no conflict.
     let user = h
         .start(
             "home",

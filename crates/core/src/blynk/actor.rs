@@ -337,7 +337,49 @@ impl Actor {
         }
     }
 
+    /// Campaigns the server still holds for `account` that a new campaign
+    /// for `target` would fight: the server sends the all-devices campaign
+    /// first, then the user's, each whenever the device's build differs, so
+    /// two standing campaigns with different builds over the same device
+    /// flip it between them on every login. A campaign of the same kind and
+    /// user is not a conflict: the server replaces it.
+    fn conflicts(&self, b: &Begin) -> BlynkResult<Vec<Campaign>> {
+        let standing: Vec<Campaign> = self
+            .store
+            .campaigns(Some(&b.account), &["active", "completed"], 1000)?
+            .into_iter()
+            .filter(|c| c.stands_on_server() && c.build != b.build)
+            .collect();
+        Ok(standing
+            .into_iter()
+            .filter(|s| match (&b.target, &s.target) {
+                (Target::Token { .. }, t) => b.devices.iter().any(|d| t.covers(d)),
+                (Target::All, Target::User { .. }) | (Target::User { .. }, Target::All) => true,
+                _ => false,
+            })
+            .collect())
+    }
+
     fn begin(&mut self, b: Begin) -> BlynkResult<Campaign> {
+        let fights = self.conflicts(&b)?;
+        if !fights.is_empty() {
+            let list: Vec<String> = fights
+                .iter()
+                .map(|c| {
+                    format!(
+                        "#{} for {} (build \"{}\")",
+                        c.id,
+                        c.target.describe(),
+                        c.build
+                    )
+                })
+                .collect();
+            return Err(BlynkError::Conflict(format!(
+                "nothing was sent: campaign {} still stands on the server for some of these devices; with both, a device would flip between the two builds on every login (the server sends the all-devices campaign first, then the user's{}). Stop updates on the server first (its stop is global)",
+                list.join(", "),
+                if b.target.is_campaign() { "" } else { ", and undoes a one-device update at the next login" }
+            )));
+        }
         let now = now_ms();
         let mut c = Campaign {
             id: 0,
@@ -356,6 +398,7 @@ impl Actor {
             updated_at: now,
             finished_at: None,
             settled_at: None,
+            withdrawn_at: None,
             devices: vec![],
         };
         let build = c.build.clone();
@@ -383,30 +426,46 @@ impl Actor {
                 c.started_at = Some(now);
                 // The server keeps one campaign for all devices and one per
                 // user: an older one for the same devices is gone from it.
-                let replaced: Vec<i64> = self
-                    .tracked
-                    .values()
-                    .filter(|o| {
-                        o.account == c.account
-                            && o.status == CampaignStatus::Active
-                            && match (&o.target, &c.target) {
-                                (Target::All, Target::All) => true,
-                                (Target::User { email: a, .. }, Target::User { email: b, .. }) => {
-                                    a.eq_ignore_ascii_case(b)
-                                }
-                                _ => false,
+                let same = |o: &Campaign| {
+                    o.id != c.id
+                        && o.stands_on_server()
+                        && match (&o.target, &c.target) {
+                            (Target::All, Target::All) => true,
+                            (Target::User { email: a, .. }, Target::User { email: b, .. }) => {
+                                a.eq_ignore_ascii_case(b)
                             }
-                    })
-                    .map(|o| o.id)
+                            _ => false,
+                        }
+                };
+                let replaced: Vec<Campaign> = self
+                    .store
+                    .campaigns(Some(&c.account), &["active", "completed"], 1000)?
+                    .into_iter()
+                    .filter(same)
                     .collect();
                 for o in replaced {
-                    self.end_campaign(o, CampaignStatus::Superseded { by: id }, now);
+                    if self.tracked.contains_key(&o.id) && o.status == CampaignStatus::Active {
+                        self.end_campaign(o.id, CampaignStatus::Superseded { by: id }, now);
+                    } else {
+                        self.withdraw(o, now);
+                    }
                 }
             }
             Err(reason) => {
                 c.status = CampaignStatus::Failed { reason };
                 c.finished_at = Some(now);
             }
+        }
+        if c.status == CampaignStatus::Active && !c.target.is_campaign() {
+            // The server answered 200 only after sending it to the device.
+            for d in &mut c.devices {
+                if d.state == DeviceState::Waiting {
+                    d.state = DeviceState::Installing;
+                    d.changed_at = now;
+                }
+            }
+            let refs: Vec<_> = c.devices.iter().map(|d| (d, true)).collect();
+            self.store.save_campaign_devices(c.id, &refs)?;
         }
         self.store.save_campaign(&c)?;
         if c.status == CampaignStatus::Active {
@@ -424,6 +483,7 @@ impl Actor {
         let mut c = self.tracked.remove(&id)?;
         c.status = status;
         c.finished_at = Some(now);
+        c.withdrawn_at = Some(now);
         c.updated_at = now;
         let mut changed = vec![];
         for d in &mut c.devices {
@@ -469,7 +529,32 @@ impl Actor {
                 out.push(c);
             }
         }
+        // Completed campaigns still stood on the server until now.
+        for c in self
+            .store
+            .campaigns(Some(account), &["completed"], 1000)?
+            .into_iter()
+            .filter(Campaign::stands_on_server)
+        {
+            out.push(self.withdraw(c, now));
+        }
         Ok(out)
+    }
+
+    /// Records that the server no longer holds a finished campaign.
+    fn withdraw(&mut self, mut c: Campaign, now: Millis) -> Campaign {
+        c.withdrawn_at = Some(now);
+        c.updated_at = now;
+        if let Err(e) = self.store.save_campaign(&c) {
+            tracing::error!(error = %e, id = c.id, "could not store a campaign change");
+        }
+        if let Some(t) = self.tracked.get_mut(&c.id) {
+            t.withdrawn_at = Some(now);
+        }
+        self.emit(BlynkEvent::CampaignChanged {
+            campaign: c.clone(),
+        });
+        c
     }
 
     /// Sets `settled_at` as the devices settle or unsettle; says so once.
@@ -639,6 +724,11 @@ impl Actor {
                 && c.devices.iter().all(|d| d.state == DeviceState::Updated)
             {
                 c.status = CampaignStatus::Completed;
+                c.finished_at = Some(now);
+                changed = true;
+            } else if standing && !c.target.is_campaign() && c.is_settled() {
+                // Sent once and over: nothing more can happen to it.
+                c.status = CampaignStatus::Ended;
                 c.finished_at = Some(now);
                 changed = true;
             }

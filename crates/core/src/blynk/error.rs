@@ -70,6 +70,10 @@ pub enum BlynkError {
         /// Why, in plain words.
         reason: String,
     },
+    /// Refused for safety: another campaign still on the server would fight
+    /// this one (devices flipping between two builds on every login).
+    #[error("{0}")]
+    Conflict(String),
     /// The server refused the request (400/500 with its reason).
     #[error("the Blynk server refused: {message} (HTTP {http})")]
     Refused {

@@ -301,6 +301,10 @@ pub enum CampaignStatus {
     Active,
     /// Every device reports the campaign's build.
     Completed,
+    /// A one-device (token) update that is over without the device on the
+    /// new build: it came back on its old one, or stayed away. The server
+    /// sends such an update once; nothing more will happen.
+    Ended,
     /// Stopped (the server's stop is global: every campaign of the server ends).
     Stopped,
     /// A newer campaign for the same devices replaced it on the server.
@@ -322,6 +326,7 @@ impl CampaignStatus {
             CampaignStatus::Starting => "starting",
             CampaignStatus::Active => "active",
             CampaignStatus::Completed => "completed",
+            CampaignStatus::Ended => "ended",
             CampaignStatus::Stopped => "stopped",
             CampaignStatus::Superseded { .. } => "superseded",
             CampaignStatus::Failed { .. } => "failed",
@@ -385,6 +390,11 @@ pub struct Campaign {
     pub finished_at: Option<Millis>,
     /// Since when every device is settled (none waiting or installing).
     pub settled_at: Option<Millis>,
+    /// When the server stopped holding it (stopped, or replaced by a newer
+    /// campaign for the same devices). A completed campaign nobody stopped
+    /// still stands there and still decides what its devices get.
+    #[serde(default)]
+    pub withdrawn_at: Option<Millis>,
     /// Devices, by name.
     #[serde(default)]
     pub devices: Vec<DeviceRecord>,
@@ -417,7 +427,19 @@ impl Campaign {
         self.devices.iter().all(|d| d.state.is_settled())
     }
 
-    /// True while the server still holds it (or it is being started).
+    /// True when the server (as far as Greenlight knows) still holds this
+    /// campaign and re-sends it to devices on another build: an active or
+    /// completed user / all-devices campaign nobody stopped or replaced.
+    pub fn stands_on_server(&self) -> bool {
+        self.target.is_campaign()
+            && self.withdrawn_at.is_none()
+            && matches!(
+                self.status,
+                CampaignStatus::Active | CampaignStatus::Completed
+            )
+    }
+
+    /// True while it is being started or followed as active.
     pub fn is_live(&self) -> bool {
         matches!(
             self.status,

@@ -288,6 +288,7 @@ mod tests {
             updated_at: 1,
             finished_at: None,
             settled_at: None,
+            withdrawn_at: None,
             devices: vec![dev.clone()],
         };
         let mut c = s.insert_campaign(&c).unwrap();
