@@ -48,6 +48,132 @@ pub enum Command {
     Policy(PolicyCmd),
     /// Run the engine: follow every device, apply policies, print events.
     Watch,
+    /// Blynk legacy server: start, stop and follow over-the-air updates.
+    #[command(subcommand)]
+    Blynk(BlynkCmd),
+}
+
+/// `blynk` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BlynkCmd {
+    /// Add, list or remove Blynk servers (admin accounts).
+    #[command(subcommand)]
+    Account(BlynkAccountCmd),
+    /// Upload a firmware and start updating one device, a user's devices, one
+    /// of their projects, or every device.
+    Start(BlynkStartArgs),
+    /// Stop updates on a server (its stop is global: every campaign ends).
+    Stop(BlynkAccountArg),
+    /// Campaigns being followed and each device's state.
+    Status(BlynkStatusArgs),
+    /// Every campaign and how it ended.
+    History(BlynkHistoryArgs),
+}
+
+/// `blynk account` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BlynkAccountCmd {
+    /// Add a Blynk server with its super-admin account (checked by logging in).
+    Add(BlynkAccountArgs),
+    /// List Blynk servers.
+    List,
+    /// Forget a Blynk server and its password (its campaigns stay in history).
+    Remove {
+        /// Account name.
+        name: String,
+    },
+}
+
+/// `blynk account add`.
+#[derive(Debug, Args)]
+pub struct BlynkAccountArgs {
+    /// A name for this server.
+    #[arg(long)]
+    pub name: String,
+    /// Admin URL, e.g. https://blynk.local:9443.
+    #[arg(long)]
+    pub url: String,
+    /// Super-admin email.
+    #[arg(long)]
+    pub user: String,
+    /// Read the admin password from standard input instead of a prompt.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Trust the server's self-signed certificate with this SHA-256
+    /// fingerprint (hex, colons allowed): the only way without a terminal.
+    #[arg(long, value_name = "HEX")]
+    pub trust_fingerprint: Option<String>,
+    /// The server's upload limit in bytes (web.request.max.size).
+    #[arg(long, value_name = "BYTES", default_value_t = 524_288)]
+    pub upload_limit: u64,
+}
+
+/// A Blynk account.
+#[derive(Debug, Args)]
+pub struct BlynkAccountArg {
+    /// Account name.
+    #[arg(long)]
+    pub account: String,
+}
+
+/// Which devices `blynk start` updates: exactly one of these.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct BlynkTargetArgs {
+    /// One device by its auth token, now (it must be online).
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Every device of this user, each when it next logs in.
+    #[arg(long, value_name = "EMAIL")]
+    pub user: Option<String>,
+    /// Every device on the server, each when it next logs in.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `blynk start`.
+#[derive(Debug, Args)]
+pub struct BlynkStartArgs {
+    /// Account name.
+    #[arg(long)]
+    pub account: String,
+    /// The compiled sketch (Arduino IDE: Sketch → Export compiled binary).
+    #[arg(long, value_name = "FILE")]
+    pub firmware: PathBuf,
+    #[command(flatten)]
+    pub target: BlynkTargetArgs,
+    /// Only this project of the user (case-insensitive).
+    #[arg(long, value_name = "NAME", requires = "user")]
+    pub project: Option<String>,
+    /// Suspect a reboot loop after this many reconnects on the old build.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub loop_after: u32,
+}
+
+/// `blynk status`.
+#[derive(Debug, Args)]
+pub struct BlynkStatusArgs {
+    /// Only this account.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Keep polling until every device is updated, looping, offline or
+    /// otherwise settled (or Ctrl-C).
+    #[arg(long)]
+    pub follow: bool,
+    /// Seconds between polls with --follow.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub interval: f64,
+}
+
+/// `blynk history`.
+#[derive(Debug, Args)]
+pub struct BlynkHistoryArgs {
+    /// Only this account.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// At most this many campaigns.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
 }
 
 /// `demo` options.

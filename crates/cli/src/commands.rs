@@ -123,6 +123,7 @@ pub async fn run(cli: Cli) -> Res {
         Command::History(a) => history(&cli, a).await,
         Command::Policy(p) => policy(&cli, p).await,
         Command::Watch => watch(&cli).await,
+        Command::Blynk(b) => crate::blynk::run(&cli, b).await,
     }
 }
 

@@ -6,6 +6,7 @@
 //! output), 2 usage error, 3 authentication needed (or no keychain).
 
 mod args;
+mod blynk;
 mod commands;
 mod demo;
 mod output;
@@ -62,7 +63,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GREENLIGHT_LOG")
-                .unwrap_or_else(|_| "error,rumqttd=off".into()),
+                // The platform verifier logs every untrusted certificate as an
+                // error; the fingerprint prompt already says it in words.
+                .unwrap_or_else(|_| "error,rumqttd=off,rustls_platform_verifier=off".into()),
         )
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -1,0 +1,460 @@
+//! `greenlight blynk ...`: the Blynk tracker for terminals and scripts.
+//! Thin on purpose: every decision (validation, tracking, states) is in
+//! `greenlight_core::blynk`; this only translates arguments and prints.
+//!
+//! Exit codes as for the rest of the CLI: 0 success, 1 an operation failed
+//! (for `status --follow`: not every device ended updated), 2 usage, 3 a
+//! password (or the keychain) is needed.
+
+mod output;
+
+use std::io::{BufRead, IsTerminal};
+use std::sync::Arc;
+use std::time::Duration;
+
+use greenlight_core::blynk::{
+    BlynkAccount, BlynkError, BlynkHandle, BlynkTracker, Campaign, DeviceState, Firmware,
+    StartTarget, TrackerConfig,
+};
+use greenlight_core::{tls, KeyringSecretStore, SecretError, SecretStore};
+use serde_json::json;
+
+use crate::args::{
+    BlynkAccountArgs, BlynkAccountCmd, BlynkCmd, BlynkHistoryArgs, BlynkStartArgs, BlynkStatusArgs,
+    Cli,
+};
+use crate::Failure;
+
+type Res<T = ()> = Result<T, Failure>;
+
+impl From<BlynkError> for Failure {
+    fn from(e: BlynkError) -> Self {
+        let msg = e.to_string();
+        if e.is_auth() {
+            Failure::Auth(msg)
+        } else if e.is_usage() {
+            Failure::Usage(msg)
+        } else {
+            Failure::Failed(msg)
+        }
+    }
+}
+
+/// A secret store that only says the keychain is unreachable, so commands
+/// that need no password still run and the others exit 3.
+struct NoKeychain(String);
+
+impl SecretStore for NoKeychain {
+    fn get(&self, _: &str, _: &str) -> Result<Option<String>, SecretError> {
+        Err(SecretError::NoKeychain(self.0.clone()))
+    }
+    fn set(&self, _: &str, _: &str, _: &str) -> Result<(), SecretError> {
+        Err(SecretError::NoKeychain(self.0.clone()))
+    }
+    fn delete(&self, _: &str, _: &str) -> Result<(), SecretError> {
+        Err(SecretError::NoKeychain(self.0.clone()))
+    }
+}
+
+fn actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "someone".into());
+    format!("{user} (cli)")
+}
+
+/// Opens the tracker on the data directory shared with the app. One-shot
+/// commands poll when they need to, never on a timer.
+async fn open(cli: &Cli) -> Res<BlynkHandle> {
+    let dir = crate::commands::data_dir(cli.data_dir.clone())?;
+    let secrets: Arc<dyn SecretStore> = match KeyringSecretStore::open() {
+        Ok(s) => Arc::new(s),
+        Err(e) => Arc::new(NoKeychain(e.to_string())),
+    };
+    let cfg = TrackerConfig {
+        background: false,
+        ..TrackerConfig::default()
+    };
+    Ok(BlynkTracker::open(dir, secrets, &actor(), cfg).await?)
+}
+
+fn say(cli: &Cli, j: serde_json::Value, human: &str) -> Res {
+    if cli.json {
+        crate::output::json(&j)?;
+    } else {
+        println!("{human}");
+    }
+    Ok(())
+}
+
+/// Runs one `blynk` command.
+pub async fn run(cli: &Cli, cmd: &BlynkCmd) -> Res {
+    match cmd {
+        BlynkCmd::Account(BlynkAccountCmd::Add(a)) => add_account(cli, a).await,
+        BlynkCmd::Account(BlynkAccountCmd::List) => {
+            let h = open(cli).await?;
+            let accounts = h.accounts().await?;
+            if cli.json {
+                crate::output::json(&json!({ "accounts": accounts }))?;
+            } else if accounts.is_empty() {
+                println!("No Blynk servers yet. Add one with `greenlight blynk account add --name home --url https://HOST:9443 --user ADMIN_EMAIL`.");
+            } else {
+                output::accounts(&accounts);
+            }
+            h.shutdown().await;
+            Ok(())
+        }
+        BlynkCmd::Account(BlynkAccountCmd::Remove { name }) => {
+            let h = open(cli).await?;
+            h.remove_account(name).await?;
+            say(
+                cli,
+                json!({ "removed": name }),
+                &format!(
+                    "Removed Blynk server {name} and its password (its campaigns stay in history)."
+                ),
+            )?;
+            h.shutdown().await;
+            Ok(())
+        }
+        BlynkCmd::Start(a) => start(cli, a).await,
+        BlynkCmd::Stop(a) => {
+            let h = open(cli).await?;
+            let ended = h.stop(&a.account).await?;
+            let url = h
+                .accounts()
+                .await?
+                .into_iter()
+                .find(|x| x.name == a.account)
+                .map(|x| x.url)
+                .unwrap_or_default();
+            say(
+                cli,
+                json!({ "stopped": ended }),
+                &format!(
+                    "Stopped every update campaign on {url} (the server's stop is global): {} campaign(s) ended. Devices already sent the firmware URL may still install it.",
+                    ended.len()
+                ),
+            )?;
+            h.shutdown().await;
+            Ok(())
+        }
+        BlynkCmd::Status(a) => status(cli, a).await,
+        BlynkCmd::History(a) => history(cli, a).await,
+    }
+}
+
+fn read_password(from_stdin: bool, prompt: &str) -> Res<String> {
+    let pw = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else if std::io::stdin().is_terminal() {
+        dialoguer::Password::new()
+            .with_prompt(prompt)
+            .interact()
+            .map_err(|e| Failure::Failed(e.to_string()))?
+    } else {
+        return Err(Failure::Usage(
+            "no terminal to ask for the password: pass it on standard input with --password-stdin"
+                .into(),
+        ));
+    };
+    if pw.is_empty() {
+        return Err(Failure::Usage("the password is empty".into()));
+    }
+    Ok(pw)
+}
+
+/// How to trust the admin port: the system's roots when they vouch for it;
+/// otherwise only the fingerprint the user accepted — given with
+/// `--trust-fingerprint`, or shown and confirmed at a terminal. Never "insecure".
+async fn trust(url: &str, given: Option<&str>) -> Res<Option<String>> {
+    let given = given
+        .map(tls::normalize_fingerprint)
+        .transpose()
+        .map_err(|e| Failure::Usage(e.plain()))?;
+    if given.is_none() {
+        let probe = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Failure::Failed(e.to_string()))?;
+        // Any HTTP answer means the handshake passed the system's verification.
+        if probe
+            .get(format!("{}/admin", url.trim_end_matches('/')))
+            .send()
+            .await
+            .is_ok()
+        {
+            return Ok(None);
+        }
+    }
+    let seen = tls::probe_fingerprint(url).await.map_err(|e| {
+        Failure::Failed(format!(
+            "could not reach {url}: {}; the account was not added",
+            e.plain()
+        ))
+    })?;
+    if let Some(g) = given {
+        if g != seen {
+            return Err(Failure::Failed(format!(
+                "{url} presents a certificate with fingerprint {}, not the {} you gave; the account was not added",
+                tls::pretty(&seen),
+                tls::pretty(&g)
+            )));
+        }
+        return Ok(Some(seen));
+    }
+    let question = format!(
+        "{url} has a certificate your system does not trust (self-signed?).\nSHA-256 fingerprint: {}\nTrust this certificate for this server?",
+        tls::pretty(&seen)
+    );
+    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        let yes = dialoguer::Confirm::new()
+            .with_prompt(question)
+            .default(false)
+            .interact()
+            .map_err(|e| Failure::Failed(e.to_string()))?;
+        if yes {
+            return Ok(Some(seen));
+        }
+        return Err(Failure::Failed(
+            "not trusted; the account was not added".into(),
+        ));
+    }
+    Err(Failure::Failed(format!(
+        "{url} has a certificate your system does not trust (self-signed?). Its SHA-256 fingerprint is {}. If that is your server, run again with --trust-fingerprint {seen}",
+        tls::pretty(&seen)
+    )))
+}
+
+async fn add_account(cli: &Cli, a: &BlynkAccountArgs) -> Res {
+    if !a.url.starts_with("https://") {
+        return Err(Failure::Usage(format!(
+            "{:?}: the admin URL must start with https:// (the admin password goes with every request), e.g. https://blynk.local:9443",
+            a.url
+        )));
+    }
+    let mut acct = BlynkAccount::new(&a.name, &a.url, &a.user);
+    acct.upload_limit = a.upload_limit;
+    acct.pinned_sha256 = trust(&acct.url, a.trust_fingerprint.as_deref()).await?;
+    let pw = read_password(
+        a.password_stdin,
+        &format!("Blynk admin password for {}", a.user),
+    )?;
+    // The keychain must be there before anything is kept: the password is
+    // never kept anywhere else.
+    if let Err(e) = KeyringSecretStore::open() {
+        return Err(Failure::Auth(format!(
+            "{e}. Greenlight keeps passwords only in the OS keychain (the Secret Service on Linux, e.g. gnome-keyring) and never in a file; start one and try again"
+        )));
+    }
+    let h = open(cli).await?;
+    let res = h.add_account(acct.clone(), &pw).await;
+    h.shutdown().await;
+    match res {
+        Ok(()) => say(
+            cli,
+            json!({ "added": acct.name, "url": acct.url, "pinned_sha256": acct.pinned_sha256 }),
+            &format!(
+                "Added Blynk server {} ({}, admin {}). The password is in the OS keychain.",
+                acct.name, acct.url, acct.user
+            ),
+        ),
+        Err(e) if e.is_auth() => Err(Failure::Auth(format!(
+            "could not log in to {}: {e}; the account was not added",
+            acct.name
+        ))),
+        Err(e @ BlynkError::Network(_)) => {
+            Err(Failure::Failed(format!("{e}; the account was not added")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn start(cli: &Cli, a: &BlynkStartArgs) -> Res {
+    if a.project.is_some() && a.target.user.is_none() {
+        // clap's `requires` does not see through the target group.
+        return Err(Failure::Usage(
+            "--project needs --user EMAIL: a project is one user's".into(),
+        ));
+    }
+    let target = match (&a.target.token, &a.target.user, a.target.all) {
+        (Some(t), None, false) => StartTarget::Token(t.clone()),
+        (None, Some(u), false) => StartTarget::User {
+            email: u.clone(),
+            project: a.project.clone(),
+        },
+        (None, None, true) => StartTarget::All,
+        _ => {
+            return Err(Failure::Usage(
+                "give exactly one of --token, --user or --all".into(),
+            ))
+        }
+    };
+    // Read and checked once; this very copy is what gets uploaded.
+    let fw = Firmware::read(&a.firmware)?;
+    if !cli.json {
+        eprintln!(
+            "Firmware {}: {} bytes, build \"{}\", SHA-256 {}",
+            fw.file_name(),
+            fw.size(),
+            fw.build(),
+            fw.sha256()
+        );
+    }
+    let h = open(cli).await?;
+    let res = h.start(&a.account, &fw, target, Some(a.loop_after)).await;
+    h.shutdown().await;
+    let c = res?;
+    if cli.json {
+        crate::output::json(&json!({ "campaign": c }))?;
+    } else {
+        output::started(&c);
+    }
+    Ok(())
+}
+
+/// Polls now; an auth problem is fatal (exit 3), a network one is said and
+/// the stored state shown.
+async fn refresh(cli: &Cli, h: &BlynkHandle, account: Option<&str>) -> Res<bool> {
+    match h.refresh(account).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_auth() => Err(e.into()),
+        Err(e @ BlynkError::UnknownAccount(_)) => Err(e.into()),
+        Err(e) => {
+            if !cli.json {
+                eprintln!("greenlight: could not ask the server: {e}; showing what is known");
+            }
+            Ok(false)
+        }
+    }
+}
+
+fn all_updated(cs: &[Campaign]) -> bool {
+    cs.iter()
+        .all(|c| c.devices.iter().all(|d| d.state == DeviceState::Updated))
+}
+
+async fn status(cli: &Cli, a: &BlynkStatusArgs) -> Res {
+    if !(a.interval.is_finite() && a.interval > 0.0) {
+        return Err(Failure::Usage(
+            "--interval must be a number of seconds above 0".into(),
+        ));
+    }
+    let h = open(cli).await?;
+    if let Some(acct) = &a.account {
+        if !h.accounts().await?.iter().any(|x| &x.name == acct) {
+            h.shutdown().await;
+            return Err(BlynkError::UnknownAccount(acct.clone()).into());
+        }
+    }
+    let account = a.account.as_deref();
+    let fresh = match refresh(cli, &h, account).await {
+        Ok(f) => f,
+        Err(e) => {
+            h.shutdown().await;
+            return Err(e);
+        }
+    };
+    let mut live = h.status(account).await?;
+    if live.is_empty() {
+        // Nothing running: the last campaign, as it ended.
+        let last = h.history(account, 1).await?;
+        if cli.json {
+            crate::output::json(&json!({ "running": false, "campaigns": last }))?;
+        } else if let Some(c) = last.first() {
+            println!("No campaign running. The last one:\n");
+            output::campaign(c);
+        } else {
+            println!("No Blynk campaigns yet. Start one with `greenlight blynk start --account NAME --firmware FILE --all`.");
+        }
+        h.shutdown().await;
+        return exit(fresh, a.follow, &last);
+    }
+    if a.follow {
+        let ids: Vec<i64> = live.iter().map(|c| c.id).collect();
+        if !cli.json {
+            for c in &live {
+                output::campaign(c);
+                println!();
+            }
+            eprintln!("greenlight: following; Ctrl-C to stop (the campaigns go on)");
+        }
+        let every = Duration::from_secs_f64(a.interval);
+        loop {
+            let settled = live.iter().all(|c| c.is_settled() || !c.is_live());
+            if settled {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = tokio::signal::ctrl_c() => {
+                    eprintln!("greenlight: stopped following; the campaigns go on and `greenlight blynk status` shows them");
+                    h.shutdown().await;
+                    return Err(Failure::Failed(String::new()));
+                }
+            }
+            if let Err(e) = refresh(cli, &h, account).await {
+                h.shutdown().await;
+                return Err(e);
+            }
+            let mut now = vec![];
+            for id in &ids {
+                if let Some(c) = h.campaign(*id).await? {
+                    now.push(c);
+                }
+            }
+            if !cli.json {
+                output::changes(&live, &now);
+            }
+            live = now;
+        }
+        if !cli.json {
+            println!();
+        }
+    }
+    if cli.json {
+        crate::output::json(&json!({ "running": true, "campaigns": live }))?;
+    } else {
+        for (i, c) in live.iter().enumerate() {
+            if i > 0 {
+                println!();
+            }
+            output::campaign(c);
+        }
+    }
+    h.shutdown().await;
+    exit(fresh, a.follow, &live)
+}
+
+/// Exit 1 when the server could not be asked, or a followed campaign did
+/// not end with every device updated.
+fn exit(fresh: bool, follow: bool, cs: &[Campaign]) -> Res {
+    if !fresh {
+        return Err(Failure::Failed(
+            "the server could not be asked: the states shown may be old".into(),
+        ));
+    }
+    if follow && !all_updated(cs) {
+        return Err(Failure::Failed(
+            "not every device ended on the new build (see above)".into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn history(cli: &Cli, a: &BlynkHistoryArgs) -> Res {
+    let h = open(cli).await?;
+    let cs = h.history(a.account.as_deref(), a.limit).await?;
+    if cli.json {
+        crate::output::json(&json!({ "campaigns": cs }))?;
+    } else if cs.is_empty() {
+        println!("No Blynk campaigns yet.");
+    } else {
+        output::history(&cs);
+    }
+    h.shutdown().await;
+    Ok(())
+}
