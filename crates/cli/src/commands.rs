@@ -368,33 +368,17 @@ fn mqtt_config(url: &str, tls: &TlsArgs, username: Option<String>) -> Res<MqttCo
 /// with `--trust-fingerprint`, or shown and confirmed at a terminal.
 async fn trust(url: &str, given: Option<&str>) -> Res<Option<String>> {
     use greenlight_core::tls;
-    if !url.starts_with("https://") {
-        return Ok(None);
-    }
-    let given = given.map(tls::normalize_fingerprint).transpose()?;
-    let probe = reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .map_err(|e| Failure::Failed(e.to_string()))?;
-    let system_trusts = probe
-        .get(format!("{}/apiversions", url.trim_end_matches('/')))
-        .send()
-        .await
-        .is_ok();
-    if system_trusts && given.is_none() {
-        return Ok(None);
-    }
-    let seen = tls::probe_fingerprint(url).await?;
-    if let Some(g) = given {
-        if g != seen {
+    let seen = match tls::decide_trust(url, given).await {
+        Ok(tls::Trust::System) => return Ok(None),
+        Ok(tls::Trust::Pinned(fp)) => return Ok(Some(fp)),
+        Ok(tls::Trust::Unknown { fingerprint }) => fingerprint,
+        Err(e) => {
             return Err(Failure::Failed(format!(
-                "{url} presents a certificate with fingerprint {}, not the {} you gave; the account was not added",
-                tls::pretty(&seen),
-                tls::pretty(&g)
-            )));
+                "{}; the account was not added",
+                e.plain()
+            )))
         }
-        return Ok(Some(seen));
-    }
+    };
     let question = format!("{url} has a certificate your system does not trust (self-signed?).\nSHA-256 fingerprint: {}\nTrust this certificate for this account?", tls::pretty(&seen));
     if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
         let yes = dialoguer::Confirm::new()
@@ -824,24 +808,6 @@ fn result_matches(j: &Job, r: ResultFilter) -> bool {
     }
 }
 
-fn reason(s: &JobState) -> String {
-    match s {
-        JobState::Failed { reason }
-        | JobState::Rejected { reason }
-        | JobState::NotConfirmed { reason } => reason.clone(),
-        JobState::RolledBack => "firmware rolled back".into(),
-        _ => String::new(),
-    }
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 async fn history(cli: &Cli, a: &HistoryArgs) -> Res {
     let e = open_engine(cli).await?;
     // Only for device names: the engine does not keep nodes across runs yet.
@@ -862,33 +828,7 @@ async fn history(cli: &Cli, a: &HistoryArgs) -> Res {
     }
     let names = names_of(&e).await?;
     if a.csv {
-        println!("job,approved_at,approved_by,account,node_id,device,from_version,to_version,result,reason,duration_s,finished_at");
-        for j in &jobs {
-            let fields = [
-                j.id.to_string(),
-                j.created_at.to_string(),
-                j.approved_by.clone(),
-                j.account.clone(),
-                j.node_id.clone(),
-                names(&j.node_id),
-                j.from_version.clone().unwrap_or_default(),
-                j.to_version.clone(),
-                j.state.name().to_string(),
-                reason(&j.state),
-                j.finished_at
-                    .map(|f| ((f - j.created_at) / 1000).to_string())
-                    .unwrap_or_default(),
-                j.finished_at.map(|f| f.to_string()).unwrap_or_default(),
-            ];
-            println!(
-                "{}",
-                fields
-                    .iter()
-                    .map(|f| csv_field(f))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            );
-        }
+        print!("{}", greenlight_core::export::history_csv(&jobs, &names));
     } else if cli.json {
         output::json(&json!({"history": jobs}))?;
     } else if jobs.is_empty() {
@@ -1065,7 +1005,10 @@ async fn watch(cli: &Cli) -> Res {
     #[cfg(unix)]
     let (mut int, mut term) = {
         use tokio::signal::unix::{signal, SignalKind};
-        (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?)
+        (
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        )
     };
     if !cli.json {
         eprintln!(
