@@ -1,0 +1,515 @@
+//! The commands the front end calls. Each one translates and calls the
+//! engine; nothing here decides what happens to a device.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use greenlight_core::{
+    now_ms, secret_keys, tls, AccountConfig, AccountState, ApprovalOutcome, HistoryFilter, Job,
+    JobEvent, MqttConfig, Node, PendingUpdate, Policies, QuietHours,
+};
+use serde::{Deserialize, Serialize};
+use tauri::State;
+
+use crate::error::{AppError, AppResult};
+use crate::state::{AppState, KeychainStatus};
+
+/// The app's own state, for the header and the settings.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct AppStatus {
+    /// App version.
+    pub version: String,
+    /// The demo fleet is showing.
+    pub demo: bool,
+    /// Whether passwords can be kept in the OS keychain.
+    pub keychain: KeychainStatus,
+    /// Notifications paused from the tray or settings.
+    pub notifications_paused: bool,
+    /// Where the user's data lives.
+    pub data_dir: String,
+}
+
+/// An account as the Accounts page shows it (no secrets).
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct AccountView {
+    /// Account name.
+    pub name: String,
+    /// Cloud URL, if the account has a RainMaker cloud.
+    pub cloud_url: Option<String>,
+    /// Cloud user (email).
+    pub user: Option<String>,
+    /// Broker URL, if the account watches an MQTT broker.
+    pub mqtt_url: Option<String>,
+    /// The cloud's certificate is pinned to this fingerprint.
+    pub pinned_fingerprint: Option<String>,
+    /// Connection state.
+    pub state: AccountState,
+}
+
+/// A RainMaker cloud account to add.
+#[derive(Debug, Clone, Deserialize, specta::Type)]
+pub struct RainmakerAccountInput {
+    /// Unique account name.
+    pub name: String,
+    /// Cloud base URL (the public service's when empty).
+    pub url: String,
+    /// Email.
+    pub user: String,
+    /// Password; goes to the keychain only.
+    pub password: String,
+    /// Optional MQTT broker the nodes publish to.
+    pub mqtt_url: Option<String>,
+    /// A certificate fingerprint the user accepted after being shown it.
+    pub trust_fingerprint: Option<String>,
+}
+
+/// An MQTT broker to watch directly.
+#[derive(Debug, Clone, Deserialize, specta::Type)]
+pub struct MqttAccountInput {
+    /// Unique account name.
+    pub name: String,
+    /// `mqtt://host:1883` or `mqtts://host:8883`.
+    pub url: String,
+    /// CA certificate file (PEM) for `mqtts://`.
+    pub ca_file: Option<String>,
+    /// Client certificate file (PEM).
+    pub client_cert: Option<String>,
+    /// Client key file (PEM).
+    pub client_key: Option<String>,
+    /// Broker user name.
+    pub username: Option<String>,
+    /// Broker password; goes to the keychain only.
+    pub password: Option<String>,
+}
+
+/// Which jobs the History page lists.
+#[derive(Debug, Clone, Default, Deserialize, specta::Type)]
+pub struct HistoryQuery {
+    /// Only this node.
+    pub node_id: Option<String>,
+    /// At most this many, newest first.
+    pub limit: Option<u32>,
+}
+
+/// The public ESP RainMaker service.
+pub const PUBLIC_RAINMAKER: &str = "https://api.rainmaker.espressif.com/v1";
+
+fn clean(s: &str, what: &str) -> AppResult<String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(AppError::invalid(format!("{what} is empty")));
+    }
+    Ok(s.to_string())
+}
+
+fn opt(s: &Option<String>) -> Option<String> {
+    s.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+}
+
+/// The app's own state.
+#[tauri::command]
+#[specta::specta]
+pub async fn app_status(state: State<'_, AppState>) -> AppResult<AppStatus> {
+    Ok(AppStatus {
+        version: env!("CARGO_PKG_VERSION").into(),
+        demo: state.demo_active().await,
+        keychain: state.keychain.clone(),
+        notifications_paused: state.notifier.lock().map(|n| n.paused).unwrap_or(false),
+        data_dir: state.data_dir().display().to_string(),
+    })
+}
+
+/// Every account and how it is doing.
+#[tauri::command]
+#[specta::specta]
+pub async fn accounts(state: State<'_, AppState>) -> AppResult<Vec<AccountView>> {
+    let e = state.engine().await?;
+    Ok(e.accounts()
+        .await?
+        .into_iter()
+        .map(|(c, s)| AccountView {
+            cloud_url: c.rest.as_ref().map(|r| r.base_url.clone()),
+            user: c.rest.as_ref().map(|r| r.user.clone()),
+            pinned_fingerprint: c.rest.as_ref().and_then(|r| r.pinned_sha256.clone()),
+            mqtt_url: c.mqtt.as_ref().map(|m| m.url.clone()),
+            name: c.name,
+            state: s,
+        })
+        .collect())
+}
+
+/// Adds a RainMaker cloud account: checks the certificate (an untrusted one
+/// comes back as `untrusted_certificate` with its fingerprint, to be shown
+/// and accepted), logs in once so a wrong password is said at once, and only
+/// then saves it. The password goes to the keychain, nowhere else.
+#[tauri::command]
+#[specta::specta]
+pub async fn add_rainmaker_account(
+    state: State<'_, AppState>,
+    input: RainmakerAccountInput,
+) -> AppResult<u32> {
+    let e = state.real_engine().await?;
+    let name = clean(&input.name, "the account name")?;
+    let user = clean(&input.user, "the email")?;
+    if input.password.is_empty() {
+        return Err(AppError::invalid("the password is empty"));
+    }
+    let url = opt(&Some(input.url.clone())).unwrap_or_else(|| PUBLIC_RAINMAKER.into());
+    let url = url.trim_end_matches('/').to_string();
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(AppError::invalid(
+            "the cloud URL must start with https:// (or http:// for a local test server)",
+        ));
+    }
+    if e.accounts().await?.iter().any(|(c, _)| c.name == name) {
+        return Err(AppError::invalid(format!(
+            "there is already an account named {name}"
+        )));
+    }
+    let mut cfg = AccountConfig::rest(&name, &url, &user);
+    match tls::decide_trust(&url, opt(&input.trust_fingerprint).as_deref()).await? {
+        tls::Trust::System => {}
+        tls::Trust::Pinned(fp) => {
+            if let Some(r) = cfg.rest.as_mut() {
+                r.pinned_sha256 = Some(fp);
+            }
+        }
+        tls::Trust::Unknown { fingerprint } => {
+            return Err(AppError::UntrustedCertificate {
+                message: format!(
+                    "{url} shows a certificate your system does not trust. If this is your server, compare its fingerprint {} and trust it.",
+                    tls::pretty(&fingerprint)
+                ),
+                fingerprint,
+            })
+        }
+    }
+    if let Some(m) = opt(&input.mqtt_url) {
+        cfg = cfg.with_mqtt(&m);
+    }
+    let secrets = e.secrets();
+    secrets.set(&name, secret_keys::PASSWORD, &input.password)?;
+    let rest = cfg
+        .rest
+        .clone()
+        .ok_or_else(|| AppError::failed("no cloud"))?;
+    let client = greenlight_core::rainmaker::rest::RestClient::new(
+        &name,
+        &rest,
+        secrets.clone(),
+        Default::default(),
+    )?;
+    if let Err(err) = client.access_token().await {
+        for k in [secret_keys::PASSWORD, secret_keys::REFRESH_TOKEN] {
+            let _ = secrets.delete(&name, k);
+        }
+        return Err(match err {
+            greenlight_core::Error::NeedsLogin { reason, .. } => AppError::NeedsLogin {
+                account: name,
+                message: format!("could not log in: {reason}"),
+            },
+            other => AppError::failed(format!(
+                "could not reach {url}: {}; the account was not added",
+                other.plain()
+            )),
+        });
+    }
+    e.add_account(cfg).await?;
+    let _ = tokio::time::timeout(Duration::from_secs(20), e.refresh()).await;
+    let n = e
+        .nodes()
+        .await?
+        .iter()
+        .filter(|n| n.account == name)
+        .count();
+    Ok(n as u32)
+}
+
+/// Adds an MQTT broker to watch directly (nodes on a private broker).
+#[tauri::command]
+#[specta::specta]
+pub async fn add_mqtt_account(
+    state: State<'_, AppState>,
+    input: MqttAccountInput,
+) -> AppResult<()> {
+    let e = state.real_engine().await?;
+    let name = clean(&input.name, "the account name")?;
+    let url = clean(&input.url, "the broker URL")?;
+    if !(url.starts_with("mqtt://") || url.starts_with("mqtts://")) {
+        return Err(AppError::invalid(
+            "the broker URL must start with mqtt:// or mqtts://",
+        ));
+    }
+    if e.accounts().await?.iter().any(|(c, _)| c.name == name) {
+        return Err(AppError::invalid(format!(
+            "there is already an account named {name}"
+        )));
+    }
+    let username = opt(&input.username);
+    if let (Some(_), Some(pw)) = (&username, input.password.as_ref().filter(|p| !p.is_empty())) {
+        e.secrets().set(&name, secret_keys::MQTT_PASSWORD, pw)?;
+    }
+    let cfg = AccountConfig {
+        name: name.clone(),
+        rest: None,
+        mqtt: Some(MqttConfig {
+            url,
+            ca_file: opt(&input.ca_file),
+            client_cert: opt(&input.client_cert),
+            client_key: opt(&input.client_key),
+            username,
+            basic_ingest: true,
+            client_id: None,
+        }),
+    };
+    e.add_account(cfg).await?;
+    Ok(())
+}
+
+/// Removes an account and its secrets; its history stays.
+#[tauri::command]
+#[specta::specta]
+pub async fn remove_account(state: State<'_, AppState>, name: String) -> AppResult<()> {
+    Ok(state.engine().await?.remove_account(&name).await?)
+}
+
+/// Logs an account in again with a new password.
+#[tauri::command]
+#[specta::specta]
+pub async fn login(state: State<'_, AppState>, account: String, password: String) -> AppResult<()> {
+    if password.is_empty() {
+        return Err(AppError::invalid("the password is empty"));
+    }
+    Ok(state.engine().await?.login(&account, &password).await?)
+}
+
+/// Every known node.
+#[tauri::command]
+#[specta::specta]
+pub async fn nodes(state: State<'_, AppState>) -> AppResult<Vec<Node>> {
+    Ok(state.engine().await?.nodes().await?)
+}
+
+/// Every pending update (snoozed ones included, with `snoozed_until`).
+#[tauri::command]
+#[specta::specta]
+pub async fn pending(state: State<'_, AppState>) -> AppResult<Vec<PendingUpdate>> {
+    Ok(state.engine().await?.pending().await?)
+}
+
+/// Jobs that are queued or running.
+#[tauri::command]
+#[specta::specta]
+pub async fn jobs(state: State<'_, AppState>) -> AppResult<Vec<Job>> {
+    Ok(state.engine().await?.jobs().await?)
+}
+
+/// Past and present jobs, newest first.
+#[tauri::command]
+#[specta::specta]
+pub async fn history(state: State<'_, AppState>, query: HistoryQuery) -> AppResult<Vec<Job>> {
+    Ok(state
+        .engine()
+        .await?
+        .history(HistoryFilter {
+            node_id: query.node_id,
+            limit: query.limit,
+            ..Default::default()
+        })
+        .await?)
+}
+
+/// One job's timeline.
+#[tauri::command]
+#[specta::specta]
+pub async fn job_events(state: State<'_, AppState>, job_id: i64) -> AppResult<Vec<JobEvent>> {
+    Ok(state.engine().await?.job_events(job_id).await?)
+}
+
+/// Approves these nodes' pending updates, each exactly once.
+#[tauri::command]
+#[specta::specta]
+pub async fn approve(
+    state: State<'_, AppState>,
+    node_ids: Vec<String>,
+) -> AppResult<Vec<ApprovalOutcome>> {
+    Ok(state.engine().await?.approve(&node_ids).await?)
+}
+
+/// Approves every pending update that can be (up-to-date, offline, skipped
+/// and snoozed ones are left out and said so in the outcomes).
+#[tauri::command]
+#[specta::specta]
+pub async fn approve_all(state: State<'_, AppState>) -> AppResult<Vec<ApprovalOutcome>> {
+    Ok(state.engine().await?.approve_all().await?)
+}
+
+/// Approves now; the update starts when the node is next online.
+#[tauri::command]
+#[specta::specta]
+pub async fn install_when_online(
+    state: State<'_, AppState>,
+    node_id: String,
+) -> AppResult<ApprovalOutcome> {
+    Ok(state.engine().await?.install_when_online(&node_id).await?)
+}
+
+/// Hides a node's pending update for some hours ("remind me later").
+#[tauri::command]
+#[specta::specta]
+pub async fn snooze(state: State<'_, AppState>, node_id: String, hours: u32) -> AppResult<()> {
+    let hours = hours.clamp(1, 24 * 30);
+    let until = now_ms() + i64::from(hours) * 3_600_000;
+    Ok(state.engine().await?.snooze(&node_id, Some(until)).await?)
+}
+
+/// Skips the version a node is offered; a newer one shows again.
+#[tauri::command]
+#[specta::specta]
+pub async fn skip(state: State<'_, AppState>, node_id: String) -> AppResult<()> {
+    Ok(state.engine().await?.skip(&node_id).await?)
+}
+
+/// Turns auto-approve on or off for one node.
+#[tauri::command]
+#[specta::specta]
+pub async fn set_auto_approve(
+    state: State<'_, AppState>,
+    node_id: String,
+    on: bool,
+) -> AppResult<()> {
+    Ok(state.engine().await?.set_auto_approve(&node_id, on).await?)
+}
+
+/// Sets (or clears, with `null`) the quiet hours.
+#[tauri::command]
+#[specta::specta]
+pub async fn set_quiet_hours(
+    state: State<'_, AppState>,
+    quiet: Option<QuietHours>,
+) -> AppResult<()> {
+    if let Some(q) = &quiet {
+        if q.start_minute >= 24 * 60 || q.end_minute >= 24 * 60 {
+            return Err(AppError::invalid("quiet hours must be times of day"));
+        }
+    }
+    state.engine().await?.set_quiet_hours(quiet).await?;
+    if let Ok(mut n) = state.notifier.lock() {
+        n.quiet_hours = quiet;
+    }
+    Ok(())
+}
+
+/// Auto-approve, quiet hours, skipped and snoozed updates.
+#[tauri::command]
+#[specta::specta]
+pub async fn policies(state: State<'_, AppState>) -> AppResult<Policies> {
+    Ok(state.engine().await?.policies().await?)
+}
+
+/// Asks one node to check for an update now.
+#[tauri::command]
+#[specta::specta]
+pub async fn check_now(state: State<'_, AppState>, node_id: String) -> AppResult<()> {
+    Ok(state.engine().await?.check_now(&node_id).await?)
+}
+
+/// Re-reads every account's nodes and offers from the cloud.
+#[tauri::command]
+#[specta::specta]
+pub async fn refresh(state: State<'_, AppState>) -> AppResult<()> {
+    Ok(state.engine().await?.refresh().await?)
+}
+
+/// Cancels a queued job (one not yet sent).
+#[tauri::command]
+#[specta::specta]
+pub async fn cancel(state: State<'_, AppState>, job_id: i64) -> AppResult<Job> {
+    Ok(state.engine().await?.cancel(job_id).await?)
+}
+
+/// Sends again a job whose first send could not be confirmed, after the
+/// user checked the device did not start it.
+#[tauri::command]
+#[specta::specta]
+pub async fn confirm_resend(state: State<'_, AppState>, job_id: i64) -> AppResult<ApprovalOutcome> {
+    Ok(state.engine().await?.confirm_resend(job_id).await?)
+}
+
+/// The history as CSV (same columns as `greenlight history --csv`), written
+/// to the user's Downloads folder; returns the file's path.
+#[tauri::command]
+#[specta::specta]
+pub async fn export_history_csv(
+    state: State<'_, AppState>,
+    query: HistoryQuery,
+) -> AppResult<String> {
+    let e = state.engine().await?;
+    let jobs = e
+        .history(HistoryFilter {
+            node_id: query.node_id,
+            limit: Some(query.limit.unwrap_or(100_000)),
+            ..Default::default()
+        })
+        .await?;
+    let names: std::collections::HashMap<String, String> = e
+        .nodes()
+        .await?
+        .into_iter()
+        .map(|n| (n.node_id.clone(), n.name.unwrap_or(n.node_id)))
+        .collect();
+    let csv = greenlight_core::export::history_csv(&jobs, |id| {
+        names.get(id).cloned().unwrap_or_else(|| id.to_string())
+    });
+    let dir = directories::UserDirs::new()
+        .and_then(|u| u.download_dir().map(|d| d.to_path_buf()))
+        .unwrap_or_else(|| state.data_dir().clone());
+    std::fs::create_dir_all(&dir)
+        .map_err(|err| AppError::failed(format!("cannot create {}: {err}", dir.display())))?;
+    let path = dir.join(format!("greenlight-history-{}.csv", now_ms() / 1000));
+    std::fs::write(&path, csv)
+        .map_err(|err| AppError::failed(format!("cannot write {}: {err}", path.display())))?;
+    Ok(path.display().to_string())
+}
+
+/// Shows the demo fleet (starting it the first time).
+#[tauri::command]
+#[specta::specta]
+pub async fn demo_start(state: State<'_, AppState>) -> AppResult<()> {
+    let e = state.start_demo().await?;
+    if let Some(shell) = state.shell() {
+        shell.attach(e, state.generation.load(Ordering::SeqCst));
+        shell.app_changed(true);
+    }
+    Ok(())
+}
+
+/// Leaves the demo fleet and shows the user's own accounts again.
+#[tauri::command]
+#[specta::specta]
+pub async fn demo_stop(state: State<'_, AppState>) -> AppResult<()> {
+    let real = state.stop_demo().await;
+    if let Some(shell) = state.shell() {
+        if let Some(e) = real {
+            shell.attach(e, state.generation.load(Ordering::SeqCst));
+        }
+        shell.app_changed(false);
+    }
+    Ok(())
+}
+
+/// Pauses or resumes notifications (also in the tray menu).
+#[tauri::command]
+#[specta::specta]
+pub async fn set_notifications_paused(state: State<'_, AppState>, paused: bool) -> AppResult<()> {
+    if let Ok(mut n) = state.notifier.lock() {
+        n.paused = paused;
+    }
+    if let Some(shell) = state.shell() {
+        shell.paused(paused);
+    }
+    Ok(())
+}

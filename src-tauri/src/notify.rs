@@ -1,0 +1,272 @@
+//! What deserves a notification, decided from engine events. Pure logic, so
+//! it is tested without a desktop: the shell feeds it events and a clock and
+//! shows what it returns.
+//!
+//! Rules: new pending updates are batched (one notification for everything
+//! that appeared within [`BATCH_WINDOW_MS`], never one per node per release,
+//! and each update at most once per run); a job's end (success, failure,
+//! rejection, rollback) and a stuck job are told once each. Nothing is shown
+//! while notifications are paused or inside quiet hours; what is held back
+//! then is dropped, not queued up to burst out later (the inbox and the
+//! tray badge still show it).
+
+use std::collections::{BTreeMap, HashSet};
+
+use greenlight_core::{policy, Event, JobState, Millis, QuietHours};
+
+/// How long new pending updates are gathered before one notification.
+pub const BATCH_WINDOW_MS: Millis = 2_000;
+
+/// A notification to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// Title line.
+    pub title: String,
+    /// Body text.
+    pub body: String,
+}
+
+/// The notification rules' state.
+#[derive(Debug, Default)]
+pub struct Notifier {
+    /// Pending updates seen this run, by (account, node, job).
+    seen_pending: HashSet<(String, String, String)>,
+    /// Updates waiting for the batch to close: key → device label.
+    batch: BTreeMap<(String, String, String), String>,
+    batch_started: Option<Millis>,
+    /// (job id, state name) already told.
+    told_jobs: HashSet<(i64, &'static str)>,
+    /// Device labels by node id, learnt from events.
+    names: BTreeMap<String, String>,
+    /// Paused from the tray or the settings.
+    pub paused: bool,
+    /// The user's quiet hours, if any.
+    pub quiet_hours: Option<QuietHours>,
+}
+
+impl Notifier {
+    fn silent(&self, now: Millis) -> bool {
+        self.paused
+            || self
+                .quiet_hours
+                .as_ref()
+                .is_some_and(|q| policy::quiet_until(q, now).is_some())
+    }
+
+    fn label(&self, node_id: &str) -> String {
+        self.names
+            .get(node_id)
+            .cloned()
+            .unwrap_or_else(|| node_id.to_string())
+    }
+
+    /// Folds one event in; returns what to show now.
+    pub fn on_event(&mut self, ev: &Event, now: Millis) -> Vec<Note> {
+        let mut out = Vec::new();
+        match ev {
+            Event::NodeUpdated { node } => {
+                if let Some(n) = node.name.as_deref().filter(|n| !n.is_empty()) {
+                    self.names.insert(node.node_id.clone(), n.to_string());
+                }
+            }
+            Event::PendingAdded { pending } => {
+                if let Some(n) = pending.node_name.as_deref().filter(|n| !n.is_empty()) {
+                    self.names.insert(pending.node_id.clone(), n.to_string());
+                }
+                let snoozed = pending.snoozed_until.is_some_and(|t| t > now);
+                let key = (
+                    pending.account.clone(),
+                    pending.node_id.clone(),
+                    pending.job_id.clone(),
+                );
+                if !snoozed && self.seen_pending.insert(key.clone()) {
+                    let label =
+                        format!("{} → {}", self.label(&pending.node_id), pending.to_version);
+                    self.batch.insert(key, label);
+                    self.batch_started.get_or_insert(now);
+                }
+            }
+            Event::JobChanged { job } => {
+                let name = self.label(&job.node_id);
+                let note = match &job.state {
+                    JobState::Success => Some(Note {
+                        title: format!("{name} updated"),
+                        body: format!("Now running {}.", job.to_version),
+                    }),
+                    JobState::Failed { reason } => Some(Note {
+                        title: format!("{name}: update failed"),
+                        body: reason.clone(),
+                    }),
+                    JobState::Rejected { reason } => Some(Note {
+                        title: format!("{name}: update rejected"),
+                        body: reason.clone(),
+                    }),
+                    JobState::RolledBack => Some(Note {
+                        title: format!("{name}: update rolled back"),
+                        body: format!(
+                            "The device went back to its previous firmware instead of {}.",
+                            job.to_version
+                        ),
+                    }),
+                    JobState::Stuck => Some(Note {
+                        title: format!("{name}: no progress"),
+                        body: "The update has not moved for a while. Check that the device is powered and online; Greenlight keeps following it.".into(),
+                    }),
+                    _ => None,
+                };
+                if let Some(note) = note {
+                    if self.told_jobs.insert((job.id, job.state.name())) && !self.silent(now) {
+                        out.push(note);
+                    }
+                }
+            }
+            _ => {}
+        }
+        out.extend(self.flush(now));
+        out
+    }
+
+    /// Closes the batch of new pending updates once its window has passed.
+    /// Call it on a timer too, so a lone update is not held forever.
+    pub fn flush(&mut self, now: Millis) -> Option<Note> {
+        let started = self.batch_started?;
+        if now - started < BATCH_WINDOW_MS {
+            return None;
+        }
+        self.batch_started = None;
+        let labels: Vec<String> = std::mem::take(&mut self.batch).into_values().collect();
+        if labels.is_empty() || self.silent(now) {
+            return None;
+        }
+        let title = if labels.len() == 1 {
+            "A firmware update is waiting".to_string()
+        } else {
+            format!("{} firmware updates are waiting", labels.len())
+        };
+        let mut body = labels
+            .iter()
+            .take(4)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if labels.len() > 4 {
+            body.push_str(&format!(" and {} more", labels.len() - 4));
+        }
+        Some(Note { title, body })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use greenlight_core::{Job, PendingUpdate, UpdateKind};
+
+    fn pending(node: &str, job: &str) -> Event {
+        Event::PendingAdded {
+            pending: PendingUpdate {
+                account: "a".into(),
+                node_id: node.into(),
+                node_name: Some(format!("Device {node}")),
+                job_id: job.into(),
+                from_version: Some("1.0".into()),
+                to_version: "2.0".into(),
+                release_note: None,
+                size: None,
+                kind: UpdateKind::NodeSide,
+                first_seen: 0,
+                snoozed_until: None,
+                node_online: true,
+            },
+        }
+    }
+
+    fn job(id: i64, state: JobState) -> Event {
+        Event::JobChanged {
+            job: Job {
+                id,
+                account: "a".into(),
+                node_id: "n1".into(),
+                ota_job_id: "j".into(),
+                kind: UpdateKind::NodeSide,
+                from_version: Some("1.0".into()),
+                to_version: "2.0".into(),
+                state,
+                progress_text: None,
+                percent: None,
+                approved_by: "me".into(),
+                created_at: 0,
+                sent_at: None,
+                updated_at: 0,
+                finished_at: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_burst_of_pending_updates_is_one_notification() {
+        let mut n = Notifier::default();
+        let mut shown = Vec::new();
+        for i in 0..7 {
+            shown.extend(n.on_event(&pending(&format!("n{i}"), "j1"), 100 + i));
+        }
+        // The same update announced again (re-subscribe, sweep) is not new.
+        shown.extend(n.on_event(&pending("n0", "j1"), 500));
+        assert!(shown.is_empty(), "nothing before the window closes");
+        let note = n.flush(100 + BATCH_WINDOW_MS).expect("one note");
+        assert_eq!(note.title, "7 firmware updates are waiting");
+        assert!(note.body.starts_with("Device n0 → 2.0, Device n1 → 2.0"));
+        assert!(note.body.ends_with("and 3 more"), "{}", note.body);
+        assert_eq!(n.flush(10_000), None);
+        assert!(n.on_event(&pending("n3", "j1"), 20_000).is_empty());
+        assert_eq!(n.flush(30_000), None, "an update is told once per run");
+        assert!(n.on_event(&pending("n3", "j2"), 40_000).is_empty());
+        assert_eq!(
+            n.flush(50_000).map(|n| n.title),
+            Some("A firmware update is waiting".into()),
+            "a newer release of the same node is news"
+        );
+    }
+
+    #[test]
+    fn job_endings_are_told_once_with_their_reason() {
+        let mut n = Notifier::default();
+        assert!(n.on_event(&job(1, JobState::InProgress), 0).is_empty());
+        let failed = JobState::Failed {
+            reason: "download failed: host unreachable".into(),
+        };
+        let notes = n.on_event(&job(1, failed.clone()), 1);
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].title, "n1: update failed");
+        assert_eq!(notes[0].body, "download failed: host unreachable");
+        assert!(n.on_event(&job(1, failed), 2).is_empty(), "told once");
+        assert_eq!(n.on_event(&job(2, JobState::RolledBack), 3).len(), 1);
+        assert_eq!(
+            n.on_event(&job(3, JobState::Success), 3)[0].body,
+            "Now running 2.0."
+        );
+    }
+
+    #[test]
+    fn paused_and_quiet_hours_hold_everything_back() {
+        let mut n = Notifier {
+            paused: true,
+            ..Notifier::default()
+        };
+        assert!(n.on_event(&job(1, JobState::Success), 0).is_empty());
+        n.on_event(&pending("n1", "j"), 0);
+        assert_eq!(n.flush(BATCH_WINDOW_MS), None);
+        // Quiet from 22:00 to 07:00 UTC; 23:00 UTC is inside.
+        let mut n = Notifier {
+            quiet_hours: Some(QuietHours {
+                start_minute: 22 * 60,
+                end_minute: 7 * 60,
+                utc_offset_minutes: 0,
+            }),
+            ..Notifier::default()
+        };
+        let at_23h = 23 * 3_600_000;
+        assert!(n.on_event(&job(1, JobState::Stuck), at_23h).is_empty());
+        let at_noon = 12 * 3_600_000;
+        assert_eq!(n.on_event(&job(2, JobState::Stuck), at_noon).len(), 1);
+    }
+}

@@ -1,0 +1,229 @@
+//! The app's commands and event forwarding, through Tauri's IPC layer on the
+//! mock runtime, against the real engine and simulators.
+
+mod common;
+
+use std::time::Duration;
+
+use greenlight_sim::rainmaker::{BrokerChoice, RainmakerSim, Scenario, SimConfig, Timing};
+use greenlight_tests::Mosquitto;
+use serde_json::{json, Value};
+
+const KITCHEN_PLUG: &str = "7CDFA1000001";
+
+fn job_state(ev: &Value, node: &str) -> Option<String> {
+    let e = &ev["event"];
+    (e["type"] == "job_changed" && e["job"]["node_id"] == node).then(|| {
+        e["job"]["state"]["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    })
+}
+
+#[test]
+fn approving_through_a_command_is_followed_to_success_in_events_and_history() {
+    let dir = tempdir("demo");
+    let t = common::start(common::options(&dir, true));
+    let status = t.call("app_status", json!({})).expect("status");
+    assert_eq!(status["demo"], false);
+
+    t.call("demo_start", json!({})).expect("demo starts");
+    assert_eq!(t.call("app_status", json!({})).unwrap()["demo"], true);
+    let pending = t.poll(
+        "pending",
+        json!({}),
+        Duration::from_secs(20),
+        "the plug's update",
+        |v| {
+            v.as_array()
+                .is_some_and(|a| a.iter().any(|p| p["node_id"] == KITCHEN_PLUG))
+        },
+    );
+    let plug = pending
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["node_id"] == KITCHEN_PLUG)
+        .unwrap();
+    assert_eq!(plug["from_version"], "1.3.2");
+    assert_eq!(plug["to_version"], "1.4.0");
+    assert_eq!(plug["kind"], "node_side");
+
+    let out = t
+        .call("approve", json!({ "nodeIds": [KITCHEN_PLUG] }))
+        .expect("approve answers");
+    assert_eq!(out[0]["result"]["result"], "sent", "{out}");
+
+    // The window hears every step, ending in success.
+    let mut seen = Vec::new();
+    t.wait_event(Duration::from_secs(30), "the plug's job to succeed", |ev| {
+        if let Some(s) = job_state(ev, KITCHEN_PLUG) {
+            seen.push(s.clone());
+        }
+        job_state(ev, KITCHEN_PLUG).as_deref() == Some("success")
+    });
+    assert!(
+        seen.len() >= 2 && seen.iter().any(|s| s == "in_progress" || s == "started"),
+        "the steps before success reach the window too: {seen:?}"
+    );
+    let pending = t.call("pending", json!({})).unwrap();
+    assert!(
+        !pending
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["node_id"] == KITCHEN_PLUG),
+        "the installed update left the inbox: {pending}"
+    );
+
+    let history = t
+        .call(
+            "history",
+            json!({ "query": { "node_id": KITCHEN_PLUG, "limit": 10 } }),
+        )
+        .unwrap();
+    let job = &history[0];
+    assert_eq!(job["state"]["state"], "success");
+    assert_eq!(job["approved_by"], "tester (demo)");
+    assert!(job["finished_at"].as_i64().is_some());
+
+    // Approving again sends nothing: the node is up to date now.
+    let again = t
+        .call("approve", json!({ "nodeIds": [KITCHEN_PLUG] }))
+        .unwrap();
+    assert_ne!(again[0]["result"]["result"], "sent", "{again}");
+
+    // Leaving the demo goes back to the user's (empty) accounts.
+    t.call("demo_stop", json!({})).unwrap();
+    assert_eq!(t.call("accounts", json!({})).unwrap(), json!([]));
+    assert_eq!(t.call("app_status", json!({})).unwrap()["demo"], false);
+}
+
+#[test]
+fn errors_reach_the_front_end_typed_and_in_plain_words() {
+    let dir = tempdir("errors");
+    let t = common::start(common::options(&dir, true));
+    // Approvals answer per node, so one bad id does not hide the others' fate.
+    let out = t
+        .call("approve", json!({ "nodeIds": ["no-such-node"] }))
+        .expect("per-node outcomes");
+    assert_eq!(out[0]["result"]["result"], "refused", "{out}");
+    assert!(out[0]["result"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("no-such-node"));
+    let e = t
+        .call("skip", json!({ "nodeId": "no-such-node" }))
+        .expect_err("unknown node");
+    assert_eq!(e["kind"], "invalid", "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("no-such-node"),
+        "{e}"
+    );
+
+    let e = t
+        .call(
+            "add_rainmaker_account",
+            json!({ "input": { "name": "home", "url": "ftp://x", "user": "a@b", "password": "pw",
+                               "mqtt_url": null, "trust_fingerprint": null } }),
+        )
+        .expect_err("bad url");
+    assert_eq!(e["kind"], "invalid", "{e}");
+
+    let e = t
+        .call(
+            "set_quiet_hours",
+            json!({ "quiet": { "start_minute": 5000, "end_minute": 1, "utc_offset_minutes": 0 } }),
+        )
+        .expect_err("bad quiet hours");
+    assert_eq!(e["kind"], "invalid");
+    // A malformed argument is refused by the IPC layer, not a panic.
+    assert!(t.call("snooze", json!({ "nodeId": 5 })).is_err());
+}
+
+#[test]
+fn a_self_signed_cloud_is_added_only_after_its_fingerprint_is_accepted() {
+    let broker = Mosquitto::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = rt
+        .block_on(RainmakerSim::start(SimConfig {
+            broker: BrokerChoice::External(broker.url()),
+            https: true,
+            scenario: Scenario::Plain,
+            nodes: 3,
+            timing: Timing::fast(),
+            ..SimConfig::default()
+        }))
+        .expect("sim");
+    let fingerprint = sim
+        .info
+        .fingerprint
+        .clone()
+        .expect("https sim has a fingerprint");
+    let dir = tempdir("tls");
+    let t = common::start(common::options(&dir, true));
+    let input = |trust: Value, password: &str| {
+        json!({ "input": { "name": "lab", "url": sim.info.http, "user": sim.info.user,
+                           "password": password, "mqtt_url": null, "trust_fingerprint": trust } })
+    };
+
+    let e = t
+        .call(
+            "add_rainmaker_account",
+            input(Value::Null, &sim.info.password),
+        )
+        .expect_err("unknown certificate");
+    assert_eq!(e["kind"], "untrusted_certificate", "{e}");
+    assert_eq!(e["fingerprint"], fingerprint.as_str());
+    assert_eq!(
+        t.call("accounts", json!({})).unwrap(),
+        json!([]),
+        "nothing saved"
+    );
+
+    let wrong = "ab".repeat(32);
+    let e = t
+        .call(
+            "add_rainmaker_account",
+            input(json!(wrong), &sim.info.password),
+        )
+        .expect_err("wrong pin");
+    assert!(e["message"].as_str().unwrap().contains("not the"), "{e}");
+
+    let e = t
+        .call(
+            "add_rainmaker_account",
+            input(json!(fingerprint), "wrong-password"),
+        )
+        .expect_err("wrong password");
+    assert_eq!(e["kind"], "needs_login", "{e}");
+    assert_eq!(
+        t.call("accounts", json!({})).unwrap(),
+        json!([]),
+        "nothing saved"
+    );
+
+    let n = t
+        .call(
+            "add_rainmaker_account",
+            input(json!(fingerprint), &sim.info.password),
+        )
+        .expect("added once accepted");
+    assert_eq!(n, json!(3));
+    let accounts = t.call("accounts", json!({})).unwrap();
+    assert_eq!(accounts[0]["pinned_fingerprint"], fingerprint.as_str());
+    assert!(accounts[0].get("password").is_none());
+    drop(t);
+    rt.block_on(sim.shutdown());
+}
+
+fn tempdir(what: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "greenlight-app-test-{what}-{}-{}",
+        std::process::id(),
+        greenlight_tests::free_port()
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
