@@ -1,20 +1,34 @@
 # Greenlight: the two commands of the README, and a few more for developers.
-#   make demo   run Greenlight on the built-in demo fleet
-#   make test   run every test (installs mosquitto & co. if missing)
+#   make demo   run Greenlight on the built-in demo fleet (the desktop app;
+#               the terminal demo where there is no display)
+#   make test   run every test (installs what it needs if missing)
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo demo-sim test lint deps build fmt
+.PHONY: demo demo-terminal demo-sim test test-rust test-ui e2e lint deps build ui bindings fmt
 
 deps:
 	@scripts/deps.sh
 
-build:
+# The front end, built into ui/dist (the app embeds it at compile time).
+ui:
+	@scripts/ui.sh build
+
+build: ui
 	$(CARGO) build --workspace
 
-# Until the desktop app exists, the demo is the terminal one: the simulated
-# fleet, the real engine and an interactive approval view.
+# The desktop app on the demo fleet. With no display (no X11 or Wayland) it
+# cannot open a window, so the terminal demo runs instead, saying why.
 demo: deps
+	@if [ -n "$${DISPLAY:-}$${WAYLAND_DISPLAY:-}" ]; then \
+	  scripts/ui.sh build && \
+	  GREENLIGHT_DEMO=1 $(CARGO) run --release -p greenlight-app; \
+	else \
+	  echo "make demo: no display here (DISPLAY and WAYLAND_DISPLAY are unset), so this is the terminal demo; the desktop app needs a desktop session or Xvfb." >&2; \
+	  $(CARGO) run --release -p greenlight-cli -- demo; \
+	fi
+
+demo-terminal: deps
 	$(CARGO) run --release -p greenlight-cli -- demo
 
 # The bare simulator, for poking at it with curl and mosquitto_sub.
@@ -22,12 +36,26 @@ demo-sim: deps
 	$(CARGO) build --release -p greenlight-sim
 	@scripts/demo-sim.sh "$$($(CARGO) metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/greenlight-sim"
 
-test: deps
+test: deps test-rust test-ui e2e
+
+test-rust: ui
 	$(CARGO) test --workspace --all-targets
 
-lint:
+test-ui:
+	@scripts/ui.sh test
+
+# The real app under Xvfb through WebDriver, on the demo fleet.
+e2e: deps
+	@scripts/e2e.sh
+
+# Regenerates ui/src/bindings.ts from the Rust commands and types.
+bindings: ui
+	UPDATE_BINDINGS=1 $(CARGO) test -p greenlight-app --test bindings
+
+lint: ui
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@scripts/ui.sh check
 
 fmt:
 	$(CARGO) fmt --all

@@ -7,13 +7,26 @@
 set -euo pipefail
 
 want=(mosquitto mosquitto-clients curl ca-certificates pkg-config build-essential
-      dbus-daemon gnome-keyring libsecret-tools)
+      dbus-daemon gnome-keyring libsecret-tools
+      # the desktop app (Tauri 2 on WebKitGTK) and its tray
+      libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev
+      # its end-to-end test: a virtual display, the WebDriver, screenshots
+      xvfb webkit2gtk-driver dbus imagemagick)
+
+# tauri-driver (WebDriver for Tauri apps) comes from crates.io, not GitHub.
+tauri_driver() {
+  if ! command -v tauri-driver >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tauri-driver" ]; then
+    echo "deps: installing tauri-driver from crates.io" >&2
+    cargo install tauri-driver --version 2.1.0 --locked --quiet
+  fi
+}
 
 missing=()
 for p in "${want[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
+  tauri_driver
   exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -29,3 +42,4 @@ $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts a system mosquitto on port 1883 after install; the tests start
 # their own on free ports and do not need it.
+tauri_driver

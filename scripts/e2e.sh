@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# End-to-end test of the real app: builds the front end and the debug app,
+# starts Xvfb and a private D-Bus session, tauri-driver (which drives
+# WebKitWebDriver), then runs ui/e2e/*.test.mjs against the demo fleet.
+# Screenshots go to target/e2e-screenshots/. Skips, saying why, only where
+# no display server can be started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+target=${CARGO_TARGET_DIR:-$root/target}
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need Xvfb && [ -z "${DISPLAY:-}" ]; then
+  echo "e2e: SKIPPED — no Xvfb and no display here (scripts/deps.sh installs xvfb)" >&2
+  exit 0
+fi
+for b in WebKitWebDriver dbus-run-session import; do
+  need "$b" || { echo "e2e: $b is missing: run scripts/deps.sh" >&2; exit 1; }
+done
+need tauri-driver || [ -x "$HOME/.cargo/bin/tauri-driver" ] || {
+  echo "e2e: tauri-driver is missing: cargo install tauri-driver --locked" >&2; exit 1; }
+export PATH="$HOME/.cargo/bin:$PATH"
+
+scripts/ui.sh build
+cargo build -p greenlight-app
+
+work=$(mktemp -d /tmp/greenlight-e2e.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+if need Xvfb; then
+  # A display number nobody uses.
+  for n in $(seq 90 130); do
+    [ -e "/tmp/.X11-unix/X$n" ] || [ -e "/tmp/.X$n-lock" ] || { disp=":$n"; break; }
+  done
+  Xvfb "$disp" -screen 0 1100x760x24 -nolisten tcp >"$work/xvfb.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 50); do [ -e "/tmp/.X11-unix/X${disp#:}" ] && break; sleep 0.1; done
+  export DISPLAY=$disp
+fi
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+native=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$work/home" "$work/run" "$target/e2e-screenshots" "$root/target/e2e-screenshots"
+chmod 700 "$work/run"
+export HOME="$work/home" XDG_RUNTIME_DIR="$work/run"
+export WEBKIT_DISABLE_DMABUF_RENDERER=1 GREENLIGHT_DATA_DIR="$work/data"
+export GREENLIGHT_APP="$target/debug/greenlight-app" WEBDRIVER_PORT=$port
+export SCREENSHOT_DIR="$root/target/e2e-screenshots"
+export NO_AT_BRIDGE=1
+
+dbus-run-session -- bash -c '
+  tauri-driver --port "$WEBDRIVER_PORT" --native-port "$1" >"$2/driver.log" 2>&1 &
+  driver=$!
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$WEBDRIVER_PORT") 2>/dev/null && break
+    sleep 0.1
+  done
+  cd ui && timeout 600 node --test --test-reporter=spec e2e/*.test.mjs
+  rc=$?
+  kill $driver 2>/dev/null
+  [ $rc -ne 0 ] && { echo "--- tauri-driver log"; tail -40 "$2/driver.log"; }
+  exit $rc
+' _ "$native" "$work"
+echo "e2e: screenshots in target/e2e-screenshots/"

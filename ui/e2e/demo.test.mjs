@@ -1,0 +1,129 @@
+// End to end: the real app (debug build) under Xvfb, driven through
+// tauri-driver and WebKitWebDriver, on the built-in demo fleet. Started by
+// scripts/e2e.sh, which provides the display, D-Bus, the driver and these
+// environment variables:
+//   GREENLIGHT_APP      path of the app binary
+//   WEBDRIVER_PORT      tauri-driver's port
+//   SCREENSHOT_DIR      where screenshots go
+//   DISPLAY             the Xvfb display (screenshots are taken of it)
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { remote } from "webdriverio";
+
+const shots = process.env.SCREENSHOT_DIR ?? "target/e2e-screenshots";
+let browser;
+
+function screenshot(name) {
+  // The WebDriver screenshot call hangs with WebKitWebDriver here; the Xvfb
+  // screen is what a user would see anyway.
+  mkdirSync(shots, { recursive: true });
+  const file = `${shots}/${name}.png`;
+  execFileSync("import", ["-window", "root", file], { env: process.env, timeout: 20_000 });
+  console.log(`screenshot: ${file}`);
+}
+
+async function until(what, f, timeout = 60_000) {
+  const end = Date.now() + timeout;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+async function attrs(selector, attr) {
+  const els = await browser.$$(selector);
+  const out = [];
+  for (const el of els) out.push(await el.getAttribute(attr));
+  return out;
+}
+
+async function tab(id) {
+  await (await browser.$(`[data-testid="tab-${id}"]`)).click();
+}
+
+before(async () => {
+  browser = await remote({
+    hostname: "127.0.0.1",
+    port: Number(process.env.WEBDRIVER_PORT ?? 4444),
+    logLevel: "error",
+    connectionRetryTimeout: 120_000,
+    capabilities: {
+      "tauri:options": { application: process.env.GREENLIGHT_APP },
+    },
+  });
+});
+
+after(async () => {
+  await browser?.deleteSession().catch(() => {});
+});
+
+test("the demo fleet: pending updates appear, one is approved to success, approve-all reports the rest, history lists them", async () => {
+  // No account yet: the app offers the demo fleet.
+  const tryDemo = await browser.$('[data-testid="try-demo"]');
+  await tryDemo.waitForDisplayed({ timeout: 60_000 });
+  await tryDemo.click();
+
+  const nodes = await until("five pending updates in the inbox", async () => {
+    const n = await attrs('[data-testid="pending-card"]', "data-node");
+    return n.length >= 5 ? n : null;
+  });
+  assert.ok(nodes.includes("7CDFA1000001"), `Kitchen Plug is pending: ${nodes}`);
+  assert.ok(!nodes.includes("7CDFA1000000"), "the up-to-date Living Room Light is not");
+  screenshot("inbox");
+
+  // Approve the Kitchen Plug alone and follow it to success.
+  const plug = await browser.$('[data-testid="pending-card"][data-node="7CDFA1000001"]');
+  await (await plug.$('[data-testid="approve"]')).click();
+  await tab("activity");
+  await until("the plug's job on the Activity page", async () =>
+    (await attrs('[data-testid="job-running"]', "data-node")).includes("7CDFA1000001") ||
+    (await attrs('[data-testid="job-finished"]', "data-node")).includes("7CDFA1000001"),
+  );
+  await new Promise((r) => setTimeout(r, 1500));
+  screenshot("activity");
+  await until("the plug to be updated", async () => {
+    const el = await browser.$('[data-testid="job-finished"][data-node="7CDFA1000001"]');
+    return (await el.isExisting()) && (await el.getAttribute("data-state")) === "success";
+  }, 90_000);
+
+  // Approve all: the rest, with the offline one left out and said so.
+  await tab("inbox");
+  await (await browser.$('[data-testid="approve-all"]')).click();
+  await (await browser.$('[data-testid="confirm-approve-all"]')).click();
+  await tab("activity");
+  const results = await until("the fan's failure and the thermostat's rollback", async () => {
+    const fan = await browser.$('[data-testid="job-finished"][data-node="7CDFA1000004"]');
+    const hall = await browser.$('[data-testid="job-finished"][data-node="7CDFA1000005"]');
+    if (!(await fan.isExisting()) || !(await hall.isExisting())) return null;
+    return {
+      fan: await (await fan.$('[data-testid="job-result"]')).getText(),
+      hall: await (await hall.$('[data-testid="job-result"]')).getText(),
+    };
+  }, 150_000);
+  assert.match(results.fan, /^Failed: .+/, "the fan's failure has a reason");
+  assert.match(results.hall, /^Rolled back/, "the thermostat's rollback is named");
+  screenshot("activity-results");
+
+  await tab("history");
+  const rows = await until("history rows", async () => {
+    const states = await attrs('[data-testid="history-row"]', "data-state");
+    return states.length >= 3 ? states : null;
+  });
+  const byNode = {};
+  for (const el of await browser.$$('[data-testid="history-row"]')) {
+    byNode[await el.getAttribute("data-node")] = await el.getAttribute("data-state");
+  }
+  assert.equal(byNode["7CDFA1000001"], "success", JSON.stringify(byNode));
+  assert.equal(byNode["7CDFA1000004"], "failed", JSON.stringify(byNode));
+  assert.equal(byNode["7CDFA1000005"], "rolled_back", JSON.stringify(byNode));
+  assert.ok(rows.length >= 3);
+  screenshot("history");
+
+  await tab("devices");
+  await (await browser.$('[data-testid="devices-table"]')).waitForDisplayed();
+  screenshot("devices");
+});
