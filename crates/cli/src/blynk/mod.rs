@@ -30,7 +30,11 @@ type Res<T = ()> = Result<T, Failure>;
 impl From<BlynkError> for Failure {
     fn from(e: BlynkError) -> Self {
         let msg = e.to_string();
-        if e.is_auth() {
+        if let BlynkError::Auth { account, .. } = &e {
+            Failure::Auth(format!(
+                "{msg} — give the password again with `greenlight blynk account add --name {account} ...`"
+            ))
+        } else if e.is_auth() {
             Failure::Auth(msg)
         } else if e.is_usage() {
             Failure::Usage(msg)

@@ -218,7 +218,13 @@ impl AdminClient {
                     }
                 }
                 Err(e) => {
-                    let msg = if e.is_timeout() {
+                    let msg = if e.is_timeout() && retry == Retry::ConnectOnly {
+                        // Sent but unanswered: it may have been acted on.
+                        format!(
+                            "{what}: no answer within {:?}; the server may or may not have taken it (a stop cancels every campaign)",
+                            o.request_timeout
+                        )
+                    } else if e.is_timeout() {
                         format!("{what}: no answer within {:?}", o.request_timeout)
                     } else {
                         format!("{what}: {}", error_chain(&e))
@@ -410,6 +416,7 @@ impl AdminClient {
     /// Every user as JSON, page by page (`X-Total-Count` says how many).
     pub async fn users(&self) -> BlynkResult<Vec<Value>> {
         let mut all = vec![];
+        let mut seen = std::collections::HashSet::new();
         for page in 1..=10_000usize {
             let mut url = self.url(&["admin", "users"])?;
             url.query_pairs_mut()
@@ -437,12 +444,20 @@ impl AdminClient {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|s| s.trim().parse::<usize>().ok());
             let n = list.len();
-            all.extend(list);
+            // A server that ignores the paging parameters answers the same
+            // users again: only new ones count, and none new ends the listing.
+            let before = all.len();
+            for u in list {
+                let id = user_id(&u);
+                if id.is_empty() || seen.insert(id) {
+                    all.push(u);
+                }
+            }
             let done = match total {
                 Some(t) => all.len() >= t,
                 None => n < PAGE,
             };
-            if done || n == 0 {
+            if done || n == 0 || all.len() == before {
                 return Ok(all);
             }
         }
@@ -489,6 +504,20 @@ impl AdminClient {
             found = found.or(f);
         }
         Ok((out, found))
+    }
+}
+
+/// A user's identity in a listing: `email-appName` (the `id` field when present).
+fn user_id(u: &Value) -> String {
+    if let Some(id) = u.get("id").and_then(Value::as_str) {
+        return id.to_string();
+    }
+    let email = u.get("email").and_then(Value::as_str).unwrap_or_default();
+    let app = u.get("appName").and_then(Value::as_str).unwrap_or(APP_NAME);
+    if email.is_empty() {
+        String::new()
+    } else {
+        format!("{email}-{app}")
     }
 }
 
