@@ -150,7 +150,7 @@ impl Firmware {
         }
     }
 
-    /// The request body's size as [`Firmware::multipart`] builds it (what
+    /// The size of the multipart request body the upload sends (what
     /// the server's `web.request.max.size` is compared with).
     pub fn upload_size(&self) -> u64 {
         (self.head("B".repeat(BOUNDARY_LEN).as_str()).len() + self.bytes.len() + tail_len()) as u64
