@@ -40,7 +40,7 @@ pub fn data_dir(arg: Option<PathBuf>) -> Res<PathBuf> {
 
 /// A secret store that only says the keychain is unreachable: commands that
 /// need no secret still work, the others report "log in" (exit 3).
-struct NoKeychain(String);
+pub(crate) struct NoKeychain(pub(crate) String);
 
 impl SecretStore for NoKeychain {
     fn get(&self, _: &str, _: &str) -> Result<Option<String>, SecretError> {
@@ -54,17 +54,17 @@ impl SecretStore for NoKeychain {
     }
 }
 
-fn keychain() -> Result<Arc<dyn SecretStore>, SecretError> {
+pub(crate) fn keychain() -> Result<Arc<dyn SecretStore>, SecretError> {
     KeyringSecretStore::open().map(|s| Arc::new(s) as Arc<dyn SecretStore>)
 }
 
-fn keychain_failure(e: SecretError) -> Failure {
+pub(crate) fn keychain_failure(e: SecretError) -> Failure {
     Failure::Auth(format!(
         "{e}. Greenlight keeps passwords only in the OS keychain (the Secret Service on Linux, e.g. gnome-keyring) and never in a file; start one and try again"
     ))
 }
 
-fn actor() -> String {
+pub(crate) fn actor() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("USERNAME"))
         .unwrap_or_else(|_| "someone".into());
@@ -317,7 +317,7 @@ async fn account(cli: &Cli, cmd: &AccountCmd) -> Res {
     }
 }
 
-fn read_password(from_stdin: bool, prompt: &str) -> Res<String> {
+pub(crate) fn read_password(from_stdin: bool, prompt: &str) -> Res<String> {
     let pw = if from_stdin {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
@@ -366,7 +366,7 @@ fn mqtt_config(url: &str, tls: &TlsArgs, username: Option<String>) -> Res<MqttCo
 /// Decides how to trust an `https://` server: the system's roots when they
 /// vouch for it; otherwise only the fingerprint the user accepted — given
 /// with `--trust-fingerprint`, or shown and confirmed at a terminal.
-async fn trust(url: &str, given: Option<&str>) -> Res<Option<String>> {
+pub(crate) async fn trust(url: &str, given: Option<&str>) -> Res<Option<String>> {
     use greenlight_core::tls;
     let seen = match tls::decide_trust(url, given).await {
         Ok(tls::Trust::System) => return Ok(None),

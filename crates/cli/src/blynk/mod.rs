@@ -1,6 +1,8 @@
 //! `greenlight blynk ...`: the Blynk tracker for terminals and scripts.
 //! Thin on purpose: every decision (validation, tracking, states) is in
 //! `greenlight_core::blynk`; this only translates arguments and prints.
+//! Passwords and certificates are handled exactly as for the other
+//! accounts (the same helpers as `account add`).
 //!
 //! Exit codes as for the rest of the CLI: 0 success, 1 an operation failed
 //! (for `status --follow`: not every device ended updated), 2 usage, 3 a
@@ -8,7 +10,6 @@
 
 mod output;
 
-use std::io::{BufRead, IsTerminal};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,13 +17,13 @@ use greenlight_core::blynk::{
     BlynkAccount, BlynkError, BlynkHandle, BlynkTracker, Campaign, DeviceState, Firmware,
     StartTarget, TrackerConfig,
 };
-use greenlight_core::{tls, KeyringSecretStore, SecretError, SecretStore};
 use serde_json::json;
 
 use crate::args::{
     BlynkAccountArgs, BlynkAccountCmd, BlynkCmd, BlynkHistoryArgs, BlynkStartArgs, BlynkStatusArgs,
     Cli,
 };
+use crate::commands::{actor, keychain, keychain_failure, read_password, trust, NoKeychain};
 use crate::Failure;
 
 type Res<T = ()> = Result<T, Failure>;
@@ -44,37 +45,11 @@ impl From<BlynkError> for Failure {
     }
 }
 
-/// A secret store that only says the keychain is unreachable, so commands
-/// that need no password still run and the others exit 3.
-struct NoKeychain(String);
-
-impl SecretStore for NoKeychain {
-    fn get(&self, _: &str, _: &str) -> Result<Option<String>, SecretError> {
-        Err(SecretError::NoKeychain(self.0.clone()))
-    }
-    fn set(&self, _: &str, _: &str, _: &str) -> Result<(), SecretError> {
-        Err(SecretError::NoKeychain(self.0.clone()))
-    }
-    fn delete(&self, _: &str, _: &str) -> Result<(), SecretError> {
-        Err(SecretError::NoKeychain(self.0.clone()))
-    }
-}
-
-fn actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "someone".into());
-    format!("{user} (cli)")
-}
-
 /// Opens the tracker on the data directory shared with the app. One-shot
 /// commands poll when they need to, never on a timer.
 async fn open(cli: &Cli) -> Res<BlynkHandle> {
     let dir = crate::commands::data_dir(cli.data_dir.clone())?;
-    let secrets: Arc<dyn SecretStore> = match KeyringSecretStore::open() {
-        Ok(s) => Arc::new(s),
-        Err(e) => Arc::new(NoKeychain(e.to_string())),
-    };
+    let secrets = keychain().unwrap_or_else(|e| Arc::new(NoKeychain(e.to_string())));
     let cfg = TrackerConfig {
         background: false,
         ..TrackerConfig::default()
@@ -148,91 +123,6 @@ pub async fn run(cli: &Cli, cmd: &BlynkCmd) -> Res {
     }
 }
 
-fn read_password(from_stdin: bool, prompt: &str) -> Res<String> {
-    let pw = if from_stdin {
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
-        line.trim_end_matches(['\r', '\n']).to_string()
-    } else if std::io::stdin().is_terminal() {
-        dialoguer::Password::new()
-            .with_prompt(prompt)
-            .interact()
-            .map_err(|e| Failure::Failed(e.to_string()))?
-    } else {
-        return Err(Failure::Usage(
-            "no terminal to ask for the password: pass it on standard input with --password-stdin"
-                .into(),
-        ));
-    };
-    if pw.is_empty() {
-        return Err(Failure::Usage("the password is empty".into()));
-    }
-    Ok(pw)
-}
-
-/// How to trust the admin port: the system's roots when they vouch for it;
-/// otherwise only the fingerprint the user accepted — given with
-/// `--trust-fingerprint`, or shown and confirmed at a terminal. Never "insecure".
-async fn trust(url: &str, given: Option<&str>) -> Res<Option<String>> {
-    let given = given
-        .map(tls::normalize_fingerprint)
-        .transpose()
-        .map_err(|e| Failure::Usage(e.plain()))?;
-    if given.is_none() {
-        let probe = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| Failure::Failed(e.to_string()))?;
-        // Any HTTP answer means the handshake passed the system's verification.
-        if probe
-            .get(format!("{}/admin", url.trim_end_matches('/')))
-            .send()
-            .await
-            .is_ok()
-        {
-            return Ok(None);
-        }
-    }
-    let seen = tls::probe_fingerprint(url).await.map_err(|e| {
-        Failure::Failed(format!(
-            "could not reach {url}: {}; the account was not added",
-            e.plain()
-        ))
-    })?;
-    if let Some(g) = given {
-        if g != seen {
-            return Err(Failure::Failed(format!(
-                "{url} presents a certificate with fingerprint {}, not the {} you gave; the account was not added",
-                tls::pretty(&seen),
-                tls::pretty(&g)
-            )));
-        }
-        return Ok(Some(seen));
-    }
-    let question = format!(
-        "{url} has a certificate your system does not trust (self-signed?).\nSHA-256 fingerprint: {}\nTrust this certificate for this server?",
-        tls::pretty(&seen)
-    );
-    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
-        let yes = dialoguer::Confirm::new()
-            .with_prompt(question)
-            .default(false)
-            .interact()
-            .map_err(|e| Failure::Failed(e.to_string()))?;
-        if yes {
-            return Ok(Some(seen));
-        }
-        return Err(Failure::Failed(
-            "not trusted; the account was not added".into(),
-        ));
-    }
-    Err(Failure::Failed(format!(
-        "{url} has a certificate your system does not trust (self-signed?). Its SHA-256 fingerprint is {}. If that is your server, run again with --trust-fingerprint {seen}",
-        tls::pretty(&seen)
-    )))
-}
-
 async fn add_account(cli: &Cli, a: &BlynkAccountArgs) -> Res {
     if !a.url.starts_with("https://") {
         return Err(Failure::Usage(format!(
@@ -249,11 +139,7 @@ async fn add_account(cli: &Cli, a: &BlynkAccountArgs) -> Res {
     )?;
     // The keychain must be there before anything is kept: the password is
     // never kept anywhere else.
-    if let Err(e) = KeyringSecretStore::open() {
-        return Err(Failure::Auth(format!(
-            "{e}. Greenlight keeps passwords only in the OS keychain (the Secret Service on Linux, e.g. gnome-keyring) and never in a file; start one and try again"
-        )));
-    }
+    keychain().map_err(keychain_failure)?;
     let h = open(cli).await?;
     let res = h.add_account(acct.clone(), &pw).await;
     h.shutdown().await;
