@@ -436,17 +436,7 @@ impl RestClient {
         let v = self
             .send(Method::GET, "user/nodes", &q, None, true, true)
             .await?;
-        let details = v
-            .get("node_details")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let next = v
-            .get("next_id")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
-        Ok((details, next))
+        Ok(page_from_body(&v))
     }
 
     /// Every node with details, following `next_id`.
@@ -538,26 +528,7 @@ impl RestClient {
                 true,
             )
             .await?;
-        if v.get("ota_available").and_then(Value::as_bool) != Some(true) {
-            return Ok(None);
-        }
-        let (Some(job_id), Some(fw_version)) = (
-            short_field(v.get("ota_job_id")),
-            short_field(v.get("fw_version")),
-        ) else {
-            return Err(Error::Protocol(
-                "ota_update: ota_available without a valid ota_job_id/fw_version".into(),
-            ));
-        };
-        Ok(Some(CloudOffer {
-            job_id,
-            fw_version,
-            description: v
-                .get("description")
-                .and_then(Value::as_str)
-                .map(|s| clean(s, MAX_TEXT)),
-            file_size: v.get("file_size").and_then(Value::as_u64),
-        }))
+        offer_from_body(&v)
     }
 
     /// `POST user/nodes/ota_update`: approves a cloud job (a command).
@@ -588,20 +559,68 @@ impl RestClient {
                 true,
             )
             .await?;
-        Ok(StatusReport {
-            status: v
-                .get("status")
-                .and_then(Value::as_str)
-                .map(|s| clean(s, 40))
-                .unwrap_or_else(|| "unknown".into()),
-            text: v
-                .get("additional_info")
-                .and_then(Value::as_str)
-                .map(|s| clean(s, MAX_TEXT))
-                .unwrap_or_default(),
-            timestamp: v.get("timestamp").and_then(Value::as_i64).unwrap_or(0),
-        })
+        Ok(status_from_body(&v))
     }
+}
+
+/// Reads a `GET user/nodes/ota_update` answer: the offer, `None` when
+/// `ota_available` is not `true`, an error when it is but the job id or
+/// version is missing or unusable. Strings are bounded and cleaned.
+pub fn offer_from_body(v: &Value) -> Result<Option<CloudOffer>> {
+    if v.get("ota_available").and_then(Value::as_bool) != Some(true) {
+        return Ok(None);
+    }
+    let (Some(job_id), Some(fw_version)) = (
+        short_field(v.get("ota_job_id")),
+        short_field(v.get("fw_version")),
+    ) else {
+        return Err(Error::Protocol(
+            "ota_update: ota_available without a valid ota_job_id/fw_version".into(),
+        ));
+    };
+    Ok(Some(CloudOffer {
+        job_id,
+        fw_version,
+        description: v
+            .get("description")
+            .and_then(Value::as_str)
+            .map(|s| clean(s, MAX_TEXT)),
+        file_size: v.get("file_size").and_then(Value::as_u64),
+    }))
+}
+
+/// Reads a `GET user/nodes/ota_status` answer; missing fields become
+/// `unknown`, empty text and timestamp 0. Strings are bounded and cleaned.
+pub fn status_from_body(v: &Value) -> StatusReport {
+    StatusReport {
+        status: v
+            .get("status")
+            .and_then(Value::as_str)
+            .map(|s| clean(s, 40))
+            .unwrap_or_else(|| "unknown".into()),
+        text: v
+            .get("additional_info")
+            .and_then(Value::as_str)
+            .map(|s| clean(s, MAX_TEXT))
+            .unwrap_or_default(),
+        timestamp: v.get("timestamp").and_then(Value::as_i64).unwrap_or(0),
+    }
+}
+
+/// Reads one `GET user/nodes?node_details=true` page: the `node_details`
+/// entries (unchecked; see `sweep::report_from_detail`) and `next_id`.
+pub fn page_from_body(v: &Value) -> (Vec<Value>, Option<String>) {
+    let details = v
+        .get("node_details")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let next = v
+        .get("next_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    (details, next)
 }
 
 /// An error with its causes: reqwest's own message hides the one that
