@@ -311,3 +311,106 @@ impl Drop for SecretService {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Reading a Greenlight database from the outside, as the crash and
+/// security tests check it (no engine may be running on it meanwhile).
+pub mod db {
+    use std::path::Path;
+
+    /// One row of the `jobs` table.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct JobRow {
+        /// Row id.
+        pub id: i64,
+        /// Node.
+        pub node_id: String,
+        /// `ota_job_id`.
+        pub ota_job_id: String,
+        /// State name (`success`, `not_confirmed`...).
+        pub state: String,
+    }
+
+    fn open(path: &Path) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open(path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        c.busy_timeout(std::time::Duration::from_secs(30)).unwrap();
+        c
+    }
+
+    /// `PRAGMA integrity_check` and `PRAGMA foreign_key_check`: `"ok"` when
+    /// both find nothing, else what they found.
+    pub fn integrity_check(path: &Path) -> String {
+        let c = open(path);
+        let rows: Vec<String> = c
+            .prepare("PRAGMA integrity_check")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let fk: Vec<String> = c
+            .prepare("PRAGMA foreign_key_check")
+            .unwrap()
+            .query_map([], |r| {
+                Ok(format!(
+                    "{}:{}",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?
+                ))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        if rows == ["ok"] && fk.is_empty() {
+            "ok".into()
+        } else {
+            format!("integrity: {rows:?}; foreign keys: {fk:?}")
+        }
+    }
+
+    /// How many jobs are in one of `states`, read through a connection kept
+    /// open (cheap enough to poll every few milliseconds).
+    pub struct Poll(rusqlite::Connection);
+
+    impl Poll {
+        /// A reader on the database at `path`.
+        pub fn open(path: &Path) -> Poll {
+            Poll(open(path))
+        }
+
+        /// Jobs whose state is one of `states` (0 when the database is busy).
+        pub fn count(&self, states: &[&str]) -> i64 {
+            let list = states
+                .iter()
+                .map(|s| format!("'{s}'"))
+                .collect::<Vec<_>>()
+                .join(",");
+            self.0
+                .query_row(
+                    &format!("SELECT COUNT(*) FROM jobs WHERE state IN ({list})"),
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap_or(0)
+        }
+    }
+
+    /// Every job, oldest first.
+    pub fn jobs(path: &Path) -> Vec<JobRow> {
+        let c = open(path);
+        let mut st = c
+            .prepare("SELECT id, node_id, ota_job_id, state FROM jobs ORDER BY id")
+            .unwrap();
+        st.query_map([], |r| {
+            Ok(JobRow {
+                id: r.get(0)?,
+                node_id: r.get(1)?,
+                ota_job_id: r.get(2)?,
+                state: r.get(3)?,
+            })
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    }
+}
