@@ -365,6 +365,13 @@ impl Cloud {
         }
     }
 
+    /// Every access and refresh token handed out so far: what a client must
+    /// keep secret (the security tests look for them where they must not be).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        let st = self.state();
+        st.access.keys().chain(st.refresh.keys()).cloned().collect()
+    }
+
     /// Checks an access token; returns the user's email.
     pub fn authorize(&self, token: Option<&str>) -> Result<String, ApiError> {
         let unauthorized =
