@@ -27,6 +27,10 @@ pub struct AppStatus {
     pub notifications_paused: bool,
     /// Where the user's data lives.
     pub data_dir: String,
+    /// Starts at login (`null` where not offered).
+    pub autostart: Option<bool>,
+    /// The demo's sample Blynk firmware file, while the demo is on.
+    pub demo_firmware: Option<String>,
 }
 
 /// An account as the Accounts page shows it (no secrets).
@@ -119,6 +123,8 @@ pub async fn app_status(state: State<'_, AppState>) -> AppResult<AppStatus> {
         keychain: state.keychain.clone(),
         notifications_paused: state.notifier.lock().map(|n| n.paused).unwrap_or(false),
         data_dir: state.data_dir().display().to_string(),
+        autostart: state.shell().and_then(|s| s.autostart()),
+        demo_firmware: state.demo_firmware().await,
     })
 }
 
@@ -479,9 +485,13 @@ pub async fn export_history_csv(
 #[tauri::command]
 #[specta::specta]
 pub async fn demo_start(state: State<'_, AppState>) -> AppResult<()> {
-    let e = state.start_demo().await?;
+    let (e, b) = state.start_demo().await?;
     if let Some(shell) = state.shell() {
-        shell.attach(e, state.generation.load(Ordering::SeqCst));
+        let generation = state.generation.load(Ordering::SeqCst);
+        shell.attach(e, generation);
+        if let Some(b) = b {
+            shell.attach_blynk(b, generation);
+        }
         shell.app_changed(true);
     }
     Ok(())
@@ -491,10 +501,14 @@ pub async fn demo_start(state: State<'_, AppState>) -> AppResult<()> {
 #[tauri::command]
 #[specta::specta]
 pub async fn demo_stop(state: State<'_, AppState>) -> AppResult<()> {
-    let real = state.stop_demo().await;
+    let (real, blynk) = state.stop_demo().await;
     if let Some(shell) = state.shell() {
+        let generation = state.generation.load(Ordering::SeqCst);
         if let Some(e) = real {
-            shell.attach(e, state.generation.load(Ordering::SeqCst));
+            shell.attach(e, generation);
+        }
+        if let Some(b) = blynk {
+            shell.attach_blynk(b, generation);
         }
         shell.app_changed(false);
     }
@@ -512,4 +526,14 @@ pub async fn set_notifications_paused(state: State<'_, AppState>, paused: bool) 
         shell.paused(paused);
     }
     Ok(())
+}
+
+/// Turns "start Greenlight when I log in" on or off (desktop).
+#[tauri::command]
+#[specta::specta]
+pub async fn set_autostart(state: State<'_, AppState>, on: bool) -> AppResult<()> {
+    let shell = state
+        .shell()
+        .ok_or_else(|| AppError::failed("the app is not set up yet"))?;
+    shell.set_autostart(on).map_err(AppError::failed)
 }

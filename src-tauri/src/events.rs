@@ -19,6 +19,13 @@ pub struct EngineEvent {
     pub event: Event,
 }
 
+/// Something changed in a Blynk campaign (the tracker's own event).
+#[derive(Debug, Clone, Serialize, Deserialize, specta::Type, tauri_specta::Event)]
+pub struct BlynkEventMsg {
+    /// The change.
+    pub event: greenlight_core::blynk::BlynkEvent,
+}
+
 /// The app switched between the demo fleet and the user's accounts, or
 /// missed events: the front end reloads everything.
 #[derive(Debug, Clone, Serialize, Deserialize, specta::Type, tauri_specta::Event)]
@@ -82,6 +89,41 @@ pub fn attach<R: Runtime>(app: &AppHandle<R>, engine: EngineHandle, generation: 
                 _ = tick.tick() => {
                     notify(&app, |n| n.flush(now_ms()).into_iter().collect());
                 }
+            }
+        }
+    });
+}
+
+/// Starts forwarding a Blynk tracker's events, like [`attach`].
+pub fn attach_blynk<R: Runtime>(
+    app: &AppHandle<R>,
+    blynk: greenlight_core::blynk::BlynkHandle,
+    generation: u64,
+) {
+    let app = app.clone();
+    let mut rx = blynk.subscribe();
+    tauri::async_runtime::spawn(async move {
+        loop {
+            let current = app
+                .try_state::<AppState>()
+                .map(|s| s.generation.load(Ordering::SeqCst));
+            if current != Some(generation) {
+                break;
+            }
+            match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+                Err(_) => continue,
+                Ok(Ok(ev)) => {
+                    notify(&app, |n| n.on_blynk(&ev, now_ms()));
+                    let _ = BlynkEventMsg { event: ev }.emit(&app);
+                }
+                Ok(Err(RecvError::Lagged(_))) => {
+                    let demo = match app.try_state::<AppState>() {
+                        Some(s) => s.demo_active().await,
+                        None => false,
+                    };
+                    let _ = AppChanged { demo }.emit(&app);
+                }
+                Ok(Err(RecvError::Closed)) => break,
             }
         }
     });

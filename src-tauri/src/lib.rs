@@ -3,6 +3,7 @@
 //! this crate translates. `run()` is shared by the desktop binary and the
 //! Android/iOS builds (it is their entry point).
 
+pub mod blynk;
 pub mod commands;
 pub mod error;
 pub mod events;
@@ -47,9 +48,20 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
             commands::demo_start,
             commands::demo_stop,
             commands::set_notifications_paused,
+            commands::set_autostart,
+            blynk::blynk_accounts,
+            blynk::add_blynk_account,
+            blynk::remove_blynk_account,
+            blynk::blynk_check_firmware,
+            blynk::blynk_start,
+            blynk::blynk_stop,
+            blynk::blynk_status,
+            blynk::blynk_history,
+            blynk::blynk_refresh,
         ])
         .events(tauri_specta::collect_events![
             events::EngineEvent,
+            events::BlynkEventMsg,
             events::AppChanged,
             events::TrayRequest
         ])
@@ -109,6 +121,9 @@ pub fn wire<R: Runtime>(
                     } else {
                         return;
                     }
+                }
+                if let Ok(b) = state.real_blynk().await {
+                    events::attach_blynk(&handle, b, state.generation.load(Ordering::SeqCst));
                 }
                 if let Ok(e) = state.real_engine().await {
                     if let Ok(p) = e.policies().await {

@@ -36,6 +36,8 @@ pub struct Notifier {
     batch_started: Option<Millis>,
     /// (job id, state name) already told.
     told_jobs: HashSet<(i64, &'static str)>,
+    /// (campaign id, what) already told about Blynk campaigns.
+    told_blynk: HashSet<(i64, String)>,
     /// Device labels by node id, learnt from events.
     names: BTreeMap<String, String>,
     /// Paused from the tray or the settings.
@@ -124,6 +126,51 @@ impl Notifier {
         }
         out.extend(self.flush(now));
         out
+    }
+
+    /// Folds one Blynk tracker event in: a suspected reboot loop (once per
+    /// device and campaign) and a campaign's end are told.
+    pub fn on_blynk(&mut self, ev: &greenlight_core::blynk::BlynkEvent, now: Millis) -> Vec<Note> {
+        use greenlight_core::blynk::BlynkEvent;
+        let note = match ev {
+            BlynkEvent::LoopSuspected {
+                campaign_id,
+                device,
+                ..
+            } => self
+                .told_blynk
+                .insert((*campaign_id, format!("loop:{}", device.key)))
+                .then(|| Note {
+                    title: format!("{}: suspected reboot loop", device.name),
+                    body: format!(
+                        "Still on the old build after {} reconnects; the server re-sends the update each time. Stop the update in Greenlight.",
+                        device.failed_reconnects
+                    ),
+                }),
+            BlynkEvent::CampaignSettled { campaign } => self
+                .told_blynk
+                .insert((campaign.id, "settled".into()))
+                .then(|| {
+                    let c = campaign.counts();
+                    let not = c.total.saturating_sub(c.updated);
+                    Note {
+                        title: format!("Blynk update to {} finished", campaign.build),
+                        body: if not == 0 {
+                            format!("All {} device(s) updated.", c.updated)
+                        } else {
+                            format!(
+                                "{} of {} device(s) updated; {not} did not (see the Blynk page).",
+                                c.updated, c.total
+                            )
+                        },
+                    }
+                }),
+            _ => None,
+        };
+        match note {
+            Some(n) if !self.silent(now) => vec![n],
+            _ => Vec::new(),
+        }
     }
 
     /// Closes the batch of new pending updates once its window has passed.
@@ -244,6 +291,72 @@ mod tests {
             n.on_event(&job(3, JobState::Success), 3)[0].body,
             "Now running 2.0."
         );
+    }
+
+    #[test]
+    fn a_blynk_reboot_loop_and_a_campaign_end_are_told_once() {
+        use greenlight_core::blynk::{
+            BlynkEvent, Campaign, CampaignStatus, DeviceRecord, DeviceState, Target,
+        };
+        let device = |state: DeviceState| DeviceRecord {
+            key: "alice/1/2".into(),
+            name: "Greenhouse".into(),
+            owner: "alice@example.com".into(),
+            project: "Garden".into(),
+            token_hint: "ab…yz".into(),
+            board: None,
+            build_before: Some("old".into()),
+            build_now: Some("old".into()),
+            online: true,
+            state,
+            sends: 4,
+            failed_reconnects: 3,
+            changed_at: 0,
+            seen_at: 0,
+            marks: Default::default(),
+        };
+        let mut n = Notifier::default();
+        let looping = BlynkEvent::LoopSuspected {
+            campaign_id: 9,
+            account: "home".into(),
+            device: device(DeviceState::Looping { reconnects: 3 }),
+        };
+        let notes = n.on_blynk(&looping, 0);
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].title, "Greenhouse: suspected reboot loop");
+        assert!(notes[0].body.contains("after 3 reconnects"));
+        assert!(n.on_blynk(&looping, 1).is_empty(), "told once");
+        let campaign = Campaign {
+            id: 9,
+            account: "home".into(),
+            target: Target::All,
+            build: "Nov 23 2026".into(),
+            file_name: "fw.bin".into(),
+            size: 1,
+            sha256: String::new(),
+            server_path: None,
+            status: CampaignStatus::Completed,
+            loop_after: 3,
+            started_by: "me".into(),
+            created_at: 0,
+            started_at: None,
+            updated_at: 0,
+            finished_at: None,
+            settled_at: None,
+            withdrawn_at: None,
+            devices: vec![
+                device(DeviceState::Looping { reconnects: 3 }),
+                device(DeviceState::Updated),
+            ],
+        };
+        let settled = BlynkEvent::CampaignSettled { campaign };
+        let notes = n.on_blynk(&settled, 2);
+        assert_eq!(notes[0].title, "Blynk update to Nov 23 2026 finished");
+        assert_eq!(
+            notes[0].body,
+            "1 of 2 device(s) updated; 1 did not (see the Blynk page)."
+        );
+        assert!(n.on_blynk(&settled, 3).is_empty());
     }
 
     #[test]

@@ -8,10 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use greenlight_core::blynk::{BlynkAccount, BlynkHandle, BlynkTracker, TrackerConfig};
 use greenlight_core::{
     secret_keys, AccountConfig, Engine, EngineConfig, EngineHandle, KeyringSecretStore,
     MemorySecretStore, SecretError, SecretStore,
 };
+use greenlight_sim::blynk::{BlynkConfig, BlynkSim, BlynkTiming, DeviceBehaviour};
 use greenlight_sim::rainmaker::{BrokerChoice, RainmakerSim, Scenario, SimConfig, Timing};
 use serde::Serialize;
 
@@ -75,16 +77,24 @@ impl AppOptions {
     }
 }
 
-/// The demo fleet: the simulator and the engine watching it.
+/// The demo fleet: the simulators and the engine and tracker watching them.
 struct Demo {
     sim: Arc<RainmakerSim>,
+    blynk_sim: Arc<BlynkSim>,
     engine: Option<EngineHandle>,
+    blynk: Option<BlynkHandle>,
     dir: PathBuf,
 }
 
 struct Engines {
     real: Result<EngineHandle, String>,
+    blynk: Result<BlynkHandle, String>,
     demo: Option<Demo>,
+}
+
+/// Where the demo writes its sample Blynk firmware.
+pub fn demo_firmware_path(dir: &std::path::Path) -> PathBuf {
+    dir.join("demo-firmware-2.0.bin")
 }
 
 /// What the state needs from the app around it, without knowing its
@@ -92,15 +102,25 @@ struct Engines {
 pub trait Shell: Send + Sync {
     /// Forward this engine's events to the window, tray and notifier.
     fn attach(&self, engine: EngineHandle, generation: u64);
+    /// Forward this Blynk tracker's events likewise.
+    fn attach_blynk(&self, blynk: BlynkHandle, generation: u64);
     /// Tell the window to reload (demo on/off).
     fn app_changed(&self, demo: bool);
     /// Reflect "pause notifications" in the tray menu.
     fn paused(&self, paused: bool);
+    /// Whether the app starts at login; `None` where that is not offered
+    /// (mobile, tests).
+    fn autostart(&self) -> Option<bool>;
+    /// Turns start-at-login on or off.
+    fn set_autostart(&self, on: bool) -> Result<(), String>;
 }
 
 impl<R: tauri::Runtime> Shell for tauri::AppHandle<R> {
     fn attach(&self, engine: EngineHandle, generation: u64) {
         crate::events::attach(self, engine, generation);
+    }
+    fn attach_blynk(&self, blynk: BlynkHandle, generation: u64) {
+        crate::events::attach_blynk(self, blynk, generation);
     }
     fn app_changed(&self, demo: bool) {
         use tauri_specta::Event as _;
@@ -108,6 +128,28 @@ impl<R: tauri::Runtime> Shell for tauri::AppHandle<R> {
     }
     fn paused(&self, paused: bool) {
         crate::tray::reflect_paused(self, paused);
+    }
+    #[cfg(not(any(target_os = "android", target_os = "ios")))]
+    fn autostart(&self) -> Option<bool> {
+        use tauri::Manager;
+        self.try_state::<tauri_plugin_autostart::AutoLaunchManager>()
+            .and_then(|m| m.is_enabled().ok())
+    }
+    #[cfg(not(any(target_os = "android", target_os = "ios")))]
+    fn set_autostart(&self, on: bool) -> Result<(), String> {
+        use tauri::Manager;
+        let m = self
+            .try_state::<tauri_plugin_autostart::AutoLaunchManager>()
+            .ok_or("start at login is not available here")?;
+        if on { m.enable() } else { m.disable() }.map_err(|e| e.to_string())
+    }
+    #[cfg(any(target_os = "android", target_os = "ios"))]
+    fn autostart(&self) -> Option<bool> {
+        None
+    }
+    #[cfg(any(target_os = "android", target_os = "ios"))]
+    fn set_autostart(&self, _on: bool) -> Result<(), String> {
+        Err("start at login is not available on mobile".into())
     }
 }
 
@@ -148,6 +190,9 @@ impl AppState {
         };
         let mut cfg = EngineConfig::new(&opts.data_dir, secrets, &opts.actor);
         (opts.tune)(&mut cfg);
+        let blynk = BlynkTracker::open_beside(&cfg, TrackerConfig::default())
+            .await
+            .map_err(|e| format!("the Blynk tracker could not start: {e}"));
         let real = Engine::open(cfg).await.map_err(|e| {
             format!(
                 "the local database in {} could not be opened: {}",
@@ -156,7 +201,11 @@ impl AppState {
             )
         });
         AppState {
-            engines: tokio::sync::Mutex::new(Engines { real, demo: None }),
+            engines: tokio::sync::Mutex::new(Engines {
+                real,
+                blynk,
+                demo: None,
+            }),
             generation: AtomicU64::new(0),
             notifier: Mutex::new(Notifier::default()),
             keychain,
@@ -182,6 +231,39 @@ impl AppState {
             return Ok(e);
         }
         g.real.clone().map_err(AppError::failed)
+    }
+
+    /// The Blynk tracker the window shows: the demo's while the demo is on.
+    pub async fn blynk(&self) -> AppResult<BlynkHandle> {
+        let g = self.engines.lock().await;
+        if let Some(b) = g
+            .demo
+            .as_ref()
+            .filter(|d| d.engine.is_some())
+            .and_then(|d| d.blynk.clone())
+        {
+            return Ok(b);
+        }
+        g.blynk.clone().map_err(AppError::failed)
+    }
+
+    /// The user's own Blynk tracker.
+    pub async fn real_blynk(&self) -> AppResult<BlynkHandle> {
+        self.engines
+            .lock()
+            .await
+            .blynk
+            .clone()
+            .map_err(AppError::failed)
+    }
+
+    /// The demo's sample firmware file, while the demo is on.
+    pub async fn demo_firmware(&self) -> Option<String> {
+        let g = self.engines.lock().await;
+        g.demo
+            .as_ref()
+            .filter(|d| d.engine.is_some())
+            .map(|d| demo_firmware_path(&d.dir).display().to_string())
     }
 
     /// The user's own engine (not the demo's).
@@ -213,10 +295,12 @@ impl AppState {
     /// simulator stays up once started: its embedded broker cannot be stopped
     /// and restarted in one process, so "stop" only detaches the engine and a
     /// second start reuses the same devices.
-    pub async fn start_demo(&self) -> AppResult<EngineHandle> {
+    pub async fn start_demo(&self) -> AppResult<(EngineHandle, Option<BlynkHandle>)> {
         let mut g = self.engines.lock().await;
-        if let Some(e) = g.demo.as_ref().and_then(|d| d.engine.clone()) {
-            return Ok(e);
+        if let Some(d) = g.demo.as_ref().filter(|d| d.engine.is_some()) {
+            if let Some(e) = d.engine.clone() {
+                return Ok((e, d.blynk.clone()));
+            }
         }
         if g.demo.is_none() {
             let addr = "127.0.0.1:0"
@@ -230,14 +314,31 @@ impl AppState {
             })
             .await
             .map_err(|e| AppError::failed(format!("the demo fleet did not start: {e:#}")))?;
+            // A Blynk server with three devices, one of whose flash always
+            // fails, so the demo shows a reboot loop being caught.
+            let blynk_sim = BlynkSim::start(BlynkConfig {
+                devices: vec![
+                    DeviceBehaviour::Normal,
+                    DeviceBehaviour::Normal,
+                    DeviceBehaviour::FlashFails,
+                ],
+                timing: BlynkTiming::fast(),
+                ..BlynkConfig::default()
+            })
+            .await
+            .map_err(|e| AppError::failed(format!("the demo Blynk server did not start: {e:#}")))?;
             let dir = std::env::temp_dir().join(format!(
                 "greenlight-app-demo-{}-{}",
                 std::process::id(),
                 self.generation.load(Ordering::SeqCst)
             ));
+            let blynk_sim = Arc::new(blynk_sim);
+            power_cycle(Arc::downgrade(&blynk_sim));
             g.demo = Some(Demo {
                 sim: Arc::new(sim),
+                blynk_sim,
                 engine: None,
+                blynk: None,
                 dir,
             });
         }
@@ -254,6 +355,24 @@ impl AppState {
         cfg.load_saved_accounts = false;
         cfg.cloud_check_interval = Duration::from_secs(30);
         (self.opts.tune)(&mut cfg);
+        let tracker = TrackerConfig {
+            poll_interval: Duration::from_secs(2),
+            ..TrackerConfig::default()
+        };
+        let blynk = BlynkTracker::open_beside(&cfg, tracker)
+            .await
+            .map_err(|e| AppError::failed(format!("the demo Blynk tracker did not start: {e}")))?;
+        let ready = &demo.blynk_sim.ready;
+        let mut blynk_account = BlynkAccount::new("demo-blynk", &ready.admin, &ready.admin_user);
+        blynk_account.pinned_sha256 = Some(ready.fingerprint.clone());
+        blynk
+            .add_account(blynk_account, &ready.admin_password)
+            .await
+            .map_err(|e| AppError::failed(format!("the demo Blynk server: {e}")))?;
+        let fw = greenlight_sim::blynk::firmware::make_firmware("Nov 23 2026 09:00:00", 180_000);
+        std::fs::create_dir_all(&demo.dir)
+            .and_then(|_| std::fs::write(demo_firmware_path(&demo.dir), fw))
+            .map_err(|e| AppError::failed(format!("the demo firmware: {e}")))?;
         let engine = Engine::open(cfg).await?;
         let mut account = AccountConfig::rest("demo", &demo.sim.info.http, &demo.sim.info.user)
             .with_mqtt(&demo.sim.info.mqtt);
@@ -262,33 +381,71 @@ impl AppState {
         }
         engine.add_account(account).await?;
         demo.engine = Some(engine.clone());
+        demo.blynk = Some(blynk.clone());
         self.generation.fetch_add(1, Ordering::SeqCst);
-        Ok(engine)
+        Ok((engine, Some(blynk)))
     }
 
-    /// Stops showing the demo; returns the user's engine, if it opened.
-    pub async fn stop_demo(&self) -> Option<EngineHandle> {
+    /// Stops showing the demo; returns the user's engine and tracker, if
+    /// they opened.
+    pub async fn stop_demo(&self) -> (Option<EngineHandle>, Option<BlynkHandle>) {
         let mut g = self.engines.lock().await;
-        if let Some(e) = g.demo.as_mut().and_then(|d| d.engine.take()) {
-            e.shutdown().await;
-            self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Some(d) = g.demo.as_mut() {
+            if let Some(b) = d.blynk.take() {
+                b.shutdown().await;
+            }
+            if let Some(e) = d.engine.take() {
+                e.shutdown().await;
+                self.generation.fetch_add(1, Ordering::SeqCst);
+            }
         }
-        g.real.clone().ok()
+        (g.real.clone().ok(), g.blynk.clone().ok())
     }
 
     /// Stops every engine (app exit).
     pub async fn shutdown(&self) {
         let mut g = self.engines.lock().await;
-        if let Some(e) = g.demo.as_mut().and_then(|d| d.engine.take()) {
-            e.shutdown().await;
+        if let Some(d) = g.demo.as_mut() {
+            if let Some(b) = d.blynk.take() {
+                b.shutdown().await;
+            }
+            if let Some(e) = d.engine.take() {
+                e.shutdown().await;
+            }
         }
         if let Some(d) = g.demo.take() {
             let _ = std::fs::remove_dir_all(&d.dir);
+        }
+        if let Ok(b) = &g.blynk {
+            b.shutdown().await;
         }
         if let Ok(e) = &g.real {
             e.shutdown().await;
         }
     }
+}
+
+/// A Blynk server sends an update only when a device logs in again, and the
+/// demo's devices would otherwise stay connected forever. Real ones drop off
+/// Wi-Fi and reboot now and then; the demo's do so every 10 s or so, one at
+/// a time, so a started update reaches them within the demo's attention span.
+fn power_cycle(sim: std::sync::Weak<BlynkSim>) {
+    tokio::spawn(async move {
+        let mut turn = 0usize;
+        loop {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            let Some(sim) = sim.upgrade() else { return };
+            let tokens = sim.ready.tokens.clone();
+            if tokens.is_empty() {
+                return;
+            }
+            let token = &tokens[turn % tokens.len()];
+            turn += 1;
+            sim.set_online(token, false);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            sim.set_online(token, true);
+        }
+    });
 }
 
 /// Opens the OS keychain and checks that it answers (a Secret Service may be

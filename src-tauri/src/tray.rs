@@ -109,6 +109,14 @@ mod desktop {
                             super::reflect_paused(app, n.paused);
                         }
                     }
+                    // The window shows the setting too: have it reload.
+                    let app = app.clone();
+                    tauri::async_runtime::spawn(async move {
+                        if let Some(state) = app.try_state::<AppState>() {
+                            let demo = state.demo_active().await;
+                            let _ = crate::events::AppChanged { demo }.emit(&app);
+                        }
+                    });
                 }
                 "quit" => app.exit(0),
                 _ => {}

@@ -127,3 +127,30 @@ test("the demo fleet: pending updates appear, one is approved to success, approv
   await (await browser.$('[data-testid="devices-table"]')).waitForDisplayed();
   screenshot("devices");
 });
+
+test("the demo Blynk server: an update to every device is tracked to updated, and a flash-failing device is caught looping", async () => {
+  await tab("blynk");
+  const fw = await browser.$('[data-testid="blynk-firmware"]');
+  await fw.waitForDisplayed({ timeout: 30_000 });
+  assert.match(await fw.getValue(), /demo-firmware-2\.0\.bin$/, "the demo offers its sample firmware");
+  await (await browser.$("button=Check")).click();
+  const info = await browser.$('[data-testid="blynk-fw-info"]');
+  await info.waitForDisplayed({ timeout: 10_000 });
+  assert.match(await info.getText(), /Build Nov 23 2026 09:00:00/);
+  await (await browser.$('input[value="all"]')).click();
+  await (await browser.$('[data-testid="blynk-start"]')).click();
+  await (await browser.$("button=Update every device")).click();
+  let states;
+  try {
+    states = await until("two devices updated and one looping", async () => {
+      const s = await attrs('[data-testid="blynk-device"]', "data-state");
+      return s.filter((x) => x === "updated").length === 2 && s.includes("looping") ? s : null;
+    }, 120_000);
+  } catch (e) {
+    screenshot("blynk-failure");
+    console.log("device states:", await attrs('[data-testid="blynk-device"]', "data-state"));
+    throw e;
+  }
+  assert.equal(states.length, 3);
+  screenshot("blynk");
+});

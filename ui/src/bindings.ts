@@ -75,11 +75,42 @@ export const commands = {
 	demoStop: () => typedError<null, AppError>(__TAURI_INVOKE("demo_stop")),
 	/**  Pauses or resumes notifications (also in the tray menu). */
 	setNotificationsPaused: (paused: boolean) => typedError<null, AppError>(__TAURI_INVOKE("set_notifications_paused", { paused })),
+	/**  Turns "start Greenlight when I log in" on or off (desktop). */
+	setAutostart: (on: boolean) => typedError<null, AppError>(__TAURI_INVOKE("set_autostart", { on })),
+	/**  Every Blynk server account. */
+	blynkAccounts: () => typedError<BlynkAccountView[], AppError>(__TAURI_INVOKE("blynk_accounts")),
+	/**
+	 *  Adds a Blynk server: an unknown certificate comes back as
+	 *  `untrusted_certificate` with its fingerprint; the admin password is
+	 *  checked by a login before anything is kept.
+	 */
+	addBlynkAccount: (input: BlynkAccountInput) => typedError<null, AppError>(__TAURI_INVOKE("add_blynk_account", { input })),
+	/**  Forgets a Blynk account and its password; its campaigns stay in history. */
+	removeBlynkAccount: (name: string) => typedError<null, AppError>(__TAURI_INVOKE("remove_blynk_account", { name })),
+	/**
+	 *  Reads a firmware file and says what it holds (build tag, size), or why
+	 *  it cannot be used, before anything is uploaded.
+	 */
+	blynkCheckFirmware: (path: string) => typedError<FirmwareInfo, AppError>(__TAURI_INVOKE("blynk_check_firmware", { path })),
+	/**
+	 *  Uploads the firmware and starts the update for the target; the campaign
+	 *  is then followed device by device.
+	 */
+	blynkStart: (account: string, path: string, target: BlynkTargetInput) => typedError<Campaign, AppError>(__TAURI_INVOKE("blynk_start", { account, path, target })),
+	/**  Stops every update on the server (the server's stop is global). */
+	blynkStop: (account: string) => typedError<Campaign[], AppError>(__TAURI_INVOKE("blynk_stop", { account })),
+	/**  Campaigns being followed, with each device's state. */
+	blynkStatus: () => typedError<Campaign[], AppError>(__TAURI_INVOKE("blynk_status")),
+	/**  Past campaigns, newest first. */
+	blynkHistory: () => typedError<Campaign[], AppError>(__TAURI_INVOKE("blynk_history")),
+	/**  Polls the servers now instead of at the next tick. */
+	blynkRefresh: () => typedError<null, AppError>(__TAURI_INVOKE("blynk_refresh")),
 };
 
 /** Events */
 export const events = {
 	appChanged: makeEvent<AppChanged, AppChanged>("app-changed"),
+	blynkEventMsg: makeEvent<BlynkEventMsg, BlynkEventMsg>("blynk-event-msg"),
 	engineEvent: makeEvent<EngineEvent, EngineEvent>("engine-event"),
 	trayRequest: makeEvent<TrayRequest, TrayRequest>("tray-request"),
 };
@@ -173,6 +204,10 @@ export type AppStatus = {
 	notifications_paused: boolean,
 	/**  Where the user's data lives. */
 	data_dir: string,
+	/**  Starts at login (`null` where not offered). */
+	autostart: boolean | null,
+	/**  The demo's sample Blynk firmware file, while the demo is on. */
+	demo_firmware: string | null,
 };
 
 /**  The result of an approval for one node. */
@@ -216,6 +251,239 @@ reason: string } |
 /**  Why, in plain words. */
 reason: string };
 
+/**  A Blynk server to add. */
+export type BlynkAccountInput = {
+	/**  Unique account name. */
+	name: string,
+	/**  Admin URL, e.g. `https://blynk.local:9443`. */
+	url: string,
+	/**  Admin email. */
+	user: string,
+	/**  Admin password; goes to the keychain only. */
+	password: string,
+	/**  A certificate fingerprint the user accepted after being shown it. */
+	trust_fingerprint: string | null,
+};
+
+/**  A Blynk server account as the page shows it (no password). */
+export type BlynkAccountView = {
+	/**  Account name. */
+	name: string,
+	/**  Admin URL (`https://host:9443`). */
+	url: string,
+	/**  Admin email. */
+	user: string,
+	/**  Pinned certificate fingerprint, if any. */
+	pinned_fingerprint: string | null,
+	/**  The server's upload limit in bytes. */
+	upload_limit: number,
+};
+
+/**  What the Blynk tracker broadcasts, after the change is stored. */
+export type BlynkEvent = 
+/**  A campaign was recorded or changed status (devices included). */
+{ type: "campaign_changed"; 
+/**  The campaign now. */
+campaign: Campaign } | 
+/**  A device changed state. */
+{ type: "device_changed"; 
+/**  Campaign. */
+campaign_id: number; 
+/**  Account. */
+account: string; 
+/**  The device now. */
+device: DeviceRecord } | 
+/**  A device is suspected to be in a reboot loop: tell the user, suggest stopping. */
+{ type: "loop_suspected"; 
+/**  Campaign. */
+campaign_id: number; 
+/**  Account. */
+account: string; 
+/**  The device. */
+device: DeviceRecord } | 
+/**
+ *  Every device of a campaign is settled (updated, looping, offline...):
+ *  the moment to notify "campaign finished".
+ */
+{ type: "campaign_settled"; 
+/**  The campaign now. */
+campaign: Campaign } | 
+/**
+ *  Following an account's campaigns failed (said once per new problem;
+ *  the tracker keeps trying).
+ */
+{ type: "poll_failed"; 
+/**  Account. */
+account: string; 
+/**  Why, in plain words. */
+reason: string; 
+/**  The admin password must be given again. */
+needs_login: boolean };
+
+/**  Something changed in a Blynk campaign (the tracker's own event). */
+export type BlynkEventMsg = {
+	/**  The change. */
+	event: BlynkEvent,
+};
+
+/**  Which devices an update is for. */
+export type BlynkTargetInput = 
+/**  One device, by its token. */
+{ kind: "token"; 
+/**  The device token. */
+token: string } | 
+/**  Every device of one user, or of one of their projects. */
+{ kind: "user"; 
+/**  The user's email. */
+email: string; 
+/**  Project (dashboard) name; all of the user's projects when empty. */
+project: string | null } | 
+/**  Every device on the server. */
+{ kind: "all" };
+
+/**  One start of an update on a Blynk server, and what became of each device. */
+export type Campaign = {
+	/**  Local id. */
+	id: number,
+	/**  Account (server). */
+	account: string,
+	/**  Which devices. */
+	target: Target,
+	/**  The firmware's build tag. */
+	build: string,
+	/**  File name. */
+	file_name: string,
+	/**  File size. */
+	size: number,
+	/**  SHA-256 of what was uploaded. */
+	sha256: string,
+	/**  Where the server stored it (`/static/ota/FUp_..._upload.bin`). */
+	server_path: string | null,
+	/**  Status. */
+	status: CampaignStatus,
+	/**  Logins on the old build after which a reboot loop is suspected. */
+	loop_after: number,
+	/**  Who started it. */
+	started_by: string,
+	/**  When it was recorded. */
+	created_at: number,
+	/**  When the server accepted it. */
+	started_at: number | null,
+	/**  Last change. */
+	updated_at: number,
+	/**  When it completed, was stopped, replaced or failed. */
+	finished_at: number | null,
+	/**  Since when every device is settled (none waiting or installing). */
+	settled_at: number | null,
+	/**
+	 *  When the server stopped holding it (stopped, or replaced by a newer
+	 *  campaign for the same devices). A completed campaign nobody stopped
+	 *  still stands there and still decides what its devices get.
+	 */
+	withdrawn_at?: number | null,
+	/**  Devices, by name. */
+	devices?: DeviceRecord[],
+};
+
+/**  Where a campaign is. */
+export type CampaignStatus = 
+/**  Recorded; the upload is under way. */
+{ status: "starting" } | 
+/**  The server took it; devices are followed. */
+{ status: "active" } | 
+/**  Every device reports the campaign's build. */
+{ status: "completed" } | 
+/**
+ *  A one-device (token) update that is over without the device on the
+ *  new build: it came back on its old one, or stayed away. The server
+ *  sends such an update once; nothing more will happen.
+ */
+{ status: "ended" } | 
+/**  Stopped (the server's stop is global: every campaign of the server ends). */
+{ status: "stopped" } | 
+/**  A newer campaign for the same devices replaced it on the server. */
+{ status: "superseded"; 
+/**  The newer campaign. */
+by: number } | 
+/**  The server refused it or could not be reached. */
+{ status: "failed"; 
+/**  Why, in plain words. */
+reason: string };
+
+/**
+ *  One device in a campaign, followed from the start. The counters are
+ *  lower bounds: the server only shows the latest login and send.
+ */
+export type DeviceRecord = {
+	/**  `owner/project id/device id`. */
+	key: string,
+	/**  Name. */
+	name: string,
+	/**  Owner's email. */
+	owner: string,
+	/**  Project name. */
+	project: string,
+	/**  The token's first characters. */
+	token_hint: string,
+	/**  Board, when reported. */
+	board: string | null,
+	/**  Build when the campaign started. */
+	build_before: string | null,
+	/**  Build reported now. */
+	build_now: string | null,
+	/**  Online now. */
+	online: boolean,
+	/**  State. */
+	state: DeviceState,
+	/**  Update URLs seen sent to it since the start. */
+	sends: number,
+	/**  Logins on the old build after the update was sent. */
+	failed_reconnects: number,
+	/**  When the state last changed (our clock). */
+	changed_at: number,
+	/**  When the server last showed this device (our clock). */
+	seen_at: number,
+	/**  Bookkeeping of the fold (server clock), not for display. */
+	marks?: Marks,
+};
+
+/**  Where a device is in a campaign. */
+export type DeviceState = 
+/**
+ *  Online on the old build and not sent the update yet: the server sends
+ *  it only when the device logs in again (a restart does it).
+ */
+{ state: "waiting" } | 
+/**  The update URL was sent: it is downloading, flashing, rebooting. */
+{ state: "installing" } | 
+/**  It reports the campaign's build (compared as a plain string, as the server does). */
+{ state: "updated" } | 
+/**
+ *  Still on the old build after `reconnects` logins since the update was
+ *  sent, while the campaign stands: a suspected reboot loop (the server
+ *  re-sends the URL on every login). Stopping the campaign ends it.
+ */
+{ state: "looping"; 
+/**  Logins on the old build after the update was sent. */
+reconnects: number } | 
+/**
+ *  It will not get this update: came back on its old build from a
+ *  one-time token update, or the campaign was stopped or replaced.
+ */
+{ state: "not_updated"; 
+/**  Why, in plain words. */
+reason: string } | 
+/**
+ *  Offline: gets the update when it logs in again (campaigns), or was
+ *  sent it and has not come back for a long time.
+ */
+{ state: "offline" } | 
+/**
+ *  Reports no build (library 1.3+ info, or none): the server never sends
+ *  it a campaign update.
+ */
+{ state: "no_build" };
+
 /**  Something changed in the engine (the core's own event, as it is). */
 export type EngineEvent = {
 	/**  The change. */
@@ -257,6 +525,18 @@ state: AccountState } |
 { type: "approval"; 
 /**  Outcome. */
 outcome: ApprovalOutcome };
+
+/**  What a firmware file holds, checked before anything is uploaded. */
+export type FirmwareInfo = {
+	/**  File name. */
+	file_name: string,
+	/**  The build tag the server will compare devices against. */
+	build: string,
+	/**  Bytes. */
+	size: number,
+	/**  SHA-256 of the file, hex. */
+	sha256: string,
+};
 
 /**  Which jobs the History page lists. */
 export type HistoryQuery = {
@@ -364,6 +644,24 @@ export type KeychainStatus =
 { state: "unavailable"; 
 /**  Why, in plain words. */
 reason: string };
+
+/**  Server timestamps the tracker remembers between polls (server clock, ms). */
+export type Marks = {
+	/**  `connectTime` when the campaign started. */
+	baseline_connect: number,
+	/**  `otaUpdateAt` when the campaign started (an earlier update's send). */
+	baseline_send: number | null,
+	/**  First send seen after the start. */
+	first_send: number | null,
+	/**  Latest send seen. */
+	last_send: number | null,
+	/**  Logins up to this time are already counted in `failed_reconnects`. */
+	accounted_until: number,
+	/**  `connectTime` at the previous poll. */
+	last_connect: number,
+	/**  Since when (our clock) it has been installing without news. */
+	installing_since: number | null,
+};
 
 /**  An MQTT broker to watch directly. */
 export type MqttAccountInput = {
@@ -510,6 +808,25 @@ export type RainmakerAccountInput = {
 	/**  A certificate fingerprint the user accepted after being shown it. */
 	trust_fingerprint: string | null,
 };
+
+/**  Which devices a campaign was for, as stored (never a full token). */
+export type Target = 
+/**  One device. */
+{ kind: "token"; 
+/**  The device's key (`owner/project id/device id`). */
+device: string; 
+/**  Its name. */
+name: string; 
+/**  The token's first characters, to tell devices apart. */
+hint: string } | 
+/**  A user's devices, optionally one project's. */
+{ kind: "user"; 
+/**  Owner's email. */
+email: string; 
+/**  Project name. */
+project: string | null } | 
+/**  Every device. */
+{ kind: "all" };
 
 /**  Tray requests. */
 export type TrayAction = 

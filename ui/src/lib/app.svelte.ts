@@ -18,7 +18,7 @@ import {
 type Result<T, E> = { status: "ok"; data: T } | { status: "error"; error: E };
 import { deviceName, isTerminal, summarize } from "./format";
 
-export type Tab = "inbox" | "activity" | "history" | "devices" | "accounts";
+export type Tab = "inbox" | "activity" | "history" | "devices" | "blynk" | "accounts";
 
 /** A command's error, thrown so callers can `try`. */
 export class Failure extends Error {

@@ -16,6 +16,7 @@ pub const DEFAULT_UPLOAD_LIMIT: u64 = 524_288;
 /// A Blynk server, administered with its super-admin account. The password
 /// lives in the keychain under this account's name (key [`ADMIN_PASSWORD`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct BlynkAccount {
     /// Unique name.
     pub name: String,
@@ -71,6 +72,7 @@ pub enum StartTarget {
 
 /// Which devices a campaign was for, as stored (never a full token).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Target {
     /// One device.
@@ -134,6 +136,7 @@ impl Target {
 /// One device as the admin API shows it right now, reduced to what tracking
 /// needs (no token). Times are the server's clock (ms).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct DeviceSeen {
     /// `owner/project id/device id`.
     pub key: String,
@@ -165,6 +168,7 @@ pub struct DeviceSeen {
 
 /// Where a device is in a campaign.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum DeviceState {
     /// Online on the old build and not sent the update yet: the server sends
@@ -238,6 +242,7 @@ impl DeviceState {
 /// One device in a campaign, followed from the start. The counters are
 /// lower bounds: the server only shows the latest login and send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct DeviceRecord {
     /// `owner/project id/device id`.
     pub key: String,
@@ -274,6 +279,7 @@ pub struct DeviceRecord {
 
 /// Server timestamps the tracker remembers between polls (server clock, ms).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Marks {
     /// `connectTime` when the campaign started.
     pub baseline_connect: i64,
@@ -293,6 +299,7 @@ pub struct Marks {
 
 /// Where a campaign is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum CampaignStatus {
     /// Recorded; the upload is under way.
@@ -336,6 +343,7 @@ impl CampaignStatus {
 
 /// How many devices are in each state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Counts {
     /// Devices in the campaign.
     pub total: u32,
@@ -357,6 +365,7 @@ pub struct Counts {
 
 /// One start of an update on a Blynk server, and what became of each device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Campaign {
     /// Local id.
     pub id: i64,
@@ -450,6 +459,7 @@ impl Campaign {
 
 /// One state change of one device, for history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct DeviceEvent {
     /// Campaign.
     pub campaign_id: i64,
@@ -463,6 +473,7 @@ pub struct DeviceEvent {
 
 /// What the Blynk tracker broadcasts, after the change is stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BlynkEvent {
     /// A campaign was recorded or changed status (devices included).

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Measures the release app: binary size, cold start to the first window
+# under Xvfb (median of N runs), and resident memory at rest on the demo fleet
+# (the app and its WebKit processes). Prints one line per figure.
+#   scripts/app-figures.sh [runs]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-5}
+target=${CARGO_TARGET_DIR:-$(pwd)/target}
+app="$target/release/greenlight-app"
+[ -x "$app" ] || { echo "build it first: scripts/ui.sh build && cargo build --release -p greenlight-app" >&2; exit 1; }
+command -v xwininfo >/dev/null || { echo "xwininfo missing (apt install x11-utils)" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/greenlight-figures.XXXXXX)
+for n in $(seq 140 180); do [ -e "/tmp/.X11-unix/X$n" ] || { disp=":$n"; break; }; done
+Xvfb "$disp" -screen 0 1100x760x24 -nolisten tcp >/dev/null 2>&1 &
+xvfb=$!
+trap 'kill $xvfb 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 1 50); do [ -e "/tmp/.X11-unix/X${disp#:}" ] && break; sleep 0.1; done
+export DISPLAY=$disp WEBKIT_DISABLE_DMABUF_RENDERER=1 NO_AT_BRIDGE=1 HOME="$work" XDG_RUNTIME_DIR="$work"
+chmod 700 "$work"
+
+size=$(stat -c %s "$app")
+echo "binary: $(( size / 1024 / 1024 )) MiB ($size bytes) $app"
+
+times=()
+for i in $(seq 1 "$runs"); do
+  rm -rf "$work/data"
+  start=$(date +%s%N)
+  GREENLIGHT_DATA_DIR="$work/data" dbus-run-session -- "$app" >/dev/null 2>&1 &
+  pid=$!
+  until xwininfo -root -tree 2>/dev/null | grep -q '"Greenlight"'; do
+    sleep 0.005
+    [ $(( ($(date +%s%N) - start) / 1000000 )) -lt 30000 ] || { echo "no window in 30 s" >&2; break; }
+  done
+  times+=($(( ($(date +%s%N) - start) / 1000000 )))
+  pkill -P $pid 2>/dev/null || true; kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
+  pkill -f "$app" 2>/dev/null || true
+  sleep 0.5
+done
+sorted=$(printf '%s\n' "${times[@]}" | sort -n | tr '\n' ' ')
+median=$(printf '%s\n' "${times[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p")
+echo "cold start to first window: median ${median} ms over $runs runs (all: ${sorted})"
+
+# Memory at rest: the demo fleet running, nothing happening, after 20 s.
+rm -rf "$work/data"
+GREENLIGHT_DEMO=1 GREENLIGHT_DATA_DIR="$work/data" "$app" >/dev/null 2>&1 &
+pid=$!
+sleep 20
+rss_app=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+rss_web=0
+for p in $(pgrep -f 'WebKitWebProcess|WebKitNetworkProcess' || true); do
+  r=$(awk '/VmRSS/ {print $2}' /proc/$p/status 2>/dev/null || echo 0)
+  rss_web=$(( rss_web + r ))
+done
+echo "resident at rest on the demo fleet: app ${rss_app} KiB (includes the in-process simulator), WebKit processes ${rss_web} KiB, total $(( (rss_app + rss_web) / 1024 )) MiB"
+kill $pid 2>/dev/null || true
+wait $pid 2>/dev/null || true
