@@ -57,8 +57,12 @@ impl std::fmt::Debug for Firmware {
 
 impl Firmware {
     /// Reads `path` once and validates it (not empty, not absurdly big, a
-    /// build tag present).
+    /// build tag present). Only a regular file is read: a directory, a
+    /// device, a pipe or a socket is refused, and so is a symbolic link (it
+    /// can point anywhere, and be re-pointed after the user chose the file);
+    /// the file read is checked to be the one looked at.
     pub fn read(path: &Path) -> BlynkResult<Firmware> {
+        use std::io::Read;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -67,11 +71,21 @@ impl Firmware {
             what: format!("reading {}", path.display()),
             source,
         };
-        let meta = std::fs::metadata(path).map_err(io)?;
+        let meta = std::fs::symlink_metadata(path).map_err(io)?;
+        if meta.file_type().is_symlink() {
+            let to = std::fs::read_link(path)
+                .map(|t| format!(" (to {})", t.display()))
+                .unwrap_or_default();
+            return Err(BlynkError::Invalid(format!(
+                "{} is a symbolic link{to}; choose the firmware file itself",
+                path.display()
+            )));
+        }
         if !meta.is_file() {
             return Err(BlynkError::Invalid(format!(
-                "{} is not a file",
-                path.display()
+                "{} is not a file{}",
+                path.display(),
+                if meta.is_dir() { " (a directory)" } else { "" }
             )));
         }
         if meta.len() > MAX_FILE {
@@ -80,7 +94,20 @@ impl Firmware {
                 size: meta.len(),
             });
         }
-        let bytes = std::fs::read(path).map_err(io)?;
+        let file = std::fs::File::open(path).map_err(io)?;
+        // The file opened must be the regular file looked at, not something
+        // swapped in between.
+        let opened = file.metadata().map_err(io)?;
+        if !opened.is_file() || !same_file(&meta, &opened) {
+            return Err(BlynkError::Invalid(format!(
+                "{} changed while it was being read; choose it again",
+                path.display()
+            )));
+        }
+        let mut bytes = Vec::new();
+        file.take(MAX_FILE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
         Firmware::from_bytes(&name, bytes)
     }
 
@@ -187,6 +214,17 @@ impl Firmware {
     }
 }
 
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+#[cfg(not(unix))]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    a.len() == b.len() && a.modified().ok() == b.modified().ok()
+}
+
 const BOUNDARY_LEN: usize = 40;
 
 fn tail_len() -> usize {
@@ -232,6 +270,85 @@ mod tests {
         let fw = Firmware::from_bytes("a.bin", image("B1")).unwrap();
         assert_eq!(fw.build(), "B1");
         assert_eq!(fw.sha256().len(), 64);
+    }
+
+    /// A fresh directory with a valid firmware file in it.
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "greenlight-fw-{name}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("good.bin"), image("B3")).unwrap();
+        d
+    }
+
+    #[test]
+    fn a_regular_file_is_read() {
+        let d = scratch("good");
+        let fw = Firmware::read(&d.join("good.bin")).unwrap();
+        assert_eq!((fw.build(), fw.file_name()), ("B3", "good.bin"));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn directories_missing_files_and_devices_are_refused_clearly() {
+        let d = scratch("nonfiles");
+        let e = Firmware::read(&d).unwrap_err().to_string();
+        assert!(e.contains("is not a file (a directory)"), "{e}");
+        let e = Firmware::read(&d.join("missing.bin"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing.bin"), "{e}");
+        #[cfg(unix)]
+        {
+            let e = Firmware::read(Path::new("/dev/zero"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("is not a file"), "{e}");
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symbolic_links_are_refused_even_to_a_good_file() {
+        let d = scratch("symlink");
+        std::os::unix::fs::symlink(d.join("good.bin"), d.join("link.bin")).unwrap();
+        let e = Firmware::read(&d.join("link.bin")).unwrap_err().to_string();
+        assert!(
+            e.contains("is a symbolic link") && e.contains("good.bin"),
+            "{e}"
+        );
+        // A link to something outside what was chosen, e.g. a secret.
+        std::os::unix::fs::symlink("/etc/hostname", d.join("sneaky.bin")).unwrap();
+        let e = Firmware::read(&d.join("sneaky.bin"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is a symbolic link"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_named_pipe_is_refused_without_blocking() {
+        let d = scratch("fifo");
+        let fifo = d.join("pipe.bin");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if made {
+            // Opening a pipe for reading would wait for a writer forever.
+            let e = Firmware::read(&fifo).unwrap_err().to_string();
+            assert!(e.contains("is not a file"), "{e}");
+        }
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
