@@ -111,6 +111,19 @@ describe("Inbox", () => {
     expect(calls).toContainEqual(["approve", { nodeIds: ["b2"] }]);
   });
 
+  it("shows hostile device names and release notes as text, never as markup", () => {
+    const m = model();
+    const evil = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>';
+    m.pending = [pending("a1", evil, { release_note: `<b>bold</b> ${evil}` })];
+    render(Inbox, { model: m });
+    const card = screen.getByTestId("pending-card");
+    expect(card.querySelector("img")).toBeNull();
+    expect(card.querySelector("script")).toBeNull();
+    expect(card.querySelector("b")).toBeNull();
+    expect(card.textContent).toContain(evil);
+    expect((window as unknown as { __pwned?: number }).__pwned).toBeUndefined();
+  });
+
   it("explains the next step when there is nothing to show", () => {
     const m = new AppModel();
     m.loaded = true;
