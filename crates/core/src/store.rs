@@ -219,6 +219,19 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
     })
 }
 
+/// Can a file be created and written in `dir`? (Removed again.)
+fn writable(dir: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let probe = dir.join(format!(".greenlight-write-probe-{}", std::process::id()));
+    let r = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|mut f| f.write_all(&[0u8; 4096]).and_then(|()| f.sync_all()));
+    let _ = std::fs::remove_file(&probe);
+    r
+}
+
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
@@ -230,20 +243,37 @@ impl Store {
             what: format!("creating data directory {}", dir.display()),
             source,
         })?;
-        let mut conn = Connection::open(dir.join("greenlight.db"))?;
-        // Another engine on the same directory may hold the write lock briefly.
-        conn.busy_timeout(Duration::from_secs(15))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        for (i, m) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-            tx.execute_batch(m)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        let open = || -> rusqlite::Result<Connection> {
+            let mut conn = Connection::open(dir.join("greenlight.db"))?;
+            // Another engine on the same directory may hold the write lock briefly.
+            conn.busy_timeout(Duration::from_secs(15))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            for (i, m) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+                tx.execute_batch(m)?;
+                tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            }
+            tx.commit()?;
+            Ok(conn)
+        };
+        match open() {
+            Ok(conn) => Ok(Store { conn }),
+            // SQLite only says "unable to open database file": a read-only or
+            // full data directory is named as such.
+            Err(e) => Err(match writable(dir) {
+                Err(source) => Error::Io {
+                    what: format!(
+                        "the data directory {} cannot be written to (the database needs it)",
+                        dir.display()
+                    ),
+                    source,
+                },
+                Ok(()) => Error::from(e),
+            }),
         }
-        tx.commit()?;
-        Ok(Store { conn })
     }
 
     // ---- accounts ----------------------------------------------------------
