@@ -33,6 +33,11 @@ use crate::rainmaker::{Fact, InfoReport, NodeReport, Via};
 use crate::secrets::SecretStore;
 use crate::store::{AuditEntry, NewJob, Store};
 
+/// How far a status report's time may lie before its job was created, or
+/// after now, and still be used to order reports (clocks of nodes and clouds
+/// differ a little; more than this is a wrong clock).
+const CLOCK_SLACK_MS: i64 = 3_600_000;
+
 /// How the engine runs.
 #[derive(Clone)]
 pub struct EngineConfig {
@@ -1540,7 +1545,20 @@ impl Actor {
         if matches!(rt.job.state, JobState::Queued { .. }) {
             return;
         }
-        if ts > 0 {
+        // A node's clock can be wrong: 1970 after a reboot before time sync,
+        // or far ahead until a bad sync is corrected. A stamp from before the
+        // job existed or from the future orders nothing; trusting it would
+        // make every later (true) report look older and freeze the job.
+        let plausible = ts >= rt.job.created_at - CLOCK_SLACK_MS && ts <= now_ms() + CLOCK_SLACK_MS;
+        if ts > 0 && !plausible {
+            tracing::debug!(
+                node = node_id,
+                status,
+                ts,
+                "status report with an implausible time; not used for ordering"
+            );
+        }
+        if ts > 0 && plausible {
             // Nodes stamp in whole seconds, the cloud in milliseconds: only a
             // report from an earlier second is known to be older.
             if ts / 1000 < rt.last_ts / 1000 {

@@ -1,0 +1,520 @@
+//! Faults and hostile input beyond core_faults.rs and core_hostile.rs: the
+//! broker killed and restarted in the middle of a job; a cloud that accepts
+//! the connection and never answers, and one that is merely slow; 423 and
+//! 5xx storms on the approval command itself; a data directory that is
+//! read-only or full; node clocks that jump; hostile node ids in the cloud's
+//! node list; markup and control characters in names and release notes.
+//!
+//! The invariant everywhere: an approval reaches a node at most once, and
+//! never without being recorded first; a job that reached the node is
+//! followed to its end.
+
+#[path = "core_common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use greenlight_core::rainmaker::rest::RetryPolicy;
+use greenlight_core::{ApprovalResult, Engine, Event, JobState, UpdateKind};
+use greenlight_sim::rainmaker::{Fault, JobKind, Timing};
+use greenlight_tests::{db, eventually, Mosquitto};
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+
+fn fault(path: Option<&str>, status: u16, count: u32, delay_ms: u64) -> Fault {
+    Fault {
+        path_prefix: path.map(str::to_string),
+        status,
+        count,
+        retry_after: (status == 423 || status == 429).then_some(1),
+        delay_ms,
+    }
+}
+
+fn is_sent(r: &ApprovalResult) -> bool {
+    matches!(r, ApprovalResult::Sent { .. })
+}
+
+/// A raw MQTT client: what "the node" (or anyone on the broker) publishes.
+async fn publisher(port: u16) -> (AsyncClient, tokio::task::JoinHandle<()>) {
+    let (c, mut el) = AsyncClient::new(MqttOptions::new("spoofer", "127.0.0.1", port), 16);
+    let pump = tokio::spawn(async move { while el.poll().await.is_ok() {} });
+    (c, pump)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_killed_and_restarted_mid_job_the_job_finishes_once() {
+    let _serial = serial().await;
+    init_logs();
+    let (mut mosq, sim) = mosq_and_sim(slow_download()).await;
+    let port = mosq.port;
+    let dir = data_dir("broker-mid-job");
+    let e = engine(&dir, &sim, account(&sim, "home", Sides::Both)).await;
+    let mut events = e.subscribe();
+    let plug = sim.info.nodes[1].clone();
+    pending_for(&e, &plug, UpdateKind::NodeSide).await;
+    let out = e.approve(std::slice::from_ref(&plug)).await.unwrap();
+    assert!(is_sent(&out[0].result), "{out:?}");
+    job_where(&e, &plug, "in progress", |s| *s == JobState::InProgress).await;
+
+    mosq.kill();
+    wait_event(&mut events, "the watcher to notice", |ev| {
+        matches!(
+            ev,
+            Event::AccountState {
+                state: greenlight_core::AccountState::Reconnecting { .. },
+                ..
+            }
+        )
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _mosq2 = Mosquitto::start_on(port);
+
+    let j = finished(&e, &plug).await;
+    assert_eq!(j.state, JobState::Success, "{j:?}");
+    assert_eq!(sim.fleet.node(&plug).unwrap().starts_received, 1);
+    assert_eq!(sim.fleet.node(&plug).unwrap().fw_version, "1.4.0");
+    e.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_cloud_leaves_the_approval_unconfirmed_and_a_slow_one_still_finishes() {
+    let _serial = serial().await;
+    init_logs();
+    let (_mosq, sim) = mosq_and_sim(Timing::fast()).await;
+    let dir = data_dir("hanging");
+    let mut cfg = config(&dir, secrets(&sim, "home"));
+    cfg.retry = RetryPolicy {
+        attempts: 4,
+        base_delay: Duration::from_millis(100),
+        max_delay: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(2),
+    };
+    // Cloud checks only when asked: the injected faults meet the approval.
+    cfg.cloud_check_interval = Duration::from_secs(3600);
+    let e = Engine::open(cfg).await.unwrap();
+    e.add_account(account(&sim, "home", Sides::Rest))
+        .await
+        .unwrap();
+    let porch = sim.info.nodes[2].clone();
+    let p = eventually(WAIT, "the porch's cloud offer", || async {
+        let _ = e.check_now(&porch).await;
+        e.pending()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|p| p.node_id == porch && p.kind == UpdateKind::CloudApproval)
+    })
+    .await;
+
+    // The cloud takes the POST and never answers (within any timeout).
+    sim.cloud
+        .inject_fault(fault(Some("user/nodes/ota_update"), 0, 1, 120_000));
+    let out = e.approve(std::slice::from_ref(&porch)).await.unwrap();
+    let ApprovalResult::NotConfirmed { job } = &out[0].result else {
+        panic!("a hanging cloud cannot confirm the approval: {out:?}")
+    };
+    assert!(
+        matches!(&job.state, JobState::NotConfirmed { reason } if reason.contains("may or may not")),
+        "{job:?}"
+    );
+    // Never re-sent by itself.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let approvals = |sim: &greenlight_sim::rainmaker::RainmakerSim| {
+        sim.cloud
+            .state()
+            .requests
+            .get("POST user/nodes/ota_update")
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(approvals(&sim), 1);
+    assert_eq!(sim.fleet.node(&porch).unwrap().downloads_started, 0);
+
+    // The user confirms; the cloud is slow now (every call 700 ms), not dead.
+    sim.cloud.inject_fault(fault(None, 0, 40, 700));
+    let o = e.confirm_resend(job.id).await.unwrap();
+    assert!(is_sent(&o.result), "{o:?}");
+    let j = finished(&e, &porch).await;
+    assert_eq!(j.state, JobState::Success, "{j:?}");
+    assert_eq!(j.id, job.id);
+    assert_eq!(approvals(&sim), 2);
+    assert_eq!(sim.fleet.node(&porch).unwrap().downloads_started, 1);
+    assert_eq!(sim.fleet.node(&porch).unwrap().fw_version, p.to_version);
+    e.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storms_of_423_and_5xx_on_the_approval_command() {
+    let _serial = serial().await;
+    init_logs();
+    let (_mosq, sim) = mosq_and_sim(Timing::fast()).await;
+    let dir = data_dir("storms");
+    let mut cfg = config(&dir, secrets(&sim, "home"));
+    cfg.cloud_check_interval = Duration::from_secs(3600);
+    let e = Engine::open(cfg).await.unwrap();
+    e.add_account(account(&sim, "home", Sides::Rest))
+        .await
+        .unwrap();
+    let (plug, porch) = (sim.info.nodes[1].clone(), sim.info.nodes[2].clone());
+    pending_for(&e, &plug, UpdateKind::NodeSide).await;
+    eventually(WAIT, "the porch's cloud offer", || async {
+        let _ = e.check_now(&porch).await;
+        e.pending()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|p| p.node_id == porch)
+    })
+    .await;
+
+    // 423 "too much traffic": the cloud did not take the request on, so it
+    // is retried (after Retry-After) and goes through once.
+    sim.cloud
+        .inject_fault(fault(Some("user/nodes/ota_update"), 423, 3, 0));
+    let out = e.approve(std::slice::from_ref(&porch)).await.unwrap();
+    assert!(is_sent(&out[0].result), "{out:?}");
+    assert_eq!(finished(&e, &porch).await.state, JobState::Success);
+    assert_eq!(sim.fleet.node(&porch).unwrap().downloads_started, 1);
+
+    // A 500 on the node-side start (PUT params): it may have been acted on,
+    // so it is not repeated; it waits for the user.
+    sim.cloud
+        .inject_fault(fault(Some("user/nodes/params"), 500, 1, 0));
+    let out = e.approve(std::slice::from_ref(&plug)).await.unwrap();
+    let ApprovalResult::NotConfirmed { job } = &out[0].result else {
+        panic!("a 500 on the command is not a confirmation: {out:?}")
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sim.fleet.node(&plug).unwrap().starts_received, 0);
+    // 502/503/504 from a proxy in front of the cloud, then through.
+    for s in [502, 503, 504] {
+        sim.cloud
+            .inject_fault(fault(Some("user/nodes/params"), s, 1, 0));
+    }
+    let o = e.confirm_resend(job.id).await.unwrap();
+    // 503 is retried; 502 and 504 may have been acted on: confirm again.
+    let mut o = o;
+    for _ in 0..4 {
+        if is_sent(&o.result) {
+            break;
+        }
+        assert!(
+            matches!(o.result, ApprovalResult::NotConfirmed { .. }),
+            "{o:?}"
+        );
+        o = e.confirm_resend(job.id).await.unwrap();
+    }
+    assert!(is_sent(&o.result), "{o:?}");
+    assert_eq!(finished(&e, &plug).await.state, JobState::Success);
+    assert_eq!(sim.fleet.node(&plug).unwrap().starts_received, 1);
+    e.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_clocks_that_jump_do_not_freeze_a_job() {
+    let _serial = serial().await;
+    init_logs();
+    let (mosq, sim) = mosq_and_sim(slow_download()).await;
+    let dir = data_dir("clock");
+    let e = engine(&dir, &sim, account(&sim, "home", Sides::Mqtt)).await;
+    let plug = sim.info.nodes[1].clone();
+    let p = pending_for(&e, &plug, UpdateKind::NodeSide).await;
+    let out = e.approve(std::slice::from_ref(&plug)).await.unwrap();
+    assert!(is_sent(&out[0].result), "{out:?}");
+    job_where(&e, &plug, "in progress", |s| *s == JobState::InProgress).await;
+
+    // The node's clock jumps ten years ahead for one report, then back; and
+    // once it reports from 1970 (no time sync yet after a reboot).
+    let (c, pump) = publisher(mosq.port).await;
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for ts in [now_s + 10 * 365 * 86400, 12] {
+        let body = serde_json::json!({
+            "ota_job_id": p.job_id, "status": "in-progress",
+            "additional_info": "Downloaded 5% Firmware Image", "ts": ts,
+        });
+        c.publish(
+            format!("node/{plug}/otastatus"),
+            QoS::AtLeastOnce,
+            false,
+            body.to_string(),
+        )
+        .await
+        .unwrap();
+    }
+    let j = finished(&e, &plug).await;
+    assert_eq!(j.state, JobState::Success, "{j:?}");
+    assert_eq!(sim.fleet.node(&plug).unwrap().starts_received, 1);
+    pump.abort();
+    e.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_ids_names_and_notes_from_the_cloud_and_the_broker() {
+    let _serial = serial().await;
+    init_logs();
+    let (mosq, sim) = mosq_and_sim(Timing::fast()).await;
+    // The cloud lists nodes whose ids would be wildcards or worse in a topic.
+    let evil_ids = [
+        "evil+id".to_string(),
+        "evil#".to_string(),
+        "a/b".to_string(),
+        "$SYS".to_string(),
+        "nul\u{0}id".to_string(),
+        "x".repeat(300),
+    ];
+    for id in &evil_ids {
+        sim.cloud.map_node(id, &sim.info.user);
+    }
+    // A release note with markup and control characters.
+    let desk = sim.info.nodes[0].clone();
+    let note = "<script>alert('x')</script><img src=x onerror=alert(1)> \u{1b}[31mred\u{7} & more";
+    sim.create_job(
+        std::slice::from_ref(&desk),
+        "9.9.9",
+        note,
+        JobKind::UserApproval,
+    )
+    .unwrap();
+    let dir = data_dir("hostile-more");
+    let e = engine(&dir, &sim, account(&sim, "home", Sides::Both)).await;
+    let p = pending_for(&e, &desk, UpdateKind::CloudApproval).await;
+    let shown = p.release_note.clone().unwrap_or_default();
+    // Kept as text (the UI shows it as text, never as markup) without the
+    // control characters that could drive a terminal.
+    assert!(shown.contains("<script>alert('x')</script>"), "{shown:?}");
+    assert!(!shown.chars().any(char::is_control), "{shown:?}");
+
+    // A node renamed to markup, control characters and wildcards over MQTT.
+    let plug = sim.info.nodes[1].clone();
+    let (c, pump) = publisher(mosq.port).await;
+    let cfg = serde_json::json!({
+        "node_id": plug,
+        "info": {"name": "<b onmouseover=alert(1)>Plug</b>\u{1b}]0;pwned\u{7}+#/\u{202e}", "fw_version": "1.3.2"},
+        "services": [],
+    });
+    c.publish(
+        format!("node/{plug}/config"),
+        QoS::AtLeastOnce,
+        false,
+        cfg.to_string(),
+    )
+    .await
+    .unwrap();
+    let n = eventually(WAIT, "the renamed node", || async {
+        e.nodes().await.unwrap().into_iter().find(|n| {
+            n.node_id == plug && n.name.as_deref().is_some_and(|m| m.contains("Plug</b>"))
+        })
+    })
+    .await;
+    let name = n.name.unwrap();
+    assert!(!name.chars().any(char::is_control), "{name:?}");
+    assert!(name.starts_with("<b onmouseover=alert(1)>"), "{name:?}");
+
+    // None of the hostile ids became a node; the real ones are all there.
+    e.refresh().await.unwrap();
+    let nodes = e.nodes().await.unwrap();
+    for id in &evil_ids {
+        assert!(!nodes.iter().any(|n| &n.node_id == id), "{id:?} accepted");
+    }
+    for id in &sim.info.nodes {
+        assert!(nodes.iter().any(|n| &n.node_id == id), "{id} missing");
+    }
+    pump.abort();
+    e.shutdown().await;
+    sim.shutdown().await;
+}
+
+// ---- a data directory that is read-only, or full ------------------------------
+
+/// A small tmpfs of our own (root only): the honest way to make a full disk
+/// or a read-only file system (root ignores file permissions). Unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(name: &str, size: &str) -> Option<Tmpfs> {
+        let d = data_dir(name);
+        std::fs::create_dir_all(&d).ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&d)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        ok.then(|| Tmpfs(d))
+    }
+    fn remount(&self, mode: &str) {
+        let s = Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(s.success(), "remount {mode}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Fills the file system holding `dir` (one file, written until it is full).
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let p = dir.join("filler");
+    let mut f = std::fs::File::create(&p).unwrap();
+    let chunk = vec![0x5a; 64 * 1024];
+    for _ in 0..100_000 {
+        if f.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    let small = vec![0x5a; 512];
+    for _ in 0..1000 {
+        if f.write_all(&small).is_err() {
+            break;
+        }
+    }
+    let _ = f.flush();
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_or_full_data_directory_is_a_clear_error_without_damage() {
+    let _serial = serial().await;
+    init_logs();
+    let root = is_root();
+    let fs = if root {
+        Tmpfs::mount("tmpfs", "16m")
+    } else {
+        None
+    };
+    if root && fs.is_none() {
+        eprintln!("SKIPPED read-only/full data directory: running as root but no tmpfs could be mounted here (root ignores file permissions, so chmod cannot make a directory read-only)");
+        return;
+    }
+    let (_mosq, sim) = mosq_and_sim(Timing::fast()).await;
+    let dir = match &fs {
+        Some(t) => t.0.join("data"),
+        None => data_dir("readonly"),
+    };
+    let plug = sim.info.nodes[1].clone();
+    let e = engine(&dir, &sim, account(&sim, "home", Sides::Rest)).await;
+    pending_for(&e, &plug, UpdateKind::NodeSide).await;
+    e.shutdown().await;
+    drop(e);
+
+    // Read-only: opening says so plainly; nothing is written, nothing sent.
+    match &fs {
+        Some(t) => t.remount("ro"),
+        None => {
+            use std::os::unix::fs::PermissionsExt;
+            for f in std::fs::read_dir(&dir).unwrap().flatten() {
+                std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o444)).unwrap();
+            }
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+        }
+    }
+    match Engine::open(config(&dir, secrets(&sim, "home"))).await {
+        Err(err) => {
+            let m = err.to_string().to_lowercase();
+            assert!(
+                m.contains("cannot be written")
+                    && (m.contains("read-only") || m.contains("permission")),
+                "a read-only data directory is named as such: {err}"
+            );
+        }
+        Ok(e) => {
+            // Opened for reading: any approval must fail to record, and so not be sent.
+            let out = e.approve(std::slice::from_ref(&plug)).await.unwrap();
+            assert!(!is_sent(&out[0].result), "{out:?}");
+            e.shutdown().await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sim.fleet.node(&plug).unwrap().starts_received, 0);
+    match &fs {
+        Some(t) => t.remount("rw"),
+        None => {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            for f in std::fs::read_dir(&dir).unwrap().flatten() {
+                std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+    }
+    assert_eq!(db::integrity_check(&dir.join("greenlight.db")), "ok");
+
+    // Full: whatever fails, fails with words, and an approval is never sent
+    // without being recorded.
+    let mut sent = false;
+    if let Some(t) = &fs {
+        // The engine is running when the disk fills up (nodes, jobs and
+        // history keep being written), then the user approves.
+        let e = Engine::open(config(&dir, secrets(&sim, "home")))
+            .await
+            .unwrap();
+        pending_for(&e, &plug, UpdateKind::NodeSide).await;
+        let filler = fill(&t.0);
+        let _ = e.refresh().await;
+        let out = e.approve(std::slice::from_ref(&plug)).await.unwrap();
+        eprintln!("full disk: approval: {:?}", out[0].result);
+        match &out[0].result {
+            // SQLite may still have room in its write-ahead log.
+            ApprovalResult::Sent { .. } => sent = true,
+            ApprovalResult::Failed { reason } => {
+                assert!(reason.contains("could not record"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        e.shutdown().await;
+        drop(e);
+        // Opening on a full disk says so.
+        if let Err(err) = Engine::open(config(&dir, secrets(&sim, "home"))).await {
+            eprintln!("full disk: opening: {err}");
+            assert!(err.to_string().contains("No space left"), "{err}");
+        }
+        std::fs::remove_file(filler).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if !sent {
+            assert_eq!(sim.fleet.node(&plug).unwrap().starts_received, 0);
+        }
+        assert_eq!(db::integrity_check(&dir.join("greenlight.db")), "ok");
+    }
+
+    // With room again, everything works and the update happens once.
+    let e = Engine::open(config(&dir, secrets(&sim, "home")))
+        .await
+        .unwrap();
+    if !sent {
+        pending_for(&e, &plug, UpdateKind::NodeSide).await;
+        let out = e.approve(std::slice::from_ref(&plug)).await.unwrap();
+        assert!(is_sent(&out[0].result), "{out:?}");
+    }
+    assert_eq!(finished(&e, &plug).await.state, JobState::Success);
+    assert_eq!(sim.fleet.node(&plug).unwrap().starts_received, 1);
+    e.shutdown().await;
+    drop(e);
+    assert_eq!(db::integrity_check(&dir.join("greenlight.db")), "ok");
+    sim.shutdown().await;
+}
