@@ -518,3 +518,46 @@ async fn read_only_or_full_data_directory_is_a_clear_error_without_damage() {
     assert_eq!(db::integrity_check(&dir.join("greenlight.db")), "ok");
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloud_name_that_does_not_resolve_is_a_clear_network_error() {
+    init_logs();
+    let secrets = std::sync::Arc::new(greenlight_core::MemorySecretStore::default());
+    greenlight_core::SecretStore::set(
+        &*secrets,
+        "nowhere",
+        greenlight_core::secret_keys::PASSWORD,
+        "pw",
+    )
+    .unwrap();
+    // `.invalid` never resolves (RFC 2606), here or anywhere.
+    let acct = greenlight_core::AccountConfig::rest(
+        "nowhere",
+        "http://greenlight-no-such-host.invalid",
+        "a@b.c",
+    );
+    let client = greenlight_core::rainmaker::rest::RestClient::new(
+        "nowhere",
+        acct.rest.as_ref().unwrap(),
+        secrets,
+        RetryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(200),
+            request_timeout: Duration::from_secs(5),
+        },
+    )
+    .unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(90), client.access_token())
+        .await
+        .expect("a name that does not resolve is given up on, not retried forever")
+        .unwrap_err();
+    let m = err.to_string();
+    assert!(
+        matches!(err, greenlight_core::Error::Network(_))
+            && m.contains("greenlight-no-such-host.invalid")
+            || m.to_lowercase().contains("dns")
+            || m.to_lowercase().contains("resolve"),
+        "{err:?}"
+    );
+}
