@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo demo-terminal demo-sim test test-rust test-ui e2e lint deps build ui bindings fmt
+.PHONY: demo demo-terminal demo-sim test test-rust test-ui e2e lint audit bench bench-quick deps build ui bindings fmt
 
 deps:
 	@scripts/deps.sh
@@ -56,6 +56,19 @@ lint: ui
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@scripts/ui.sh check
+
+# Supply-chain checks (cargo-deny: licences, bans, sources; advisories where
+# the RustSec database can be fetched). See SECURITY.md.
+audit:
+	@scripts/audit.sh
+
+# Benchmarks: prints a table and rewrites BENCHMARKS.md (not a test; loopback
+# only, every loop bounded). bench-quick is the short version.
+bench: deps
+	$(CARGO) run --release -p greenlight-bench -- --write BENCHMARKS.md
+
+bench-quick: deps
+	$(CARGO) run --release -p greenlight-bench -- --quick
 
 fmt:
 	$(CARGO) fmt --all
