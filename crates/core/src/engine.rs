@@ -140,6 +140,7 @@ impl Engine {
             snoozes: HashMap::new(),
             auto: HashSet::new(),
             quiet: None,
+            sources_stale: HashSet::new(),
         };
         actor.load().await?;
         tokio::spawn(actor.run(req_rx, fact_rx, int_rx));
@@ -449,6 +450,20 @@ struct Actor {
     snoozes: HashMap<Key, Millis>,
     auto: HashSet<Key>,
     quiet: Option<QuietHours>,
+    /// Accounts that gained nodes since their REST sources last heard of
+    /// it; brought up to date on the next tick.
+    sources_stale: HashSet<String>,
+}
+
+/// What a node report means for its account's REST sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum SourcesImpact {
+    /// Nothing they use changed (by far the most common: a param report).
+    None,
+    /// A node appeared: the cloud checker's list grows, within a tick.
+    NodeAdded,
+    /// A node with a running job went on- or offline: its poll pace changes now.
+    Now,
 }
 
 /// A command ready to run outside the actor.
@@ -1640,9 +1655,10 @@ impl Actor {
                     return;
                 }
                 let mut seen = HashSet::new();
+                let mut impact = SourcesImpact::None;
                 for r in nodes {
                     seen.insert(r.node_id.clone());
-                    self.apply_node(&account, r, observed_at);
+                    impact = impact.max(self.apply_node(&account, r, observed_at));
                 }
                 if complete {
                     let gone: Vec<Key> = self
@@ -1658,8 +1674,21 @@ impl Actor {
                         self.cloud_pending.remove(&k);
                         self.pending_diff(&k, before);
                     }
+                    impact = SourcesImpact::Now;
                 }
-                self.update_account_sources(&account);
+                // Recomputing the sources walks every node of the account, so
+                // it is not done for each of the thousands of param reports a
+                // fleet sends, only when something they use changed.
+                match impact {
+                    SourcesImpact::Now => {
+                        self.sources_stale.remove(&account);
+                        self.update_account_sources(&account);
+                    }
+                    SourcesImpact::NodeAdded => {
+                        self.sources_stale.insert(account.clone());
+                    }
+                    SourcesImpact::None => {}
+                }
                 if let Some(d) = done {
                     let _ = d.send(());
                 }
@@ -1742,10 +1771,11 @@ impl Actor {
         }
     }
 
-    fn apply_node(&mut self, account: &str, r: NodeReport, observed_at: Millis) {
+    fn apply_node(&mut self, account: &str, r: NodeReport, observed_at: Millis) -> SourcesImpact {
         let k = (account.to_string(), r.node_id.clone());
         let before = self.visible_ids(&k);
         let now = now_ms();
+        let is_new = !self.nodes.contains_key(&k);
         let node = self.nodes.entry(k.clone()).or_insert_with(|| Node {
             account: account.to_string(),
             node_id: r.node_id.clone(),
@@ -1827,6 +1857,13 @@ impl Actor {
             .filter(|(_, r)| r.job.account == k.0 && r.job.node_id == k.1)
             .map(|(id, _)| *id)
             .collect();
+        let impact = if node.online != old.online && !ids.is_empty() {
+            SourcesImpact::Now
+        } else if is_new {
+            SourcesImpact::NodeAdded
+        } else {
+            SourcesImpact::None
+        };
         for id in ids {
             let Some(rt) = self.jobs.get(&id) else {
                 continue;
@@ -1863,9 +1900,13 @@ impl Actor {
         if came_online || changed {
             self.maybe_auto(&k);
         }
+        impact
     }
 
     fn on_tick(&mut self) {
+        for account in std::mem::take(&mut self.sources_stale) {
+            self.update_account_sources(&account);
+        }
         let now = now_ms();
         let mut release = vec![];
         let mut stuck = vec![];
