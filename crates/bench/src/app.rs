@@ -63,6 +63,13 @@ pub async fn measure(run_script: bool, runs: u32) -> AppFigures {
     } else if !script.exists() {
         f.not_measured
             .push("cold start and memory: scripts/app-figures.sh is missing".into());
+    } else if !on_path("unshare") {
+        f.not_measured.push(
+            "cold start and memory: `unshare` missing; the script stops the app with \
+             `pkill -f` and sums every WebKit process, so it is only run in a PID namespace \
+             of its own, where it cannot touch or count anyone else's processes"
+                .into(),
+        );
     } else if !missing.is_empty() {
         f.not_measured.push(format!(
             "cold start and memory: {} not installed",
@@ -74,8 +81,15 @@ pub async fn measure(run_script: bool, runs: u32) -> AppFigures {
             .and_then(Path::parent)
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let mut cmd = tokio::process::Command::new("bash");
-        cmd.arg(&script)
+        // A PID namespace (and /proc) of its own: the script's `pkill -f` and
+        // `pgrep -f WebKit...` then see only the processes it started.
+        let mut cmd = tokio::process::Command::new("unshare");
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            cmd.args(["--user", "--map-root-user"]);
+        }
+        cmd.args(["--pid", "--fork", "--mount-proc", "bash"])
+            .arg(&script)
             .arg(runs.to_string())
             .current_dir(&root)
             .env("CARGO_TARGET_DIR", target)

@@ -11,7 +11,7 @@
 //!   received it:
 //!   `P <t> <node> <job>` pending update added, `S <t> <state>` account state,
 //!   `J <t> <node> <state> <terminal 0|1>` job changed, `A <t> <json>` approval
-//!   outcome, `COUNT <n>` answer to `pending`, `LAG <n>` events lost because
+//!   outcome, `COUNT <t> <n>` answer to `pending`, `LAG <n>` events lost because
 //!   this reader fell behind the engine's broadcast channel.
 
 use std::io::Write;
@@ -125,7 +125,7 @@ pub async fn run() -> anyhow::Result<()> {
             break;
         } else if cmd == "pending" {
             let n = engine.pending().await.map(|p| p.len()).unwrap_or(0);
-            say(&out, &format!("COUNT {n}"), true);
+            say(&out, &format!("COUNT {} {n}", mono_ns()), true);
         } else if let Some(ids) = cmd.strip_prefix("approve ") {
             let ids: Vec<String> = ids.split(',').map(str::to_string).collect();
             let e = engine.clone();

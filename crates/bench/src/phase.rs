@@ -327,7 +327,8 @@ struct View {
     /// Node → (ns, state) of its job's end.
     jobs_ended: HashMap<String, (u64, String)>,
     approvals: Vec<String>,
-    count: Option<usize>,
+    /// Last answer to `pending`: (ns, count).
+    count: Option<(u64, usize)>,
     lags: u64,
     lines: u64,
     exited: bool,
@@ -358,7 +359,7 @@ impl View {
                     .or_insert((t(), f[3].to_string()));
             }
             "A" => self.approvals.push(f[2..].join(" ")),
-            "COUNT" => self.count = f.get(1).and_then(|s| s.parse().ok()),
+            "COUNT" => self.count = f.get(2).and_then(|s| s.parse().ok()).map(|n| (t(), n)),
             "LAG" => self.lags += f.get(1).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0),
             _ => {}
         }
@@ -432,6 +433,33 @@ impl EngineProc {
         self.stdin.write_all(format!("{cmd}\n").as_bytes()).await?;
         self.stdin.flush().await?;
         Ok(())
+    }
+
+    /// Waits until the engine has a pending update for `n` fleet nodes and
+    /// returns when (ns). Normally from its events; when its event reader
+    /// lagged (a sweep of 1,000 nodes emits more events at once than the
+    /// engine's broadcast channel holds) from `pending()`, asked every 200 ms.
+    async fn wait_pending(&mut self, n: usize, deadline: Instant) -> Option<u64> {
+        loop {
+            let step = (Instant::now() + Duration::from_millis(200)).min(deadline);
+            if self.until(step, |v| v.pending_nodes.len() >= n).await {
+                return Some(self.view.last_pending_at);
+            }
+            if self.view.lags > 0 {
+                self.view.count = None;
+                self.send("pending").await.ok()?;
+                let wait = (Instant::now() + Duration::from_secs(5)).min(deadline);
+                self.until(wait, |v| v.count.is_some()).await;
+                if let Some((t, c)) = self.view.count {
+                    if c >= n {
+                        return Some(t);
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+        }
     }
 
     fn status(&self) -> Option<procfs::Status> {
@@ -816,11 +844,8 @@ async fn mqtt_phase(spec: &PhaseSpec, r: &mut PhaseResult, hard: Instant) -> Res
                     (mono_ns() - t) as f64 / 1e9
                 ));
                 let deadline = (Instant::now() + Duration::from_secs(180)).min(hard);
-                let ok = eng
-                    .until(deadline, |v| v.pending_nodes.len() >= spec.nodes)
-                    .await;
-                if ok {
-                    r.fleet_ready_s = Some((eng.view.last_pending_at - t) as f64 / 1e9);
+                if let Some(at) = eng.wait_pending(spec.nodes, deadline).await {
+                    r.fleet_ready_s = Some(at.saturating_sub(t) as f64 / 1e9);
                 } else {
                     r.notes.push(format!(
                         "the engine knew {} of {} pending updates at the deadline",
@@ -871,11 +896,8 @@ async fn mqtt_phase(spec: &PhaseSpec, r: &mut PhaseResult, hard: Instant) -> Res
                 sim.fleet.set_online(id, true);
             }
             let deadline = (Instant::now() + Duration::from_secs(180)).min(hard);
-            if eng
-                .until(deadline, |v| v.pending_nodes.len() >= spec.nodes)
-                .await
-            {
-                r.fleet_ready_s = Some((eng.view.last_pending_at - t) as f64 / 1e9);
+            if let Some(at) = eng.wait_pending(spec.nodes, deadline).await {
+                r.fleet_ready_s = Some(at.saturating_sub(t) as f64 / 1e9);
                 r.notes
                     .push("fleet ready = from every node reconnecting and announcing again".into());
             } else {
@@ -1040,16 +1062,21 @@ async fn rest_phase(spec: &PhaseSpec, r: &mut PhaseResult, hard: Instant) -> Res
     })
     .await?;
     let deadline = (Instant::now() + Duration::from_secs(60)).min(hard);
-    if eng
-        .until(deadline, |v| v.pending_nodes.len() >= spec.nodes)
-        .await
-    {
+    if let Some(at) = eng.wait_pending(spec.nodes, deadline).await {
         let r1 = requests(&sim);
         econ.discovery_requests = diff(&r1, &r0);
         econ.discovery_s = eng
             .view
             .ready_at
-            .map(|t0| (eng.view.last_pending_at - t0) as f64 / 1e9);
+            .map(|t0| at.saturating_sub(t0) as f64 / 1e9);
+        if eng.view.lags > 0 {
+            r.notes.push(format!(
+                "discovery: the engine emitted more events at once than its broadcast channel \
+                 holds (its event reader lost {}), so the end of discovery was read from \
+                 `pending()`, polled every 200 ms",
+                eng.view.lags
+            ));
+        }
     } else {
         r.notes.push(format!(
             "discovery: {} of {} pending updates known at the deadline",

@@ -244,6 +244,20 @@ pub fn rows(r: &Report) -> Vec<Row> {
             target: format!("≤ {DISCOVERY_REQUESTS} requests, < {DISCOVERY_S} s"),
             met,
         });
+        if let Some(kb) = p.rss_idle_kb {
+            out.push(Row {
+                measure: "Engine resident memory".into(),
+                setup: format!("REST only, {}", nodes_text(e.nodes)),
+                figure: format!(
+                    "{:.1} MB after discovery; {:.1} MB at the end, peak {:.1} MB",
+                    mb(kb),
+                    p.rss_end_kb.map(mb).unwrap_or(0.0),
+                    p.hwm_kb.map(mb).unwrap_or(0.0)
+                ),
+                target: "—".into(),
+                met: None,
+            });
+        }
         if e.idle_window_s > 0.0 {
             let total: u64 = e.idle_requests.values().sum();
             out.push(Row {
