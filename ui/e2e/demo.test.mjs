@@ -154,3 +154,18 @@ test("the demo Blynk server: an update to every device is tracked to updated, an
   assert.equal(states.length, 3);
   screenshot("blynk");
 });
+
+test("phone width: the inbox and activity stay readable with their buttons in reach", async () => {
+  await browser.setWindowSize(390, 740);
+  await new Promise((r) => setTimeout(r, 1000));
+  screenshot("phone-resized");
+  await tab("activity");
+  await new Promise((r) => setTimeout(r, 800));
+  screenshot("phone-activity");
+  await tab("inbox");
+  const card = await browser.$('[data-testid="pending-card"]');
+  await card.waitForDisplayed({ timeout: 10_000 });
+  const { width } = await browser.execute(() => ({ width: document.documentElement.scrollWidth }));
+  assert.ok(width <= 400, `no sideways scrolling at phone width (page is ${width} px wide)`);
+  screenshot("phone-inbox");
+});
