@@ -20,6 +20,15 @@ for _ in $(seq 1 50); do [ -e "/tmp/.X11-unix/X${disp#:}" ] && break; sleep 0.1;
 export DISPLAY=$disp WEBKIT_DISABLE_DMABUF_RENDERER=1 NO_AT_BRIDGE=1 HOME="$work" XDG_RUNTIME_DIR="$work"
 chmod 700 "$work"
 
+# Only our own processes: this machine may run other people's apps.
+descendants() {
+  local c
+  for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+    echo "$c"
+    descendants "$c"
+  done
+}
+
 size=$(stat -c %s "$app")
 echo "binary: $(( size / 1024 / 1024 )) MiB ($size bytes) $app"
 
@@ -34,8 +43,8 @@ for i in $(seq 1 "$runs"); do
     [ $(( ($(date +%s%N) - start) / 1000000 )) -lt 30000 ] || { echo "no window in 30 s" >&2; break; }
   done
   times+=($(( ($(date +%s%N) - start) / 1000000 )))
-  pkill -P $pid 2>/dev/null || true; kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
-  pkill -f "$app" 2>/dev/null || true
+  for p in $(descendants $pid); do kill "$p" 2>/dev/null || true; done
+  kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
   sleep 0.5
 done
 sorted=$(printf '%s\n' "${times[@]}" | sort -n | tr '\n' ' ')
@@ -49,10 +58,11 @@ pid=$!
 sleep 20
 rss_app=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 rss_web=0
-for p in $(pgrep -f 'WebKitWebProcess|WebKitNetworkProcess' || true); do
+for p in $(descendants $pid); do
   r=$(awk '/VmRSS/ {print $2}' /proc/$p/status 2>/dev/null || echo 0)
-  rss_web=$(( rss_web + r ))
+  rss_web=$(( rss_web + ${r:-0} ))
 done
-echo "resident at rest on the demo fleet: app ${rss_app} KiB (includes the in-process simulator), WebKit processes ${rss_web} KiB, total $(( (rss_app + rss_web) / 1024 )) MiB"
+echo "resident at rest on the demo fleet: app ${rss_app} KiB (includes the in-process simulators), its WebKit processes ${rss_web} KiB, total $(( (rss_app + rss_web) / 1024 )) MiB"
+for p in $(descendants $pid); do kill "$p" 2>/dev/null || true; done
 kill $pid 2>/dev/null || true
 wait $pid 2>/dev/null || true
