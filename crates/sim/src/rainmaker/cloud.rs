@@ -148,6 +148,9 @@ struct CloudInner {
     mqtt: Mutex<Option<AsyncClient>>,
     firmware_base: Mutex<String>,
     configs_seen: Notify,
+    /// True once the broker acknowledged every subscription of the current
+    /// connection: node publishes before that would be lost.
+    subscribed: tokio::sync::watch::Sender<bool>,
 }
 
 /// Errors the cloud answers with; `rest.rs` turns them into HTTP.
@@ -194,6 +197,7 @@ impl Cloud {
                 mqtt: Mutex::new(None),
                 firmware_base: Mutex::new(String::new()),
                 configs_seen: Notify::new(),
+                subscribed: tokio::sync::watch::channel(false).0,
             }),
         }
     }
@@ -642,6 +646,18 @@ impl Cloud {
             .count()
     }
 
+    /// Waits until the cloud's subscriptions are acknowledged by the broker
+    /// (nodes started before that would publish their config into the void,
+    /// and they publish it only once per connection). False on timeout.
+    pub async fn wait_subscribed(&self, timeout: Duration) -> bool {
+        let mut rx = self.inner.subscribed.subscribe();
+        let ok = matches!(
+            tokio::time::timeout(timeout, rx.wait_for(|v| *v)).await,
+            Ok(Ok(_))
+        );
+        ok
+    }
+
     /// Waits until at least `n` configs have been received or `timeout` passes.
     pub async fn wait_configs(&self, n: usize, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -671,18 +687,27 @@ impl Cloud {
         opts.set_inflight(1000);
         let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
         *self.inner.mqtt.lock().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
+        let filters: &[&str] = if basic_ingest {
+            &["node/+/#", "$aws/rules/+/node/+/#"]
+        } else {
+            &["node/+/#"]
+        };
+        let mut acked = 0usize;
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    let filters: &[&str] = if basic_ingest {
-                        &["node/+/#", "$aws/rules/+/node/+/#"]
-                    } else {
-                        &["node/+/#"]
-                    };
+                    acked = 0;
+                    self.inner.subscribed.send_replace(false);
                     for f in filters {
                         if let Err(e) = client.subscribe(*f, QoS::AtLeastOnce).await {
                             tracing::warn!(error = %e, "cloud subscribe failed");
                         }
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    acked += 1;
+                    if acked == filters.len() {
+                        self.inner.subscribed.send_replace(true);
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {

@@ -217,6 +217,15 @@ impl RainmakerSim {
         };
 
         let cloud_task = tokio::spawn(cloud.clone().run_mqtt(host.clone(), port, !embedded));
+        // The nodes publish their config once per connection: start them only
+        // when the cloud is listening (a CI run under load lost 5 of 6).
+        if !cloud.wait_subscribed(cfg.ready_timeout).await {
+            cloud_task.abort();
+            bail!(
+                "the simulated cloud could not subscribe on the broker at {host}:{port} within {:?}",
+                cfg.ready_timeout
+            );
+        }
         let fleet = Fleet::spawn(specs.clone(), env);
         let state = rest::AppState {
             cloud: cloud.clone(),
