@@ -24,6 +24,7 @@ use super::firmware::Firmware;
 use super::model::{BlynkAccount, DeviceSeen, StartTarget};
 use super::users::devices_of;
 use crate::rainmaker::parse::clean;
+use crate::rainmaker::rest::error_chain;
 
 /// The app name of users the admin API is asked about (the server's default).
 pub const APP_NAME: &str = "Blynk";
@@ -536,31 +537,7 @@ fn explain(body: &str) -> String {
 
 /// `application/x-www-form-urlencoded` for one value.
 fn form_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
-                (b as char).to_string()
-            }
-            b' ' => "+".into(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// An error with its causes: reqwest's own message hides the one that
-/// matters (a changed certificate, a refused connection).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        let t = s.to_string();
-        if !out.contains(&t) {
-            out.push_str(": ");
-            out.push_str(&t);
-        }
-        src = s.source();
-    }
-    out
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 #[cfg(test)]

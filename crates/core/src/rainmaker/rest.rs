@@ -624,8 +624,8 @@ pub fn page_from_body(v: &Value) -> (Vec<Value>, Option<String>) {
 }
 
 /// An error with its causes: reqwest's own message hides the one that
-/// matters (a refused certificate, a refused connection).
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// matters (a refused or changed certificate, a refused connection).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {
