@@ -200,18 +200,11 @@ pub async fn add_rainmaker_account(
     secrets.set(&name, secret_keys::PASSWORD, &input.password)?;
     let rest = cfg
         .rest
-        .clone()
+        .as_ref()
         .ok_or_else(|| AppError::failed("no cloud"))?;
-    let client = greenlight_core::rainmaker::rest::RestClient::new(
-        &name,
-        &rest,
-        secrets.clone(),
-        Default::default(),
-    )?;
-    if let Err(err) = client.access_token().await {
-        for k in [secret_keys::PASSWORD, secret_keys::REFRESH_TOKEN] {
-            let _ = secrets.delete(&name, k);
-        }
+    if let Err(err) =
+        greenlight_core::rainmaker::rest::verify_login(&name, rest, secrets.clone()).await
+    {
         return Err(match err {
             greenlight_core::Error::NeedsLogin { reason, .. } => AppError::NeedsLogin {
                 account: name,

@@ -439,16 +439,9 @@ async fn add_account(cli: &Cli, kind: &AccountAdd) -> Res {
     }
     if let Some(rest) = &cfg.rest {
         // Log in once now, so a wrong password is said at once and nothing is kept.
-        let client = greenlight_core::rainmaker::rest::RestClient::new(
-            &cfg.name,
-            rest,
-            secrets.clone(),
-            Default::default(),
-        )?;
-        if let Err(err) = client.access_token().await {
-            for k in [secret_keys::PASSWORD, secret_keys::REFRESH_TOKEN] {
-                let _ = secrets.delete(&cfg.name, k);
-            }
+        if let Err(err) =
+            greenlight_core::rainmaker::rest::verify_login(&cfg.name, rest, secrets.clone()).await
+        {
             return Err(match err {
                 greenlight_core::Error::NeedsLogin { reason, .. } => {
                     Failure::Auth(format!("could not log in to {}: {reason}", cfg.name))

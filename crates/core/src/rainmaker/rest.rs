@@ -623,6 +623,25 @@ pub fn page_from_body(v: &Value) -> (Vec<Value>, Option<String>) {
     (details, next)
 }
 
+/// Logs in once with the password already in `secrets`, so a view can say
+/// "wrong password" when an account is added rather than at first use. On
+/// failure the account's password and refresh token are deleted again:
+/// nothing is kept for an account that was not added.
+pub async fn verify_login(
+    account: &str,
+    cfg: &RestConfig,
+    secrets: Arc<dyn SecretStore>,
+) -> Result<()> {
+    let client = RestClient::new(account, cfg, secrets.clone(), RetryPolicy::default())?;
+    if let Err(e) = client.access_token().await {
+        for k in [secret_keys::PASSWORD, secret_keys::REFRESH_TOKEN] {
+            let _ = secrets.delete(account, k);
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// An error with its causes: reqwest's own message hides the one that
 /// matters (a refused or changed certificate, a refused connection).
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
