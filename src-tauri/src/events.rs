@@ -57,37 +57,31 @@ pub fn attach<R: Runtime>(app: &AppHandle<R>, engine: EngineHandle, generation: 
     let mut rx = engine.subscribe();
     tauri::async_runtime::spawn(async move {
         refresh_badge(&app, &engine).await;
+        // The badge is recounted on the tick, not per event: a sweep of a
+        // big fleet sends thousands of pending events, and each recount
+        // copies the whole pending list out of the engine.
+        let mut badge_stale = false;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
-        loop {
-            let current = app
-                .try_state::<AppState>()
-                .map(|s| s.generation.load(Ordering::SeqCst));
-            if current != Some(generation) {
-                break;
-            }
+        while is_current(&app, generation) {
             tokio::select! {
                 ev = rx.recv() => match ev {
                     Ok(ev) => {
-                        let counts = matches!(ev, Event::PendingAdded { .. } | Event::PendingRemoved { .. });
+                        badge_stale |= matches!(ev, Event::PendingAdded { .. } | Event::PendingRemoved { .. });
                         notify(&app, |n| n.on_event(&ev, now_ms()));
                         let _ = EngineEvent { event: ev }.emit(&app);
-                        if counts {
-                            refresh_badge(&app, &engine).await;
-                        }
                     }
                     Err(RecvError::Lagged(n)) => {
                         tracing::warn!(missed = n, "the window fell behind; it reloads");
-                        let demo = match app.try_state::<AppState>() {
-                            Some(s) => s.demo_active().await,
-                            None => false,
-                        };
-                        let _ = AppChanged { demo }.emit(&app);
-                        refresh_badge(&app, &engine).await;
+                        reload_window(&app).await;
+                        badge_stale = true;
                     }
                     Err(RecvError::Closed) => break,
                 },
                 _ = tick.tick() => {
                     notify(&app, |n| n.flush(now_ms()).into_iter().collect());
+                    if std::mem::take(&mut badge_stale) {
+                        refresh_badge(&app, &engine).await;
+                    }
                 }
             }
         }
@@ -103,30 +97,35 @@ pub fn attach_blynk<R: Runtime>(
     let app = app.clone();
     let mut rx = blynk.subscribe();
     tauri::async_runtime::spawn(async move {
-        loop {
-            let current = app
-                .try_state::<AppState>()
-                .map(|s| s.generation.load(Ordering::SeqCst));
-            if current != Some(generation) {
-                break;
-            }
+        while is_current(&app, generation) {
             match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
                 Err(_) => continue,
                 Ok(Ok(ev)) => {
                     notify(&app, |n| n.on_blynk(&ev, now_ms()));
                     let _ = BlynkEventMsg { event: ev }.emit(&app);
                 }
-                Ok(Err(RecvError::Lagged(_))) => {
-                    let demo = match app.try_state::<AppState>() {
-                        Some(s) => s.demo_active().await,
-                        None => false,
-                    };
-                    let _ = AppChanged { demo }.emit(&app);
-                }
+                Ok(Err(RecvError::Lagged(_))) => reload_window(&app).await,
                 Ok(Err(RecvError::Closed)) => break,
             }
         }
     });
+}
+
+/// True while `generation` is the showing engine's: a forwarder of an
+/// engine that is no longer shown stops.
+fn is_current<R: Runtime>(app: &AppHandle<R>, generation: u64) -> bool {
+    app.try_state::<AppState>()
+        .is_some_and(|s| s.generation.load(Ordering::SeqCst) == generation)
+}
+
+/// Tells the window to reload everything (it missed events, or a setting
+/// it shows changed elsewhere).
+pub async fn reload_window<R: Runtime>(app: &AppHandle<R>) {
+    let demo = match app.try_state::<AppState>() {
+        Some(s) => s.demo_active().await,
+        None => false,
+    };
+    let _ = AppChanged { demo }.emit(app);
 }
 
 fn notify<R: Runtime>(

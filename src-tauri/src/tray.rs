@@ -112,10 +112,7 @@ mod desktop {
                     // The window shows the setting too: have it reload.
                     let app = app.clone();
                     tauri::async_runtime::spawn(async move {
-                        if let Some(state) = app.try_state::<AppState>() {
-                            let demo = state.demo_active().await;
-                            let _ = crate::events::AppChanged { demo }.emit(&app);
-                        }
+                        crate::events::reload_window(&app).await;
                     });
                 }
                 "quit" => app.exit(0),
