@@ -1,5 +1,5 @@
 //! Over-the-air updates on a self-hosted Blynk legacy server, made safe and
-//! visible (facts: `shared/reference/blynk.md`).
+//! visible (facts: `docs/blynk.md`).
 //!
 //! Today an admin runs `curl --insecure -u admin:pass -F file=@fw.bin
 //! https://host:9443/admin/ota/start?...` and learns nothing more: the server
