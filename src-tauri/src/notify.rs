@@ -103,11 +103,12 @@ impl Notifier {
                         title: format!("{name}: update rejected"),
                         body: reason.clone(),
                     }),
-                    JobState::RolledBack => Some(Note {
+                    JobState::RolledBack { .. } => Some(Note {
                         title: format!("{name}: update rolled back"),
                         body: format!(
-                            "The device went back to its previous firmware instead of {}.",
-                            job.to_version
+                            "Not updated to {}: {}.",
+                            job.to_version,
+                            greenlight_core::words::reason(&job.state)
                         ),
                     }),
                     JobState::Stuck => Some(Note {
@@ -223,6 +224,7 @@ mod tests {
                 first_seen: 0,
                 snoozed_until: None,
                 node_online: true,
+                warning: None,
             },
         }
     }
@@ -245,6 +247,7 @@ mod tests {
                 sent_at: None,
                 updated_at: 0,
                 finished_at: None,
+                headline: String::new(),
             },
         }
     }
@@ -277,7 +280,15 @@ mod tests {
     #[test]
     fn job_endings_are_told_once_with_their_reason() {
         let mut n = Notifier::default();
-        assert!(n.on_event(&job(1, JobState::InProgress), 0).is_empty());
+        assert!(n
+            .on_event(&job(1, JobState::InProgress { attempt: None }), 0)
+            .is_empty());
+        // A failed attempt the device retries is not an ending: no "failed".
+        let retrying = JobState::Retrying {
+            attempt: Some(greenlight_core::Attempt { n: 1, of: 3 }),
+            reason: "download failed".into(),
+        };
+        assert!(n.on_event(&job(1, retrying), 0).is_empty());
         let failed = JobState::Failed {
             reason: "download failed: host unreachable".into(),
         };
@@ -286,7 +297,15 @@ mod tests {
         assert_eq!(notes[0].title, "n1: update failed");
         assert_eq!(notes[0].body, "download failed: host unreachable");
         assert!(n.on_event(&job(1, failed), 2).is_empty(), "told once");
-        assert_eq!(n.on_event(&job(2, JobState::RolledBack), 3).len(), 1);
+        let rb = JobState::RolledBack {
+            reason: "the new firmware did not start properly".into(),
+        };
+        let notes = n.on_event(&job(2, rb), 3);
+        assert_eq!(notes.len(), 1);
+        assert_eq!(
+            notes[0].body,
+            "Not updated to 2.0: the new firmware did not start properly."
+        );
         assert_eq!(
             n.on_event(&job(3, JobState::Success), 3)[0].body,
             "Now running 2.0."

@@ -101,28 +101,23 @@ pub fn node_label(name: Option<&str>, id: &str) -> String {
     }
 }
 
-/// A job's state in plain words, with its reason.
+/// A job's state in plain words, with its reason: core's words (the same
+/// as the app's), with the times a terminal can show relative to now.
 pub fn state_words(s: &JobState) -> String {
     match s {
-        JobState::Queued { reason } => match reason {
-            greenlight_core::QueueReason::QuietHours { .. } => "queued (quiet hours)".into(),
-            greenlight_core::QueueReason::WaitingForNode => "queued (install when online)".into(),
-            greenlight_core::QueueReason::Scheduled { at } => {
-                format!("scheduled ({})", in_words(*at - greenlight_core::now_ms()))
-            }
-        },
-        JobState::Requested => "requested — waiting for the device".into(),
-        JobState::NotConfirmed { reason } => format!("not confirmed — {reason}"),
-        JobState::Sent => "sent — waiting for the device".into(),
-        JobState::Started => "started".into(),
-        JobState::InProgress => "in progress".into(),
-        JobState::Delayed => "delayed".into(),
-        JobState::Success => "updated".into(),
-        JobState::Failed { reason } => format!("failed — {reason}"),
-        JobState::Rejected { reason } => format!("rejected — {reason}"),
-        JobState::RolledBack => "rolled back — the device is back on its old firmware".into(),
-        JobState::Stuck => "stuck — no news for a long time".into(),
-        JobState::Cancelled => "cancelled".into(),
+        JobState::Queued {
+            reason: greenlight_core::QueueReason::Scheduled { at },
+        } => format!(
+            "approved — scheduled ({})",
+            in_words(*at - greenlight_core::now_ms())
+        ),
+        JobState::Queued {
+            reason: greenlight_core::QueueReason::QuietHours { until },
+        } => format!(
+            "waiting for quiet hours to end ({})",
+            in_words(*until - greenlight_core::now_ms())
+        ),
+        other => greenlight_core::words::headline(other),
     }
 }
 

@@ -20,15 +20,10 @@ pub const HISTORY_COLUMNS: &[&str] = &[
     "finished_at",
 ];
 
-/// The plain reason a job ended as it did, or "" when there is none.
+/// The plain reason a job ended as it did, or "" when there is none
+/// (the same words as every view: [`crate::words::reason`]).
 pub fn state_reason(s: &JobState) -> String {
-    match s {
-        JobState::Failed { reason }
-        | JobState::Rejected { reason }
-        | JobState::NotConfirmed { reason } => reason.clone(),
-        JobState::RolledBack => "firmware rolled back".into(),
-        _ => String::new(),
-    }
+    crate::words::reason(s)
 }
 
 /// One CSV field. Device names and release texts come from devices and

@@ -2,7 +2,7 @@
 //! surfaces pending firmware updates, approves each update exactly once and
 //! follows every job to its end.
 //!
-//! The shape (see `shared/reference/architecture.md`):
+//! The shape (see `docs/architecture.md`):
 //!
 //! - **sources** (`rainmaker::mqtt`, `rainmaker::sweep`) only report facts;
 //! - the **engine** ([`engine`]) is one actor that owns the state, applies the
@@ -37,8 +37,9 @@ pub mod rainmaker;
 pub mod secrets;
 pub mod store;
 pub mod tls;
+pub mod words;
 
-pub use engine::{Engine, EngineConfig, EngineHandle};
+pub use engine::{Clock, Engine, EngineConfig, EngineHandle, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use event::{AccountState, Event};
 pub use model::*;

@@ -54,10 +54,31 @@ pub struct Node {
     pub fw_version: Option<String>,
     /// Connected right now, as far as the engine knows.
     pub online: bool,
-    /// The node's OTA service, when its config declares one (node-side approval possible).
+    /// The node's OTA service in the user-approval layout (`Operation` +
+    /// object `Info`): node-side approval is possible. `None` for nodes of
+    /// the stock SDK layout, which are never sent `Operation`.
     pub ota: Option<OtaNames>,
+    /// Which layout of `esp.service.ota` the node's config declares, when known.
+    #[serde(default)]
+    pub ota_layout: Option<OtaLayout>,
+    /// The last OTA text a stock-SDK-layout node reported in its `Status`
+    /// or `Info` string param (free text about the last update, not an offer).
+    #[serde(default)]
+    pub ota_text: Option<String>,
     /// When anything was last heard about the node.
     pub last_seen: Millis,
+}
+
+/// The two layouts of the `esp.service.ota` service (docs/rainmaker.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(rename_all = "snake_case")]
+pub enum OtaLayout {
+    /// `Operation` + object `Info`: the node asks before it installs.
+    UserApproval,
+    /// The stock SDK: `Status`/`Info`/`URL` strings, no `Operation`. Updates
+    /// come from cloud jobs; a "User Approval" job is approved in the cloud.
+    Stock,
 }
 
 /// How an update is approved.
@@ -118,6 +139,11 @@ pub struct PendingUpdate {
     pub snoozed_until: Option<Millis>,
     /// The node is online (approval needs it; otherwise "install when online").
     pub node_online: bool,
+    /// Something the user should know before approving, in plain words
+    /// (this very image already rolled back or failed on this device).
+    /// Auto-approve never approves an update that carries one.
+    #[serde(default)]
+    pub warning: Option<String>,
 }
 
 /// Why an approved job has not been sent yet.
@@ -163,10 +189,32 @@ pub enum JobState {
     Sent,
     /// The cloud or node says the job started.
     Started,
-    /// Downloading / flashing / rebooting.
-    InProgress,
-    /// The node postpones (waiting for approval, outside its download window, offline).
-    Delayed,
+    /// Downloading / flashing.
+    InProgress {
+        /// Which download attempt, when the node says ("HTTPS attempt 2/3").
+        #[serde(default)]
+        attempt: Option<Attempt>,
+    },
+    /// A download attempt failed and the firmware will try again (or, when
+    /// the text names no attempt, may: the job waits a quiet period before
+    /// it is called failed). Not an end.
+    Retrying {
+        /// The attempt that failed, when the node says ("OTA Attempt 1/3 failed").
+        #[serde(default)]
+        attempt: Option<Attempt>,
+        /// Why it failed, in plain words.
+        reason: String,
+    },
+    /// The node restarts into the new firmware and checks that it works
+    /// (it must reach MQTT again within its rollback window). Offline is
+    /// expected here; nothing is stuck.
+    Verifying,
+    /// The node postpones, and says why.
+    Delayed {
+        /// Why, as far as the node's text tells.
+        #[serde(default)]
+        delay: DelayReason,
+    },
     /// The node runs the new firmware.
     Success,
     /// The update failed.
@@ -180,7 +228,11 @@ pub enum JobState {
         reason: String,
     },
     /// The node came back on its old firmware.
-    RolledBack,
+    RolledBack {
+        /// Plain reason (how the node reported it, what happens next).
+        #[serde(default)]
+        reason: String,
+    },
     /// Nothing changed for too long; the last known text is kept on the job.
     Stuck,
     /// Cancelled by the user before it was sent (RainMaker has no cancel once sent).
@@ -195,7 +247,7 @@ impl JobState {
             JobState::Success
                 | JobState::Failed { .. }
                 | JobState::Rejected { .. }
-                | JobState::RolledBack
+                | JobState::RolledBack { .. }
                 | JobState::Cancelled
         )
     }
@@ -208,8 +260,10 @@ impl JobState {
                 | JobState::NotConfirmed { .. }
                 | JobState::Sent
                 | JobState::Started
-                | JobState::InProgress
-                | JobState::Delayed
+                | JobState::InProgress { .. }
+                | JobState::Retrying { .. }
+                | JobState::Verifying
+                | JobState::Delayed { .. }
                 | JobState::Stuck
         )
     }
@@ -222,16 +276,63 @@ impl JobState {
             JobState::NotConfirmed { .. } => "not_confirmed",
             JobState::Sent => "sent",
             JobState::Started => "started",
-            JobState::InProgress => "in_progress",
-            JobState::Delayed => "delayed",
+            JobState::InProgress { .. } => "in_progress",
+            JobState::Retrying { .. } => "retrying",
+            JobState::Verifying => "verifying",
+            JobState::Delayed { .. } => "delayed",
             JobState::Success => "success",
             JobState::Failed { .. } => "failed",
             JobState::Rejected { .. } => "rejected",
-            JobState::RolledBack => "rolled_back",
+            JobState::RolledBack { .. } => "rolled_back",
             JobState::Stuck => "stuck",
             JobState::Cancelled => "cancelled",
         }
     }
+}
+
+/// One download attempt out of the firmware's limit: "attempt 2 of 3".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct Attempt {
+    /// This attempt, from 1.
+    pub n: u8,
+    /// How many the firmware makes (3 by default).
+    pub of: u8,
+}
+
+/// Why a node postpones an update (its `delayed` texts, docs/rainmaker.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(tag = "why", rename_all = "snake_case")]
+pub enum DelayReason {
+    /// "Waiting for Approval": the node asks the user.
+    WaitingForApproval,
+    /// "Not within download window.": the job may only be downloaded inside
+    /// a daily window of the device's local time.
+    DownloadWindow {
+        /// The window, when Greenlight saw the job's metadata.
+        #[serde(default)]
+        window: Option<DownloadWindow>,
+    },
+    /// "Not within valid window.": the job is not valid yet on the node's clock.
+    NotValidYet,
+    /// "No time information available yet.": the node has no clock yet and
+    /// tries again in about 30 seconds.
+    NoClock,
+    /// Any other text (kept on the job as `progress_text`).
+    #[default]
+    Other,
+}
+
+/// A daily download window in minutes after midnight of the device's local
+/// time; `start > end` crosses midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct DownloadWindow {
+    /// Opens, minutes after midnight (0..1440).
+    pub start_minute: u16,
+    /// Closes, minutes after midnight (0..1440).
+    pub end_minute: u16,
 }
 
 /// One approved update of one node, followed to its end.
@@ -268,6 +369,11 @@ pub struct Job {
     pub updated_at: Millis,
     /// When it reached a terminal state.
     pub finished_at: Option<Millis>,
+    /// Where the job is, in plain words, one line ("Attempt 1 of 3 failed
+    /// (download failed); the device tries again"). Written by the engine
+    /// from the state so the app and the CLI say the same.
+    #[serde(default)]
+    pub headline: String,
 }
 
 /// One entry of a job's history.

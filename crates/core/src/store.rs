@@ -216,8 +216,16 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
         sent_at: r.get(12)?,
         updated_at: r.get(13)?,
         finished_at: r.get(14)?,
+        headline: String::new(),
+    })
+    .map(|mut j: Job| {
+        j.headline = crate::words::headline(&j.state);
+        j
     })
 }
+
+/// (account, node, version).
+type ImageKey = (String, String, String);
 
 /// Can a file be created and written in `dir`? (Removed again.)
 fn writable(dir: &Path) -> std::io::Result<()> {
@@ -373,7 +381,7 @@ impl Store {
             let done: Option<String> = tx
                 .query_row(
                     "SELECT state FROM jobs WHERE account = ?1 AND node_id = ?2 AND ota_job_id = ?3
-                     AND state <> 'failed' AND state <> 'cancelled' ORDER BY id DESC LIMIT 1",
+                     AND state NOT IN ('failed','cancelled','rolled_back') ORDER BY id DESC LIMIT 1",
                     params![n.account, n.node_id, n.ota_job_id],
                     |r| r.get(0),
                 )
@@ -474,6 +482,39 @@ impl Store {
         Ok(())
     }
 
+    /// Images that failed or rolled back on a device after reaching it, and
+    /// did not succeed on it since: (account, node, version) → what happened.
+    pub(crate) fn earlier_outcomes(&self) -> Result<Vec<(ImageKey, crate::engine::Earlier)>> {
+        let mut st = self.conn.prepare(
+            "SELECT account, node_id, to_version, state_json, finished_at FROM jobs j
+             WHERE state IN ('failed','rolled_back') AND sent_at IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.account = j.account AND k.node_id = j.node_id
+                             AND k.to_version = j.to_version AND k.state = 'success' AND k.id > j.id)
+             ORDER BY id",
+        )?;
+        let rows = st.query_map([], |r| {
+            let state: String = r.get(3)?;
+            Ok((
+                (r.get(0)?, r.get(1)?, r.get(2)?),
+                state_of(&state),
+                r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+            ))
+        })?;
+        let mut out = vec![];
+        for row in rows {
+            let (k, state, at) = row?;
+            out.push((
+                k,
+                crate::engine::Earlier {
+                    rolled_back: matches!(state, JobState::RolledBack { .. }),
+                    reason: crate::words::reason(&state),
+                    at,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
     /// Jobs not in a terminal state.
     pub fn unfinished_jobs(&self) -> Result<Vec<Job>> {
         let mut st = self.conn.prepare(&format!(
@@ -487,7 +528,7 @@ impl Store {
     /// cancelled: those updates are no longer offered for approval.
     pub fn approved_keys(&self) -> Result<Vec<(String, String, String)>> {
         let mut st = self.conn.prepare(
-            "SELECT DISTINCT account, node_id, ota_job_id FROM jobs WHERE state NOT IN ('failed','cancelled')",
+            "SELECT DISTINCT account, node_id, ota_job_id FROM jobs WHERE state NOT IN ('failed','cancelled','rolled_back')",
         )?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)

@@ -38,6 +38,8 @@ pub struct NodeReport {
     pub online: Option<bool>,
     /// The `Info` param.
     pub info: InfoReport,
+    /// A stock-layout node's last OTA text (its `Status`/`Info` strings).
+    pub ota_text: Option<String>,
 }
 
 /// Which source reported a fact.
@@ -93,6 +95,18 @@ pub enum Fact {
         ts: i64,
         /// Who reported it.
         via: Via,
+    },
+    /// What Greenlight overheard of a job's delivery to a node (the cloud's
+    /// `otaurl` message on a broker it watches): its download window.
+    JobWindow {
+        /// Account.
+        account: String,
+        /// Node.
+        node_id: String,
+        /// `ota_job_id`.
+        job_id: String,
+        /// The window from the job's metadata.
+        window: crate::model::DownloadWindow,
     },
     /// A source's connection state.
     Source {

@@ -22,11 +22,32 @@ use rumqttc::{
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::parse::{self, parse_topic, short_field, Suffix};
+use super::parse::{self, parse_topic, short_field, ConfigInfo, StockNames, Suffix};
 use super::{Fact, InfoReport, NodeReport, Via};
 use crate::error::{Error, Result};
 use crate::event::AccountState;
 use crate::model::{MqttConfig, OtaNames};
+
+/// What the watcher remembers of a node's OTA service from its config, so
+/// later params reports are read by the right layout (docs/rainmaker.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeOta {
+    /// `Operation` + object `Info`: `Info` carries offers.
+    Approval(OtaNames),
+    /// Stock SDK strings: free text, never an offer.
+    Stock(StockNames),
+}
+
+impl NodeOta {
+    /// The layout a config declares, if any.
+    pub fn of(cfg: &ConfigInfo) -> Option<NodeOta> {
+        match (&cfg.ota, &cfg.stock) {
+            (Some(n), _) => Some(NodeOta::Approval(n.clone())),
+            (None, Some(s)) => Some(NodeOta::Stock(s.clone())),
+            (None, None) => None,
+        }
+    }
+}
 
 /// Largest payload the watcher reads; bigger messages are dropped.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
@@ -231,7 +252,7 @@ async fn run(
     facts: mpsc::Sender<Fact>,
     shared: Arc<Mutex<Option<Conn>>>,
 ) {
-    let mut names: HashMap<String, OtaNames> = HashMap::new();
+    let mut names: HashMap<String, NodeOta> = HashMap::new();
     // Why basic-ingest topics are off, once the broker refused them.
     let mut refused: Option<String> = None;
     let mut backoff = Duration::from_millis(200);
@@ -346,7 +367,7 @@ pub fn on_publish(
     account: &str,
     topic: &str,
     payload: &[u8],
-    names: &mut HashMap<String, OtaNames>,
+    names: &mut HashMap<String, NodeOta>,
 ) -> Option<Fact> {
     let Some((node_id, suffix)) = parse_topic(topic) else {
         tracing::debug!(topic = %parse::clean(topic, 120), "ignoring message on an unexpected topic");
@@ -387,13 +408,14 @@ pub fn on_publish(
         fw_version: None,
         online: Some(true),
         info: InfoReport::Unknown,
+        ota_text: None,
     };
     match suffix {
         Suffix::Config => {
             let cfg = parse::parse_config(&body)?;
-            if let Some(o) = &cfg.ota {
+            if let Some(o) = NodeOta::of(&cfg) {
                 if names.len() < 100_000 || names.contains_key(node_id) {
-                    names.insert(node_id.to_string(), o.clone());
+                    names.insert(node_id.to_string(), o);
                 }
             }
             report.config = Some(cfg);
@@ -404,9 +426,23 @@ pub fn on_publish(
                 report.online = Some(c);
                 return Some(node(report));
             }
-            let n = names.get(node_id).cloned().unwrap_or_default();
-            report.info = info_from_params(&body, &n, node_id);
+            let (info, text) = read_ota_params(&body, names.get(node_id), node_id);
+            report.info = info;
+            report.ota_text = text;
             Some(node(report))
+        }
+        Suffix::OtaUrl => {
+            // The cloud's delivery of a job to the node: a watcher on the
+            // same broker learns the job's download window from it. It says
+            // nothing about the node being online (the cloud sent it).
+            let job_id = short_field(body.get("ota_job_id"))?;
+            let window = parse::download_window(body.get("metadata"))?;
+            Some(Fact::JobWindow {
+                account: account.to_string(),
+                node_id: node_id.to_string(),
+                job_id,
+                window,
+            })
         }
         Suffix::OtaFetch => {
             report.fw_version = short_field(body.get("fw_version"));
@@ -426,8 +462,7 @@ pub fn on_publish(
             let ts = body
                 .get("ts")
                 .and_then(Value::as_i64)
-                .filter(|t| *t > 0 && *t < 100_000_000_000)
-                .map(|s| s * 1000)
+                .map(parse::epoch_ms)
                 .unwrap_or(0);
             Some(Fact::OtaStatus {
                 account: account.to_string(),
@@ -439,6 +474,26 @@ pub fn on_publish(
                 via: Via::Mqtt,
             })
         }
+    }
+}
+
+/// A params report read by the node's layout: the `Info` offer of a
+/// user-approval node, or the last OTA text of a stock node (whose string
+/// `Info` is never an offer). A node whose config was never seen is read as
+/// the recipe layout with the usual names, since only that layout's `Info`
+/// parses as an offer (free text does not).
+pub fn read_ota_params(
+    params: &Value,
+    ota: Option<&NodeOta>,
+    node_id: &str,
+) -> (InfoReport, Option<String>) {
+    match ota {
+        Some(NodeOta::Stock(s)) => (InfoReport::Unknown, parse::stock_text(params, s)),
+        Some(NodeOta::Approval(n)) => (info_from_params(params, n, node_id), None),
+        None => (
+            info_from_params(params, &OtaNames::default(), node_id),
+            None,
+        ),
     }
 }
 

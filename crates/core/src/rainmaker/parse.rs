@@ -8,7 +8,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use crate::error::{ApiError, Error};
-use crate::model::OtaNames;
+use crate::model::{Attempt, DelayReason, DownloadWindow, OtaLayout, OtaNames};
 
 /// Longest node id accepted.
 pub const MAX_NODE_ID: usize = 128;
@@ -59,6 +59,8 @@ pub enum Suffix {
     OtaStatus,
     /// `otafetch`.
     OtaFetch,
+    /// `otaurl` (the cloud to the node: a job's URL and metadata).
+    OtaUrl,
 }
 
 /// Splits `node/<id>/<suffix>` or `$aws/rules/<rule>/node/<id>/<suffix>`,
@@ -77,6 +79,7 @@ pub fn parse_topic(topic: &str) -> Option<(&str, Suffix)> {
         "params/local" => Suffix::Params,
         "otastatus" => Suffix::OtaStatus,
         "otafetch" => Suffix::OtaFetch,
+        "otaurl" => Suffix::OtaUrl,
         _ => return None,
     };
     Some((id, s))
@@ -84,10 +87,16 @@ pub fn parse_topic(topic: &str) -> Option<(&str, Suffix)> {
 
 /// The subscription filters for the plain topic form.
 pub fn plain_filters() -> Vec<String> {
-    ["params/local", "params/local/init", "config", "otastatus"]
-        .iter()
-        .map(|s| format!("node/+/{s}"))
-        .collect()
+    [
+        "params/local",
+        "params/local/init",
+        "config",
+        "otastatus",
+        "otaurl",
+    ]
+    .iter()
+    .map(|s| format!("node/+/{s}"))
+    .collect()
 }
 
 /// The subscription filters for the AWS basic-ingest form.
@@ -166,6 +175,18 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
+/// The params of a stock-SDK-layout OTA service (docs/rainmaker.md): free
+/// text about the last update, never an offer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StockNames {
+    /// Name of the service of type `esp.service.ota`.
+    pub service: String,
+    /// Name of its `esp.param.ota_status` param, when declared.
+    pub status: Option<String>,
+    /// Name of its string `esp.param.ota_info` param, when declared.
+    pub info: Option<String>,
+}
+
 /// What a node config tells the engine.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigInfo {
@@ -175,11 +196,33 @@ pub struct ConfigInfo {
     pub fw_version: Option<String>,
     /// `info.model`.
     pub model: Option<String>,
-    /// The OTA service, found by type.
+    /// The OTA service in the user-approval layout (`Operation` + object
+    /// `Info`), found by types.
     pub ota: Option<OtaNames>,
+    /// The OTA service in the stock SDK layout (no `Operation`, string `Info`).
+    pub stock: Option<StockNames>,
+}
+
+impl ConfigInfo {
+    /// Which layout the config declares, if it declares an OTA service.
+    pub fn layout(&self) -> Option<OtaLayout> {
+        if self.ota.is_some() {
+            Some(OtaLayout::UserApproval)
+        } else if self.stock.is_some() {
+            Some(OtaLayout::Stock)
+        } else {
+            None
+        }
+    }
 }
 
 /// Reads a node config; `None` when it is not an object with `info`.
+///
+/// The OTA service is found by its type and its params by theirs, never by
+/// names. It is the user-approval layout only when it declares an
+/// `esp.param.ota_operation` *and* its `esp.param.ota_info` is not a string;
+/// anything else of type `esp.service.ota` is the stock layout, whose string
+/// `Info` is never read as an offer and which is never sent `Operation`.
 pub fn parse_config(v: &Value) -> Option<ConfigInfo> {
     let info = v.get("info")?.as_object()?;
     let text = |k: &str| {
@@ -187,33 +230,93 @@ pub fn parse_config(v: &Value) -> Option<ConfigInfo> {
             .and_then(Value::as_str)
             .map(|s| clean(s, MAX_SHORT))
     };
-    let ota = v
+    let svc = v
         .get("services")
         .and_then(Value::as_array)
         .and_then(|svcs| {
             svcs.iter()
                 .find(|s| s.get("type").and_then(Value::as_str) == Some("esp.service.ota"))
-        })
-        .and_then(|svc| {
-            let service = short_field(svc.get("name"))?;
-            let params = svc.get("params")?.as_array()?;
+        });
+    let mut ota = None;
+    let mut stock = None;
+    if let Some(svc) = svc {
+        if let Some(service) = short_field(svc.get("name")) {
+            let params: &[Value] = svc
+                .get("params")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             let by_type = |t: &str| {
                 params
                     .iter()
                     .find(|p| p.get("type").and_then(Value::as_str) == Some(t))
-                    .and_then(|p| short_field(p.get("name")))
             };
-            Some(OtaNames {
-                service,
-                info: by_type("esp.param.ota_info")?,
-                operation: by_type("esp.param.ota_operation")?,
-            })
-        });
+            let name_of = |p: Option<&Value>| p.and_then(|p| short_field(p.get("name")));
+            let info_p = by_type("esp.param.ota_info");
+            let info_is_string = info_p
+                .and_then(|p| p.get("data_type"))
+                .and_then(Value::as_str)
+                == Some("string");
+            let op = name_of(by_type("esp.param.ota_operation"));
+            match (op, name_of(info_p)) {
+                (Some(operation), Some(info)) if !info_is_string => {
+                    ota = Some(OtaNames {
+                        service,
+                        info,
+                        operation,
+                    })
+                }
+                (_, info) => {
+                    stock = Some(StockNames {
+                        service,
+                        status: name_of(by_type("esp.param.ota_status")),
+                        info,
+                    })
+                }
+            }
+        }
+    }
     Some(ConfigInfo {
         name: text("name"),
         fw_version: short_field(info.get("fw_version")),
         model: text("model"),
         ota,
+        stock,
+    })
+}
+
+/// The last OTA text of a stock-layout node out of a params report: its
+/// `Status` string, else its `Info` string. `None` when the report has neither.
+pub fn stock_text(params: &Value, names: &StockNames) -> Option<String> {
+    let svc = params.get(&names.service)?;
+    let read = |n: &Option<String>| {
+        n.as_ref()
+            .and_then(|n| svc.get(n))
+            .and_then(Value::as_str)
+            .map(|s| clean(s.trim(), 200))
+            .filter(|s| !s.is_empty())
+    };
+    read(&names.status).or_else(|| read(&names.info))
+}
+
+/// The download window in an `otaurl` or `ota_update` `metadata` object.
+/// The layout is unverified (docs/rainmaker.md): `{"start":m,"end":m}` or
+/// `[m, m]`, minutes after the device's local midnight, are accepted.
+pub fn download_window(metadata: Option<&Value>) -> Option<DownloadWindow> {
+    let w = metadata?.get("download_window")?;
+    let minute = |v: Option<&Value>| {
+        v.and_then(Value::as_u64)
+            .filter(|m| *m < 1440)
+            .map(|m| m as u16)
+    };
+    let (start, end) = match w {
+        Value::Array(a) if a.len() == 2 => (minute(a.first()), minute(a.get(1))),
+        Value::Object(o) => (minute(o.get("start")), minute(o.get("end"))),
+        _ => (None, None),
+    };
+    Some(DownloadWindow {
+        start_minute: start?,
+        end_minute: end?,
     })
 }
 
@@ -301,45 +404,138 @@ pub fn percent_from_text(text: &str) -> Option<u8> {
     (n <= 100).then_some(n as u8)
 }
 
-/// An OTA status string, classified.
+/// A node or cloud timestamp in milliseconds since the epoch. MQTT
+/// `otastatus.ts` is in seconds and REST `ota_status.timestamp` in
+/// milliseconds (docs/rainmaker.md); a value below 10^11 can only be
+/// seconds (as milliseconds it would be 1973), so either unit is read
+/// right wherever it turns up. Zero or negative: unknown (0).
+pub fn epoch_ms(v: i64) -> i64 {
+    match v {
+        i64::MIN..=0 => 0,
+        1..=99_999_999_999 => v.saturating_mul(1000),
+        _ => v,
+    }
+}
+
+/// "attempt 2/3" anywhere in a text ("Starting OTA Upgrade (HTTPS attempt
+/// 2/3)", "OTA Attempt 1/3 failed: ..."), with `1 <= n <= of <= 20`.
+pub fn attempt_in(text: &str) -> Option<Attempt> {
+    let lower = text.to_ascii_lowercase();
+    let at = lower.find("attempt")?;
+    let rest = lower[at + "attempt".len()..].trim_start();
+    let (n, rest) = rest.split_once('/')?;
+    let of: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let n: u8 = n.trim().parse().ok()?;
+    let of: u8 = of.parse().ok()?;
+    (n >= 1 && n <= of && of <= 20).then_some(Attempt { n, of })
+}
+
+/// An OTA status string and its text, classified by what they mean for a
+/// job (docs/rainmaker.md, "How real firmware reports an update").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatusClass {
     /// `triggered`: the job exists, not approved yet.
     Triggered,
     /// `started`.
     Started,
-    /// `in-progress`.
-    InProgress,
-    /// `delayed`.
-    Delayed,
+    /// `in-progress`: downloading or flashing.
+    InProgress {
+        /// The attempt, when the text names one.
+        attempt: Option<Attempt>,
+    },
+    /// `in-progress` "Rebooting into new firmware": the node restarts and
+    /// checks the new image.
+    Rebooting,
+    /// `delayed`, with why.
+    Delayed(DelayReason),
     /// `success` / `completed`.
     Success,
-    /// `failed`, with a plain reason.
-    Failed(String),
+    /// `failed` that is not a rollback.
+    Failed {
+        /// Plain reason.
+        reason: String,
+        /// The attempt, when the text names one.
+        attempt: Option<Attempt>,
+        /// No retry can follow: the last attempt, or a final text
+        /// ("OTA download window lapsed.").
+        last: bool,
+    },
     /// `rejected`, with a plain reason.
     Rejected(String),
-    /// `rejected` "Firmware rolled back".
-    RolledBack,
+    /// The new image did not hold and the node went back to the old one:
+    /// `rejected` "Firmware rolled back" or `failed` "MQTT did not connect
+    /// within 90 seconds".
+    RolledBack {
+        /// Reported as `failed`: the job stays open in the cloud and the
+        /// device will fetch the same image again.
+        as_failure: bool,
+        /// The node's own text.
+        text: String,
+    },
     /// `unknown` or anything not documented.
     Unknown,
+}
+
+fn is_rollback_text(t: &str) -> bool {
+    t.contains("rolled back") || t.contains("rollback") || t.contains("mqtt did not connect")
+}
+
+/// Why a node postpones, from its `delayed` text.
+pub fn delay_reason(text: &str) -> DelayReason {
+    let t = text.to_ascii_lowercase();
+    if t.contains("waiting for approval") {
+        DelayReason::WaitingForApproval
+    } else if t.contains("download window") {
+        DelayReason::DownloadWindow { window: None }
+    } else if t.contains("valid window") {
+        DelayReason::NotValidYet
+    } else if t.contains("no time information") {
+        DelayReason::NoClock
+    } else {
+        DelayReason::Other
+    }
 }
 
 /// Maps an OTA status and its `additional_info` text.
 pub fn classify_status(status: &str, text: &str) -> StatusClass {
     let s = status.trim().to_ascii_lowercase().replace('_', "-");
-    let rolled = {
-        let t = text.to_ascii_lowercase();
-        t.contains("rolled back") || t.contains("rollback")
-    };
+    let t = text.to_ascii_lowercase();
     match s.as_str() {
         "triggered" => StatusClass::Triggered,
         "started" => StatusClass::Started,
-        "in-progress" | "inprogress" => StatusClass::InProgress,
-        "delayed" => StatusClass::Delayed,
+        "in-progress" | "inprogress" if t.contains("rebooting") => StatusClass::Rebooting,
+        "in-progress" | "inprogress" => StatusClass::InProgress {
+            attempt: attempt_in(text),
+        },
+        "delayed" => StatusClass::Delayed(delay_reason(text)),
         "success" | "completed" => StatusClass::Success,
-        "failed" if rolled => StatusClass::RolledBack,
-        "failed" => StatusClass::Failed(plain_reason_for_text(text)),
-        "rejected" if rolled => StatusClass::RolledBack,
+        "failed" | "rejected" if is_rollback_text(&t) => StatusClass::RolledBack {
+            as_failure: s == "failed",
+            text: clean(text, 200),
+        },
+        "failed" => {
+            let attempt = attempt_in(text);
+            // "OTA Attempt 1/3 failed: <cause>": the cause is what matters.
+            let cause = text.split_once(':').map(|(_, c)| c.trim()).unwrap_or(text);
+            let reason = if t.contains("window lapsed") {
+                "the job's download window lapsed".to_string()
+            } else if attempt.is_some() {
+                let r = plain_reason_for_text(cause);
+                if r == clean(cause, 200) && !r.is_empty() {
+                    format!("download failed ({r})")
+                } else {
+                    r
+                }
+            } else {
+                plain_reason_for_text(text)
+            };
+            let last = t.contains("window lapsed") || attempt.is_some_and(|a| a.n >= a.of);
+            StatusClass::Failed {
+                reason,
+                attempt,
+                last,
+            }
+        }
         "rejected" => StatusClass::Rejected(plain_reason_for_text(text)),
         _ => StatusClass::Unknown,
     }
@@ -435,7 +631,8 @@ mod tests {
             Some(("X", Suffix::OtaStatus))
         );
         assert_eq!(parse_topic("node/X/config"), Some(("X", Suffix::Config)));
-        assert_eq!(parse_topic("node/X/otaurl"), None);
+        assert_eq!(parse_topic("node/X/otaurl"), Some(("X", Suffix::OtaUrl)));
+        assert_eq!(parse_topic("node/X/other"), None);
         assert_eq!(parse_topic("node//config"), None);
         assert_eq!(parse_topic("node/a b/config"), None);
         assert_eq!(parse_topic("foo/X/config"), None);
@@ -458,7 +655,7 @@ mod tests {
         assert!(ingest_filters()
             .iter()
             .all(|f| f.starts_with("$aws/rules/")));
-        assert_eq!(plain_filters().len(), 4);
+        assert_eq!(plain_filters().len(), 5);
     }
 
     #[test]
@@ -481,9 +678,18 @@ mod tests {
         use StatusClass::*;
         assert_eq!(classify_status("triggered", ""), Triggered);
         assert_eq!(classify_status("started", ""), Started);
-        assert_eq!(classify_status("in-progress", "Downloaded 10%"), InProgress);
-        assert_eq!(classify_status("IN_PROGRESS", ""), InProgress);
-        assert_eq!(classify_status("delayed", "Waiting for Approval"), Delayed);
+        assert_eq!(
+            classify_status("in-progress", "Downloaded 10%"),
+            InProgress { attempt: None }
+        );
+        assert_eq!(
+            classify_status("IN_PROGRESS", ""),
+            InProgress { attempt: None }
+        );
+        assert_eq!(
+            classify_status("delayed", "Waiting for Approval"),
+            Delayed(DelayReason::WaitingForApproval)
+        );
         assert_eq!(classify_status("success", ""), Success);
         assert_eq!(classify_status("completed", ""), Success);
         assert_eq!(
@@ -492,15 +698,146 @@ mod tests {
         );
         assert_eq!(
             classify_status("rejected", "Firmware rolled back"),
-            RolledBack
+            RolledBack {
+                as_failure: false,
+                text: "Firmware rolled back".into()
+            }
         );
         assert_eq!(
-            classify_status("failed", "Firmware image download failed after 3 attempts"),
-            Failed("download failed".into())
+            classify_status("failed", "Firmware image download failed"),
+            Failed {
+                reason: "download failed".into(),
+                attempt: None,
+                last: false
+            }
         );
         assert_eq!(classify_status("unknown", ""), Unknown);
         assert_eq!(classify_status("exploded", ""), Unknown);
         assert_eq!(classify_status("", ""), Unknown);
+    }
+
+    #[test]
+    fn firmware_texts_carry_attempts_reboots_rollbacks_and_delays() {
+        use StatusClass::*;
+        let a = |n, of| Some(Attempt { n, of });
+        assert_eq!(
+            classify_status("in-progress", "Starting OTA Upgrade (HTTPS attempt 2/3)"),
+            InProgress { attempt: a(2, 3) }
+        );
+        assert_eq!(
+            classify_status("failed", "OTA Attempt 1/3 failed: ESP_ERR_HTTP_EAGAIN"),
+            Failed {
+                reason: "download failed (ESP_ERR_HTTP_EAGAIN)".into(),
+                attempt: a(1, 3),
+                last: false
+            }
+        );
+        assert!(matches!(
+            classify_status(
+                "failed",
+                "OTA Attempt 3/3 failed: Image download interrupted"
+            ),
+            Failed { last: true, .. }
+        ));
+        assert!(matches!(
+            classify_status("failed", "OTA download window lapsed."),
+            Failed { last: true, .. }
+        ));
+        assert_eq!(
+            classify_status("in-progress", "Rebooting into new firmware"),
+            Rebooting
+        );
+        assert!(matches!(
+            classify_status("failed", "MQTT did not connect within 90 seconds"),
+            RolledBack {
+                as_failure: true,
+                ..
+            }
+        ));
+        assert_eq!(
+            classify_status("delayed", "Not within download window."),
+            Delayed(DelayReason::DownloadWindow { window: None })
+        );
+        assert_eq!(
+            classify_status("delayed", "No time information available yet."),
+            Delayed(DelayReason::NoClock)
+        );
+        assert_eq!(
+            classify_status("delayed", "Not within valid window."),
+            Delayed(DelayReason::NotValidYet)
+        );
+        assert_eq!(epoch_ms(1_700_000_000), 1_700_000_000_000);
+        assert_eq!(epoch_ms(1_700_000_000_123), 1_700_000_000_123);
+        assert_eq!(epoch_ms(-5), 0);
+        assert_eq!(attempt_in("attempt 4/3"), None);
+        assert_eq!(attempt_in("attempt x/3"), None);
+        assert_eq!(attempt_in("Attempt 0/3"), None);
+        assert_eq!(
+            download_window(Some(
+                &json!({"download_window": {"start": 120, "end": 270}})
+            )),
+            Some(DownloadWindow {
+                start_minute: 120,
+                end_minute: 270
+            })
+        );
+        assert_eq!(
+            download_window(Some(&json!({"download_window": [1380, 60]}))),
+            Some(DownloadWindow {
+                start_minute: 1380,
+                end_minute: 60
+            })
+        );
+        assert_eq!(
+            download_window(Some(&json!({"download_window": {"start": 9999, "end": 1}}))),
+            None
+        );
+    }
+
+    #[test]
+    fn both_layouts_of_the_ota_service() {
+        let stock = json!({
+            "node_id": "N", "info": {"name": "Plug", "fw_version": "1.0"},
+            "services": [{"name": "OTA", "type": "esp.service.ota", "params": [
+                {"name": "Status", "type": "esp.param.ota_status", "data_type": "string"},
+                {"name": "Info", "type": "esp.param.ota_info", "data_type": "string"},
+                {"name": "URL", "type": "esp.param.ota_url", "data_type": "string"}
+            ]}]
+        });
+        let c = parse_config(&stock).unwrap();
+        assert_eq!(c.ota, None);
+        assert_eq!(c.layout(), Some(OtaLayout::Stock));
+        let names = c.stock.unwrap();
+        assert_eq!(
+            stock_text(
+                &json!({"OTA": {"Status": "", "Info": "Upgrade to 1.1 done"}}),
+                &names
+            ),
+            Some("Upgrade to 1.1 done".into())
+        );
+        let recipe = json!({
+            "node_id": "N", "info": {"name": "Plug", "fw_version": "1.0"},
+            "services": [{"name": "OTA", "type": "esp.service.ota", "params": [
+                {"name": "Operation", "type": "esp.param.ota_operation", "data_type": "string"},
+                {"name": "Info", "type": "esp.param.ota_info", "data_type": "object"}
+            ]}]
+        });
+        assert_eq!(
+            parse_config(&recipe).unwrap().layout(),
+            Some(OtaLayout::UserApproval)
+        );
+        // Operation beside a string Info is not the recipe: never written to.
+        let hybrid = json!({
+            "info": {"name": "X"},
+            "services": [{"name": "OTA", "type": "esp.service.ota", "params": [
+                {"name": "Operation", "type": "esp.param.ota_operation", "data_type": "string"},
+                {"name": "Info", "type": "esp.param.ota_info", "data_type": "string"}
+            ]}]
+        });
+        assert_eq!(
+            parse_config(&hybrid).unwrap().layout(),
+            Some(OtaLayout::Stock)
+        );
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct CloudOffer {
     pub description: Option<String>,
     /// `file_size`.
     pub file_size: Option<u64>,
+    /// The job's download window, from its `metadata` (layout unverified).
+    pub window: Option<crate::model::DownloadWindow>,
 }
 
 /// One `ota_status` answer.
@@ -586,6 +588,7 @@ pub fn offer_from_body(v: &Value) -> Result<Option<CloudOffer>> {
             .and_then(Value::as_str)
             .map(|s| clean(s, MAX_TEXT)),
         file_size: v.get("file_size").and_then(Value::as_u64),
+        window: super::parse::download_window(v.get("metadata")),
     }))
 }
 
@@ -603,7 +606,11 @@ pub fn status_from_body(v: &Value) -> StatusReport {
             .and_then(Value::as_str)
             .map(|s| clean(s, MAX_TEXT))
             .unwrap_or_default(),
-        timestamp: v.get("timestamp").and_then(Value::as_i64).unwrap_or(0),
+        timestamp: v
+            .get("timestamp")
+            .and_then(Value::as_i64)
+            .map(super::parse::epoch_ms)
+            .unwrap_or(0),
     }
 }
 

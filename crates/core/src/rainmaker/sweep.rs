@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::mqtt::info_from_params;
+use super::mqtt::{read_ota_params, NodeOta};
 use super::parse::{self, short_field};
 use super::rest::RestClient;
 use super::{Fact, InfoReport, NodeReport, Via};
@@ -43,13 +43,10 @@ pub fn report_from_detail(v: &Value) -> Option<NodeReport> {
     let id = short_field(v.get("id")).or_else(|| short_field(v.get("node_id")))?;
     parse::validate_node_id(&id).ok()?;
     let config = v.get("config").and_then(parse::parse_config);
-    let names = config
-        .as_ref()
-        .and_then(|c| c.ota.clone())
-        .unwrap_or_default();
-    let info = match v.get("params") {
-        Some(p) if p.is_object() => info_from_params(p, &names, &id),
-        _ => InfoReport::Unknown,
+    let ota = config.as_ref().and_then(NodeOta::of);
+    let (info, ota_text) = match v.get("params") {
+        Some(p) if p.is_object() => read_ota_params(p, ota.as_ref(), &id),
+        _ => (InfoReport::Unknown, None),
     };
     Some(NodeReport {
         online: v
@@ -59,6 +56,7 @@ pub fn report_from_detail(v: &Value) -> Option<NodeReport> {
         config,
         fw_version: None,
         info,
+        ota_text,
     })
 }
 

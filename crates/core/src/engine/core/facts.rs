@@ -1,0 +1,304 @@
+//! Facts about nodes: reports from the MQTT watcher and the REST sweep,
+//! folded into the node records and their offers, and what each one means
+//! for the node's jobs (a node back on the new version has updated; back on
+//! the old one after restarting, it rolled back; online again, an "install
+//! when online" can be delivered).
+
+use std::collections::HashSet;
+
+use super::{Core, Effect, Key};
+use crate::model::{JobState, Millis, Node, OtaLayout, PendingUpdate, QueueReason, UpdateKind};
+use crate::rainmaker::{InfoReport, NodeReport};
+
+/// What a node report means for its account's REST sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum SourcesImpact {
+    /// Nothing they use changed (by far the most common: a param report).
+    None,
+    /// A node appeared: the cloud checker's list grows, within a tick.
+    NodeAdded,
+    /// A node with a running job went on- or offline: its poll pace changes now.
+    Now,
+}
+
+impl Core {
+    /// Reports about nodes of an account. `complete`: the account's whole
+    /// node list (a sweep), so nodes missing from it are gone.
+    pub(crate) fn node_reports(
+        &mut self,
+        account: &str,
+        reports: Vec<NodeReport>,
+        complete: bool,
+        observed_at: Millis,
+        now: Millis,
+    ) {
+        if !self.accounts.contains(account) {
+            return;
+        }
+        let mut seen = HashSet::new();
+        let mut impact = SourcesImpact::None;
+        for r in reports {
+            seen.insert(r.node_id.clone());
+            impact = impact.max(self.apply_node(account, r, observed_at, now));
+        }
+        if complete {
+            let gone: Vec<Key> = self
+                .nodes
+                .keys()
+                .filter(|k| k.0 == account && !seen.contains(&k.1))
+                .cloned()
+                .collect();
+            for k in gone {
+                self.forget_node(&k, now);
+            }
+            impact = SourcesImpact::Now;
+        }
+        // Recomputing the sources walks every node of the account, so it is
+        // not done for each of the thousands of param reports a fleet sends,
+        // only when something they use changed.
+        match impact {
+            SourcesImpact::Now => self.push(Effect::Sources {
+                account: account.to_string(),
+                now: true,
+            }),
+            SourcesImpact::NodeAdded => self.push(Effect::Sources {
+                account: account.to_string(),
+                now: false,
+            }),
+            SourcesImpact::None => {}
+        }
+    }
+
+    /// The cloud told a node about a job with a download window.
+    pub(crate) fn job_window(
+        &mut self,
+        k: &Key,
+        job_id: &str,
+        window: crate::model::DownloadWindow,
+        now: Millis,
+    ) {
+        if !self.accounts.contains(&k.0) {
+            return;
+        }
+        self.windows
+            .insert((k.0.clone(), k.1.clone(), job_id.to_string()), window);
+        // A job already delayed by its window now shows which window.
+        let ids: Vec<i64> = self
+            .jobs
+            .iter()
+            .filter(|(_, r)| {
+                r.job.account == k.0 && r.job.node_id == k.1 && r.job.ota_job_id == job_id
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(JobState::Delayed { delay }) =
+                self.jobs.get(&id).map(|r| r.job.state.clone())
+            {
+                let delay = self.with_window(k, job_id, delay);
+                self.set_state(id, JobState::Delayed { delay }, None, now);
+            }
+        }
+    }
+
+    fn apply_node(
+        &mut self,
+        account: &str,
+        r: NodeReport,
+        observed_at: Millis,
+        now: Millis,
+    ) -> SourcesImpact {
+        let k = (account.to_string(), r.node_id.clone());
+        let before = self.visible(&k, now);
+        let is_new = !self.nodes.contains_key(&k);
+        let node = self.nodes.entry(k.clone()).or_insert_with(|| Node {
+            account: account.to_string(),
+            node_id: r.node_id.clone(),
+            name: None,
+            model: None,
+            fw_version: None,
+            online: false,
+            ota: None,
+            ota_layout: None,
+            ota_text: None,
+            last_seen: 0,
+        });
+        let old = node.clone();
+        // The version this very report says the node runs (a config or an
+        // otafetch), as opposed to the one remembered from before.
+        let reported_fw = r
+            .config
+            .as_ref()
+            .and_then(|c| c.fw_version.clone())
+            .or_else(|| r.fw_version.clone());
+        if let Some(c) = r.config {
+            node.name = c.name.clone().or(node.name.take());
+            node.model = c.model.clone().or(node.model.take());
+            node.fw_version = c.fw_version.clone().or(node.fw_version.take());
+            if let Some(layout) = c.layout() {
+                node.ota_layout = Some(layout);
+                node.ota = c.ota.clone();
+            }
+        }
+        if let Some(fw) = r.fw_version {
+            node.fw_version = Some(fw);
+        }
+        if let Some(o) = r.online {
+            node.online = o;
+        }
+        if r.ota_text.is_some() {
+            node.ota_text = r.ota_text;
+        }
+        // "Last seen" is the last time the node was reported online.
+        if node.online {
+            node.last_seen = observed_at.max(node.last_seen);
+        }
+        let node = node.clone();
+        let came_online = node.online && !old.online;
+        let went_offline = !node.online && old.online;
+        let mut changed = node != old;
+        if changed && node.last_seen != old.last_seen && {
+            let mut a = node.clone();
+            a.last_seen = old.last_seen;
+            a == old
+        } {
+            changed = false; // only the timestamp moved: not worth an event
+        }
+        if changed {
+            self.push(Effect::SaveNode(node.clone()));
+            self.emit(crate::event::Event::NodeUpdated { node: node.clone() });
+        }
+        let stock = node.ota_layout == Some(OtaLayout::Stock);
+        match r.info {
+            // A stock node's Info is free text: never an offer.
+            InfoReport::Pending(_) if stock => {}
+            InfoReport::Pending(i) => {
+                self.clear_stale_skip(&k, &i.fw_version);
+                let first_seen = self
+                    .node_pending
+                    .get(&k)
+                    .filter(|p| p.job_id == i.job_id)
+                    .map(|p| p.first_seen)
+                    .unwrap_or(now);
+                self.node_pending.insert(
+                    k.clone(),
+                    PendingUpdate {
+                        account: k.0.clone(),
+                        node_id: k.1.clone(),
+                        node_name: None,
+                        job_id: i.job_id,
+                        from_version: None,
+                        to_version: i.fw_version,
+                        release_note: None,
+                        size: None,
+                        kind: UpdateKind::NodeSide,
+                        first_seen,
+                        snoozed_until: None,
+                        node_online: false,
+                        warning: None,
+                    },
+                );
+            }
+            InfoReport::Empty => {
+                self.node_pending.remove(&k);
+            }
+            InfoReport::Unknown => {}
+        }
+        let offered = self.pending_diff(&k, before, now);
+        let ids: Vec<i64> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.job.account == k.0 && j.job.node_id == k.1)
+            .map(|(id, _)| *id)
+            .collect();
+        let impact = if (came_online || went_offline) && !ids.is_empty() {
+            SourcesImpact::Now
+        } else if is_new {
+            SourcesImpact::NodeAdded
+        } else {
+            SourcesImpact::None
+        };
+        for id in ids {
+            self.node_news_for_job(id, &node, reported_fw.as_deref(), observed_at, now);
+        }
+        // Every reaction follows the offer whenever it arrives: a live node
+        // usually reports it after it is already known and online.
+        if offered || came_online {
+            self.maybe_auto(&k, now);
+        }
+        impact
+    }
+
+    /// What a node report means for one of its jobs.
+    fn node_news_for_job(
+        &mut self,
+        id: i64,
+        node: &Node,
+        reported_fw: Option<&str>,
+        observed_at: Millis,
+        now: Millis,
+    ) {
+        let Some(rt) = self.jobs.get(&id) else {
+            return;
+        };
+        let job = rt.job.clone();
+        let k = (job.account.clone(), job.node_id.clone());
+        // Restarting into the new firmware (or "success" claimed while the
+        // node still said its old version): the version it comes back with
+        // settles it.
+        let settling = rt.success_claimed.or(match job.state {
+            JobState::Verifying => rt.verify_since,
+            _ => None,
+        });
+        if let (Some(since), Some(fw)) = (settling, reported_fw) {
+            if fw == job.to_version {
+                self.set_state(
+                    id,
+                    JobState::Success,
+                    Some("Running the new firmware".into()),
+                    now,
+                );
+                return;
+            }
+            if observed_at > since && Some(fw) == job.from_version.as_deref() && node.online {
+                let reason = format!(
+                    "the device came back on its old firmware {fw}: the new one did not start properly"
+                );
+                self.set_state(
+                    id,
+                    JobState::RolledBack { reason },
+                    Some("The device came back on its old firmware".into()),
+                    now,
+                );
+                return;
+            }
+        }
+        if job.state
+            == (JobState::Queued {
+                reason: QueueReason::WaitingForNode,
+            })
+            && node.online
+        {
+            match job.kind {
+                // The cloud delivers it: the node only has to be online.
+                UpdateKind::CloudApproval => self.release(id, now),
+                // The node's approval holds for one fetch: deliver it when
+                // the node, online, offers this same job again.
+                UpdateKind::NodeSide => match self
+                    .node_pending
+                    .get(&k)
+                    .map(|p| (p.job_id.clone(), p.to_version.clone()))
+                {
+                    Some((j, _)) if j == job.ota_job_id => self.release(id, now),
+                    Some((_, version)) => {
+                        let text = format!(
+                            "The device now offers another update ({version}); this approval no longer applies and the new one waits for you"
+                        );
+                        self.set_state(id, JobState::Cancelled, Some(text), now);
+                    }
+                    None => {}
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,670 @@
+//! The state core driven by traces of facts and a virtual clock: each test
+//! is one behaviour of real firmware (docs/rainmaker.md) and what the user
+//! must see. No broker, no sleeps; the store is a real SQLite file.
+
+use super::*;
+use crate::model::{Attempt, DelayReason, DownloadWindow, OtaLayout, QueueReason, UpdateKind};
+use crate::rainmaker::parse::{ConfigInfo, OtaInfo, StockNames};
+use crate::rainmaker::rest::CloudOffer;
+use crate::rainmaker::{InfoReport, NodeReport, Via};
+
+const T0: Millis = 1_800_000_000_000;
+const S: Millis = 1000;
+const A: &str = "home";
+const N: &str = "7CDFA1000001";
+
+struct Rig {
+    core: Core,
+    store: Store,
+    now: Millis,
+    _dir: TempDir,
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn rig() -> Rig {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "greenlight-core-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let store = Store::open(&dir).expect("store");
+    let mut core = Core::new(CoreConfig {
+        actor_name: "tester".into(),
+        stuck_after: 600 * S,
+        rollback_grace: 120 * S,
+        failure_quiet: 180 * S,
+        verify_window: 660 * S,
+    });
+    core.add_account(A);
+    Rig {
+        core,
+        store,
+        now: T0,
+        _dir: TempDir(dir),
+    }
+}
+
+fn recipe(fw: &str) -> ConfigInfo {
+    ConfigInfo {
+        name: Some("Kitchen Plug".into()),
+        fw_version: Some(fw.into()),
+        model: Some("Plug".into()),
+        ota: Some(OtaNames::default()),
+        stock: None,
+    }
+}
+
+fn stock(fw: &str) -> ConfigInfo {
+    ConfigInfo {
+        name: Some("Porch Sensor".into()),
+        fw_version: Some(fw.into()),
+        model: None,
+        ota: None,
+        stock: Some(StockNames {
+            service: "OTA".into(),
+            status: Some("Status".into()),
+            info: Some("Info".into()),
+        }),
+    }
+}
+
+fn offer(job: &str, fw: &str) -> InfoReport {
+    InfoReport::Pending(OtaInfo {
+        job_id: job.into(),
+        fw_version: fw.into(),
+    })
+}
+
+fn report(online: Option<bool>, config: Option<ConfigInfo>, info: InfoReport) -> NodeReport {
+    NodeReport {
+        node_id: N.into(),
+        config,
+        fw_version: None,
+        online,
+        info,
+        ota_text: None,
+    }
+}
+
+impl Rig {
+    fn key(&self) -> Key {
+        (A.to_string(), N.to_string())
+    }
+
+    fn advance(&mut self, ms: Millis) {
+        self.now += ms;
+    }
+
+    /// The effects so far, with their store writes done (as the actor would).
+    fn effects(&mut self) -> Vec<Effect> {
+        let fx = self.core.take();
+        for e in &fx {
+            match e {
+                Effect::SaveJob(j) => self.store.save_job(j, true).expect("save job"),
+                Effect::SaveNode(n) => self.store.save_node(n).expect("save node"),
+                _ => {}
+            }
+        }
+        fx
+    }
+
+    fn node(&mut self, r: NodeReport) -> Vec<Effect> {
+        self.core
+            .node_reports(A, vec![r], false, self.now, self.now);
+        self.effects()
+    }
+
+    /// A node that booted on `fw`, connected, and (as real firmware does)
+    /// only later reports its offer.
+    fn boot(&mut self, fw: &str) {
+        self.node(report(Some(true), Some(recipe(fw)), InfoReport::Empty));
+    }
+
+    fn status(&mut self, job: &str, status: &str, text: &str) -> Vec<Effect> {
+        let f = StatusFact {
+            account: A.into(),
+            node_id: N.into(),
+            job_id: job.into(),
+            status: status.into(),
+            text: text.into(),
+            ts: self.now,
+            via: Via::Mqtt,
+        };
+        self.core.ota_status(f, self.now);
+        self.effects()
+    }
+
+    /// Approves the node by name and has the command acknowledged.
+    fn approve_sent(&mut self) -> i64 {
+        let slots = self
+            .core
+            .approve(vec![N.into()], Mode::Explicit, &mut self.store, self.now);
+        let id = match slots.as_slice() {
+            [Slot::Sending(id)] => *id,
+            other => panic!("not sent: {other:?}"),
+        };
+        self.effects();
+        self.core.command_done(id, Ok(()), self.now);
+        self.effects();
+        id
+    }
+
+    fn state(&self, id: i64) -> JobState {
+        self.core
+            .jobs
+            .get(&id)
+            .map(|r| r.job.state.clone())
+            .or_else(|| self.core.finished.get(&id).map(|j| j.state.clone()))
+            .expect("job")
+    }
+
+    fn tick(&mut self) -> Vec<Effect> {
+        self.core.tick(self.now);
+        self.effects()
+    }
+}
+
+fn events(effects: &[Effect]) -> Vec<&Event> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Emit(ev) => Some(ev),
+            _ => None,
+        })
+        .collect()
+}
+
+fn job_states(effects: &[Effect]) -> Vec<String> {
+    events(effects)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::JobChanged { job } => Some(job.state.name().to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_offer_reported_after_the_node_is_online_is_auto_approved() {
+    let mut r = rig();
+    r.boot("1.0.0");
+    let k = r.key();
+    r.core.set_auto(&k, true, r.now);
+    assert!(
+        !r.core
+            .take()
+            .iter()
+            .any(|e| matches!(e, Effect::AutoApprove(_))),
+        "nothing offered yet"
+    );
+    r.advance(5 * S);
+    // connect → otafetch → otaurl → Info + "Waiting for Approval": the node
+    // record itself does not change, only its offer.
+    let fx = r.node(report(Some(true), None, offer("J1", "1.1.0")));
+    assert!(events(&fx)
+        .iter()
+        .any(|e| matches!(e, Event::PendingAdded { pending } if pending.job_id == "J1")));
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::AutoApprove(k) if k.1 == N)),
+        "{fx:?}"
+    );
+}
+
+#[test]
+fn a_failed_attempt_that_the_firmware_retries_is_not_the_end() {
+    let mut r = rig();
+    r.boot("1.0.0");
+    r.node(report(Some(true), None, offer("J1", "1.1.0")));
+    let id = r.approve_sent();
+    r.status(
+        "J1",
+        "in-progress",
+        "Starting OTA Upgrade (HTTPS attempt 1/3)",
+    );
+    let fx = r.status(
+        "J1",
+        "failed",
+        "OTA Attempt 1/3 failed: ESP_ERR_HTTP_EAGAIN",
+    );
+    assert_eq!(
+        r.state(id),
+        JobState::Retrying {
+            attempt: Some(Attempt { n: 1, of: 3 }),
+            reason: "download failed (ESP_ERR_HTTP_EAGAIN)".into()
+        }
+    );
+    assert_eq!(job_states(&fx), vec!["retrying"]);
+    let job = r
+        .core
+        .jobs
+        .get(&id)
+        .map(|j| j.job.clone())
+        .expect("running");
+    assert_eq!(
+        job.headline,
+        "Attempt 1 of 3 failed (download failed (ESP_ERR_HTTP_EAGAIN)); the device tries again"
+    );
+    r.advance(10 * S);
+    r.status(
+        "J1",
+        "in-progress",
+        "Starting OTA Upgrade (HTTPS attempt 2/3)",
+    );
+    assert_eq!(
+        r.state(id),
+        JobState::InProgress {
+            attempt: Some(Attempt { n: 2, of: 3 })
+        }
+    );
+    r.status("J1", "in-progress", "Rebooting into new firmware");
+    assert_eq!(r.state(id), JobState::Verifying);
+    // The new image connects (its config first), then says so.
+    r.node(report(Some(false), None, InfoReport::Unknown));
+    r.advance(20 * S);
+    let mut fx = r.node(report(Some(true), Some(recipe("1.1.0")), InfoReport::Empty));
+    fx.extend(r.status(
+        "J1",
+        "success",
+        "OTA Upgrade finished and verified successfully",
+    ));
+    assert_eq!(r.state(id), JobState::Success);
+    assert_eq!(
+        job_states(&fx),
+        vec!["success"],
+        "one success, never a failure"
+    );
+}
+
+#[test]
+fn the_last_attempt_or_a_final_text_ends_the_job_at_once() {
+    let mut r = rig();
+    r.boot("1.0.0");
+    r.node(report(Some(true), None, offer("J1", "1.1.0")));
+    let id = r.approve_sent();
+    r.status(
+        "J1",
+        "failed",
+        "OTA Attempt 2/3 failed: Image download interrupted",
+    );
+    r.status(
+        "J1",
+        "failed",
+        "OTA Attempt 3/3 failed: Image download interrupted",
+    );
+    assert_eq!(
+        r.state(id),
+        JobState::Failed {
+            reason: "download failed (all 3 attempts)".into()
+        }
+    );
+
+    let mut r = rig();
+    r.boot("1.0.0");
+    r.node(report(Some(true), None, offer("J2", "1.1.0")));
+    let id = r.approve_sent();
+    r.status("J2", "failed", "OTA download window lapsed.");
+    assert!(matches!(r.state(id), JobState::Failed { reason } if reason.contains("window lapsed")));
+}
+
+#[test]
+fn a_failure_without_a_last_attempt_is_final_only_after_a_quiet_period() {
+    let mut r = rig();
+    r.boot("1.0.0");
+    r.node(report(Some(true), None, offer("J1", "1.1.0")));
+    let id = r.approve_sent();
+    r.status("J1", "failed", "Image validation failed");
+    assert!(matches!(
+        r.state(id),
+        JobState::Retrying { attempt: None, .. }
+    ));
+    r.advance(179 * S);
+    assert!(job_states(&r.tick()).is_empty());
+    r.advance(S);
+    assert_eq!(job_states(&r.tick()), vec!["failed"]);
+    // The offer is back, with what happened to it.
+    let p = r.core.visible(&r.key(), r.now);
+    assert_eq!(p.len(), 1);
+    assert!(p[0]
+        .warning
+        .as_deref()
+        .is_some_and(|w| w.contains("already failed")));
+}
+
+#[test]
+fn a_later_report_of_the_same_job_reopens_a_failed_one() {
+    let mut r = rig();
+    r.boot("1.0.0");
+    r.node(report(Some(true), None, offer("J1", "1.1.0")));
+    let id = r.approve_sent();
+    r.status("J1", "failed", "OTA Attempt 3/3 failed: timeout");
+    assert!(matches!(r.state(id), JobState::Failed { .. }));
+    r.advance(300 * S);
+    // The node fetched again over MQTT and, this time, downloads.
+    let fx = r.status(
+        "J1",
+        "in-progress",
+        "Starting OTA Upgrade (HTTPS attempt 1/3)",
+    );
+    assert_eq!(job_states(&fx), vec!["in_progress"]);
+    assert!(r.core.jobs.contains_key(&id), "followed again");
+    r.node(report(Some(true), Some(recipe("1.1.0")), InfoReport::Empty));
+    r.status(
+        "J1",
+        "success",
+        "OTA Upgrade finished and verified successfully",
+    );
+    assert_eq!(r.state(id), JobState::Success);
+    assert!(
+        r.core.earlier.is_empty(),
+        "no warning left for an image that installed"
+    );
+}
+
+#[test]
+fn restarting_into_new_firmware_is_not_stuck_and_ends_on_the_new_version() {
+    let mut r = rig();
+    r.boot("1.0.0");
+    r.node(report(Some(true), None, offer("J1", "1.1.0")));
+    let id = r.approve_sent();
+    r.status("J1", "in-progress", "Rebooting into new firmware");
+    assert_eq!(r.state(id), JobState::Verifying);
+    assert_eq!(
+        r.core.jobs[&id].job.headline,
+        "Restarting — checking the new firmware"
+    );
+    // The last will: offline, on purpose.
+    r.node(report(Some(false), None, InfoReport::Unknown));
+    r.advance(650 * S);
+    assert!(job_states(&r.tick()).is_empty(), "stuck inside the window");
+    // The new image connects: its config says the new version.
+    let fx = r.node(report(Some(true), Some(recipe("1.1.0")), InfoReport::Empty));
+    assert_eq!(job_states(&fx), vec!["success"]);
+    // Past the window with no news, it is stuck.
+    let mut r = rig();
+    r.boot("1.0.0");
+    r.node(report(Some(true), None, offer("J1", "1.1.0")));
+    let id = r.approve_sent();
+    r.status("J1", "in-progress", "Rebooting into new firmware");
+    r.advance(660 * S);
+    r.tick();
+    assert_eq!(r.state(id), JobState::Stuck);
+}
+
+#[test]
+fn a_rollback_reported_as_rejected_is_rolled_back_with_a_reason() {
+    let mut r = rig();
+    r.boot("4.2.0");
+    r.node(report(Some(true), None, offer("J1", "4.3.0")));
+    let id = r.approve_sent();
+    r.status("J1", "in-progress", "Rebooting into new firmware");
+    r.status("J1", "rejected", "Firmware rolled back");
+    assert!(
+        matches!(r.state(id), JobState::RolledBack { ref reason } if reason.contains("did not start properly") && reason.contains("4.2.0")),
+        "{:?}",
+        r.state(id)
+    );
+}
+
+#[test]
+fn a_rollback_reported_as_failed_warns_when_the_same_job_is_offered_again() {
+    let mut r = rig();
+    r.boot("4.2.0");
+    r.node(report(Some(true), None, offer("J1", "4.3.0")));
+    let id = r.approve_sent();
+    r.status("J1", "in-progress", "Rebooting into new firmware");
+    r.node(report(Some(false), None, InfoReport::Unknown));
+    r.advance(95 * S);
+    r.node(report(Some(true), Some(recipe("4.2.0")), InfoReport::Empty));
+    // Came back on the old version: that alone says rolled back.
+    assert!(matches!(r.state(id), JobState::RolledBack { .. }));
+    // The firmware's own report, reported as a failure, does not undo it.
+    r.status("J1", "failed", "MQTT did not connect within 90 seconds");
+    assert!(matches!(r.state(id), JobState::RolledBack { .. }));
+    // Auto-approve is on; the device fetches the same image again.
+    let k = r.key();
+    r.core.set_auto(&k, true, r.now);
+    r.core.take();
+    r.advance(300 * S);
+    let fx = r.node(report(Some(true), None, offer("J1", "4.3.0")));
+    let added: Vec<_> = events(&fx)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::PendingAdded { pending } => Some(pending.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(added.len(), 1);
+    let w = added[0].warning.clone().expect("warned");
+    assert!(w.contains("already rolled back"), "{w}");
+    assert!(w.contains("Auto-approve leaves it to you"), "{w}");
+    assert!(
+        !fx.iter().any(|e| matches!(e, Effect::AutoApprove(_))),
+        "auto-approve must wait for the user"
+    );
+    // Approve-all leaves it out too, saying why; by name it can be approved.
+    let slots = r
+        .core
+        .approve(vec![N.into()], Mode::All, &mut r.store, r.now);
+    assert!(
+        matches!(&slots[..], [Slot::Done(o)] if matches!(o.result, crate::model::ApprovalResult::Skipped { .. })),
+        "{slots:?}"
+    );
+    let slots = r
+        .core
+        .approve(vec![N.into()], Mode::Explicit, &mut r.store, r.now);
+    assert!(matches!(&slots[..], [Slot::Sending(_)]), "{slots:?}");
+}
+
+#[test]
+fn a_rollback_reported_only_as_failed_says_the_device_will_fetch_the_image_again() {
+    let mut r = rig();
+    r.boot("4.2.0");
+    r.node(report(Some(true), None, offer("J1", "4.3.0")));
+    let id = r.approve_sent();
+    r.status("J1", "in-progress", "Rebooting into new firmware");
+    r.status("J1", "failed", "MQTT did not connect within 90 seconds");
+    assert!(
+        matches!(r.state(id), JobState::RolledBack { ref reason } if reason.contains("fetch the same image again")),
+        "{:?}",
+        r.state(id)
+    );
+}
+
+#[test]
+fn delays_say_why_and_a_download_window_is_not_stuck() {
+    let mut r = rig();
+    r.boot("1.0.0");
+    r.node(report(Some(true), None, offer("J1", "1.1.0")));
+    let k = r.key();
+    r.core.job_window(
+        &k,
+        "J1",
+        DownloadWindow {
+            start_minute: 120,
+            end_minute: 270,
+        },
+        r.now,
+    );
+    let id = r.approve_sent();
+    r.status("J1", "delayed", "Not within download window.");
+    let job = r.core.jobs[&id].job.clone();
+    assert_eq!(
+        job.headline,
+        "Outside the download window (02:00–04:30 device time); it starts when the window opens"
+    );
+    r.advance(3 * 3600 * S);
+    assert!(job_states(&r.tick()).is_empty(), "a window is not stuck");
+    r.status("J1", "delayed", "No time information available yet.");
+    assert_eq!(
+        r.state(id),
+        JobState::Delayed {
+            delay: DelayReason::NoClock
+        }
+    );
+}
+
+#[test]
+fn the_devices_waiting_for_approval_from_before_the_start_is_not_the_jobs_state() {
+    let mut r = rig();
+    r.boot("1.0.0");
+    r.node(report(Some(true), None, offer("J1", "1.1.0")));
+    let id = r.approve_sent();
+    let fx = r.status("J1", "delayed", "Waiting for Approval");
+    assert!(job_states(&fx).is_empty());
+    assert_eq!(r.state(id), JobState::Sent);
+    assert_eq!(
+        r.core.jobs[&id].job.headline,
+        "Sent — waiting for the device to answer"
+    );
+}
+
+#[test]
+fn a_stock_layout_node_is_never_offered_for_node_side_approval() {
+    let mut r = rig();
+    let mut rep = report(Some(true), Some(stock("0.9.1")), offer("J9", "1.0.0"));
+    rep.ota_text = Some("Last update ok".into());
+    let fx = r.node(rep);
+    assert!(!events(&fx)
+        .iter()
+        .any(|e| matches!(e, Event::PendingAdded { .. })));
+    let n = &r.core.nodes[&r.key()];
+    assert_eq!(n.ota_layout, Some(OtaLayout::Stock));
+    assert_eq!(n.ota, None);
+    assert_eq!(n.ota_text.as_deref(), Some("Last update ok"));
+    // A cloud user-approval job still works for it.
+    let k = r.key();
+    r.core.cloud_offer(
+        &k,
+        Some(CloudOffer {
+            job_id: "C1".into(),
+            fw_version: "1.0.0".into(),
+            description: Some("First stable release".into()),
+            file_size: Some(1000),
+            window: None,
+        }),
+        r.now,
+    );
+    let p = r.core.pending(r.now);
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].kind, UpdateKind::CloudApproval);
+    let slots = r
+        .core
+        .approve(vec![N.into()], Mode::Explicit, &mut r.store, r.now);
+    assert!(matches!(&slots[..], [Slot::Sending(_)]));
+    let send = r.core.take().into_iter().find_map(|e| match e {
+        Effect::Send { job, .. } => Some(job.kind),
+        _ => None,
+    });
+    assert_eq!(send, Some(UpdateKind::CloudApproval));
+}
+
+#[test]
+fn a_card_follows_its_node_offline_and_a_node_shows_both_offers() {
+    let mut r = rig();
+    r.boot("3.0.0");
+    r.node(report(Some(true), None, offer("J1", "3.0.1")));
+    let k = r.key();
+    r.core.cloud_offer(
+        &k,
+        Some(CloudOffer {
+            job_id: "C1".into(),
+            fw_version: "3.1.0".into(),
+            description: None,
+            file_size: None,
+            window: None,
+        }),
+        r.now,
+    );
+    r.core.take();
+    assert_eq!(r.core.pending(r.now).len(), 2, "both offers");
+    let fx = r.node(report(Some(false), None, InfoReport::Unknown));
+    let offline: Vec<_> = events(&fx)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::PendingAdded { pending } => Some(pending.node_online),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(offline, vec![false, false], "every card says offline");
+}
+
+#[test]
+fn install_when_online_is_delivered_when_the_device_offers_the_same_job_again() {
+    let mut r = rig();
+    r.boot("3.0.0");
+    r.node(report(Some(true), None, offer("J1", "3.0.1")));
+    r.node(report(Some(false), None, InfoReport::Unknown));
+    let o = r.core.install_when_online(N, &mut r.store, r.now);
+    let id = match o.result {
+        crate::model::ApprovalResult::Queued { job } => job.id,
+        other => panic!("{other:?}"),
+    };
+    r.core.take();
+    // It boots: Info is "{}" until it has fetched; nothing is sent yet.
+    let fx = r.node(report(Some(true), Some(recipe("3.0.0")), InfoReport::Empty));
+    assert!(!fx.iter().any(|e| matches!(e, Effect::Send { .. })));
+    assert_eq!(
+        r.state(id),
+        JobState::Queued {
+            reason: QueueReason::WaitingForNode
+        }
+    );
+    let fx = r.node(report(Some(true), None, offer("J1", "3.0.1")));
+    let sends = fx
+        .iter()
+        .filter(|e| matches!(e, Effect::Send { .. }))
+        .count();
+    assert_eq!(sends, 1, "delivered once");
+    assert_eq!(r.state(id), JobState::Requested);
+
+    // Back with another job: the old approval closes, the new offer waits.
+    let mut r = rig();
+    r.boot("3.0.0");
+    r.node(report(Some(true), None, offer("J1", "3.0.1")));
+    r.node(report(Some(false), None, InfoReport::Unknown));
+    let o = r.core.install_when_online(N, &mut r.store, r.now);
+    let id = match o.result {
+        crate::model::ApprovalResult::Queued { job } => job.id,
+        other => panic!("{other:?}"),
+    };
+    r.node(report(Some(true), None, offer("J2", "3.0.2")));
+    assert_eq!(r.state(id), JobState::Cancelled);
+    let p = r.core.pending(r.now);
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].job_id, "J2");
+}
+
+#[test]
+fn a_command_that_never_left_is_failed_in_plain_words_and_warns_nothing() {
+    let mut r = rig();
+    r.boot("1.0.0");
+    r.node(report(Some(true), None, offer("J1", "1.1.0")));
+    let slots = r
+        .core
+        .approve(vec![N.into()], Mode::Explicit, &mut r.store, r.now);
+    let [Slot::Sending(id)] = slots[..] else {
+        panic!("{slots:?}")
+    };
+    r.core.command_done(
+        id,
+        Err(crate::Error::Config(
+            "the account has no REST or MQTT side".into(),
+        )),
+        r.now,
+    );
+    assert!(
+        matches!(r.state(id), JobState::Failed { ref reason } if reason.starts_with("not sent — nothing reached the device")),
+        "{:?}",
+        r.state(id)
+    );
+    assert!(r.core.pending(r.now)[0].warning.is_none());
+}

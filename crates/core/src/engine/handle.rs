@@ -1,0 +1,243 @@
+//! The views' handle on the engine: one request type per thing a view can
+//! ask, sent to the actor and answered on a oneshot channel.
+
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::core::Mode;
+use crate::error::{Error, Result};
+use crate::event::{AccountState, Event};
+use crate::model::{
+    AccountConfig, ApprovalOutcome, HistoryFilter, Job, JobEvent, Millis, Node, PendingUpdate,
+    Policies, QuietHours,
+};
+use crate::secrets::SecretStore;
+use crate::store::AuditEntry;
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
+
+pub(crate) enum Request {
+    AddAccount(Box<AccountConfig>, Reply<()>),
+    RemoveAccount(String, Reply<()>),
+    Accounts(Reply<Vec<(AccountConfig, AccountState)>>),
+    Login(String, String, Reply<()>),
+    Nodes(Reply<Vec<Node>>),
+    Pending(Reply<Vec<PendingUpdate>>),
+    Jobs(Reply<Vec<Job>>),
+    History(HistoryFilter, Reply<Vec<Job>>),
+    JobEvents(i64, Reply<Vec<JobEvent>>),
+    Audit(u32, Reply<Vec<AuditEntry>>),
+    Approve(Vec<String>, Mode, oneshot::Sender<Vec<ApprovalOutcome>>),
+    ApproveAt(Vec<String>, Millis, oneshot::Sender<Vec<ApprovalOutcome>>),
+    Policies(Reply<Policies>),
+    InstallWhenOnline(String, oneshot::Sender<ApprovalOutcome>),
+    Resend(i64, oneshot::Sender<ApprovalOutcome>),
+    Cancel(i64, Reply<Job>),
+    Snooze(String, Option<Millis>, Reply<()>),
+    Skip(String, Reply<()>),
+    AutoApprove(String, bool, Reply<()>),
+    QuietHours(Option<QuietHours>, Reply<()>),
+    CheckNow(String, Reply<oneshot::Receiver<()>>),
+    Refresh(Reply<Vec<oneshot::Receiver<std::result::Result<(), String>>>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The views' handle on the engine. Cheap to clone; the engine stops when
+/// the last handle is dropped or [`EngineHandle::shutdown`] is called.
+#[derive(Clone)]
+pub struct EngineHandle {
+    pub(crate) tx: mpsc::Sender<Request>,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) secrets: Arc<dyn SecretStore>,
+}
+
+impl std::fmt::Debug for EngineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineHandle").finish_non_exhaustive()
+    }
+}
+
+impl EngineHandle {
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| Error::EngineStopped)?;
+        rx.await.map_err(|_| Error::EngineStopped)?
+    }
+
+    async fn ask_plain<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| Error::EngineStopped)?;
+        rx.await.map_err(|_| Error::EngineStopped)
+    }
+
+    /// The secret store this engine reads passwords from, so a view can save
+    /// a new account's password where the engine will find it.
+    pub fn secrets(&self) -> Arc<dyn SecretStore> {
+        self.secrets.clone()
+    }
+
+    /// Subscribes to events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Adds (or replaces) an account, saves its config and starts its sources.
+    pub async fn add_account(&self, cfg: AccountConfig) -> Result<()> {
+        self.ask(|r| Request::AddAccount(Box::new(cfg), r)).await
+    }
+
+    /// Stops and forgets an account (its job history stays).
+    pub async fn remove_account(&self, name: &str) -> Result<()> {
+        self.ask(|r| Request::RemoveAccount(name.into(), r)).await
+    }
+
+    /// Every account with its state.
+    pub async fn accounts(&self) -> Result<Vec<(AccountConfig, AccountState)>> {
+        self.ask(Request::Accounts).await
+    }
+
+    /// Stores a new password for an account and leaves "needs login".
+    pub async fn login(&self, account: &str, password: &str) -> Result<()> {
+        self.ask(|r| Request::Login(account.into(), password.into(), r))
+            .await
+    }
+
+    /// Every known node.
+    pub async fn nodes(&self) -> Result<Vec<Node>> {
+        self.ask(Request::Nodes).await
+    }
+
+    /// Updates waiting for approval (skipped versions left out; snoozed ones
+    /// carry `snoozed_until`).
+    pub async fn pending(&self) -> Result<Vec<PendingUpdate>> {
+        self.ask(Request::Pending).await
+    }
+
+    /// Jobs not finished yet.
+    pub async fn jobs(&self) -> Result<Vec<Job>> {
+        self.ask(Request::Jobs).await
+    }
+
+    /// Every job, newest first.
+    pub async fn history(&self, filter: HistoryFilter) -> Result<Vec<Job>> {
+        self.ask(|r| Request::History(filter, r)).await
+    }
+
+    /// A job's state changes, oldest first.
+    pub async fn job_events(&self, job_id: i64) -> Result<Vec<JobEvent>> {
+        self.ask(|r| Request::JobEvents(job_id, r)).await
+    }
+
+    /// The approvals audit, newest first.
+    pub async fn audit(&self, limit: u32) -> Result<Vec<AuditEntry>> {
+        self.ask(|r| Request::Audit(limit, r)).await
+    }
+
+    /// Approves the pending update of each node. Up-to-date and offline
+    /// nodes are skipped (offline: "install when online" is offered);
+    /// failures do not stop the others. One outcome per node.
+    pub async fn approve(&self, node_ids: &[String]) -> Result<Vec<ApprovalOutcome>> {
+        self.ask_plain(|r| Request::Approve(node_ids.to_vec(), Mode::Explicit, r))
+            .await
+    }
+
+    /// Approves now, to be sent at `at` ("install tonight"). Nodes offline
+    /// at that time get it when they come online.
+    pub async fn approve_at(
+        &self,
+        node_ids: &[String],
+        at: Millis,
+    ) -> Result<Vec<ApprovalOutcome>> {
+        self.ask_plain(|r| Request::ApproveAt(node_ids.to_vec(), at, r))
+            .await
+    }
+
+    /// Approves every visible pending update that is not snoozed or skipped.
+    pub async fn approve_all(&self) -> Result<Vec<ApprovalOutcome>> {
+        self.ask_plain(|r| Request::Approve(vec![], Mode::All, r))
+            .await
+    }
+
+    /// Approves a node's update now, to be sent when the node comes online.
+    pub async fn install_when_online(&self, node_id: &str) -> Result<ApprovalOutcome> {
+        self.ask_plain(|r| Request::InstallWhenOnline(node_id.into(), r))
+            .await
+    }
+
+    /// The user confirms re-sending a job whose command could not be
+    /// confirmed (state `not_confirmed`).
+    pub async fn confirm_resend(&self, job_id: i64) -> Result<ApprovalOutcome> {
+        self.ask_plain(|r| Request::Resend(job_id, r)).await
+    }
+
+    /// Cancels a job that has not been sent (queued or not confirmed) or is stuck.
+    pub async fn cancel(&self, job_id: i64) -> Result<Job> {
+        self.ask(|r| Request::Cancel(job_id, r)).await
+    }
+
+    /// "Remind me later": approve-all leaves the node out until `until`
+    /// (`None` clears).
+    pub async fn snooze(&self, node_id: &str, until: Option<Millis>) -> Result<()> {
+        self.ask(|r| Request::Snooze(node_id.into(), until, r))
+            .await
+    }
+
+    /// Skips the version now offered to a node (cleared when another version appears).
+    pub async fn skip(&self, node_id: &str) -> Result<()> {
+        self.ask(|r| Request::Skip(node_id.into(), r)).await
+    }
+
+    /// Per-node auto-approve (opt-in).
+    pub async fn set_auto_approve(&self, node_id: &str, on: bool) -> Result<()> {
+        self.ask(|r| Request::AutoApprove(node_id.into(), on, r))
+            .await
+    }
+
+    /// Every policy in force (auto-approve, quiet hours, skips, snoozes).
+    pub async fn policies(&self) -> Result<Policies> {
+        self.ask(Request::Policies).await
+    }
+
+    /// Sets or clears quiet hours.
+    pub async fn set_quiet_hours(&self, q: Option<QuietHours>) -> Result<()> {
+        self.ask(|r| Request::QuietHours(q, r)).await
+    }
+
+    /// Checks one node for updates now (cloud jobs through REST; node-side
+    /// through `Operation=check` over MQTT); returns when the answer is in.
+    pub async fn check_now(&self, node_id: &str) -> Result<()> {
+        let rx = self.ask(|r| Request::CheckNow(node_id.into(), r)).await?;
+        let _ = rx.await;
+        Ok(())
+    }
+
+    /// One node sweep of every REST account now; returns when applied.
+    pub async fn refresh(&self) -> Result<()> {
+        let waits = self.ask(Request::Refresh).await?;
+        let mut errors = vec![];
+        for w in waits {
+            match w.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(e),
+                Err(_) => errors.push("the sweep stopped".into()),
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Network(errors.join("; ")))
+        }
+    }
+
+    /// Stops the engine and its sources.
+    pub async fn shutdown(&self) {
+        let _ = self.ask_plain(Request::Shutdown).await;
+    }
+}
