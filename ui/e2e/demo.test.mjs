@@ -90,25 +90,55 @@ test("the demo fleet: pending updates appear, one is approved to success, approv
     return (await el.isExisting()) && (await el.getAttribute("data-state")) === "success";
   }, 90_000);
 
-  // Approve all: the rest, with the offline one left out and said so.
+  // The Garage Door offered its update and then dropped off the network: its
+  // card follows the node (not the moment the offer arrived) and offers
+  // "Install when online" instead of Approve.
   await tab("inbox");
+  const garage = '[data-testid="pending-card"][data-node="7CDFA1000003"]';
+  await until("the Garage Door's card to say it is offline", async () => {
+    const el = await browser.$(garage);
+    return (await el.isExisting()) && (await el.getAttribute("data-online")) === "false";
+  }, 90_000);
+  assert.equal(await (await browser.$(`${garage} [data-testid="online-state"]`)).getText(), "Offline");
+  assert.ok(await (await browser.$(`${garage} [data-testid="install-when-online"]`)).isExisting(), "the offline card offers Install when online");
+  assert.ok(!(await (await browser.$(`${garage} [data-testid="approve"]`)).isExisting()), "the offline card offers no Approve");
+
+  // Approve all: the rest, with the offline one left out and said so.
   await (await browser.$('[data-testid="approve-all"]')).click();
+  const confirm = await browser.$('[data-testid="confirm-all"]');
+  assert.match(await confirm.getText(), /offline device\(s\) are left out \(.*Garage Door/, "the confirmation names the offline Garage Door");
   await (await browser.$('[data-testid="confirm-approve-all"]')).click();
   await tab("activity");
-  const results = await until("the fan's failure and the thermostat's rollback", async () => {
+  // The fan's first download attempt fails and the second succeeds; the
+  // thermostat's new firmware does not reach the cloud in time and it goes
+  // back to the old one (reported by the device as `failed`). What Activity
+  // said on the way is logged; the end states are asserted.
+  const seen = new Set();
+  const results = await until("the fan's update and the thermostat's rollback", async () => {
+    for (const el of await browser.$$('[data-testid="job-running"][data-node="7CDFA1000004"] [data-testid="job-state"]')) {
+      seen.add(await el.getText());
+    }
     const fan = await browser.$('[data-testid="job-finished"][data-node="7CDFA1000004"]');
     const hall = await browser.$('[data-testid="job-finished"][data-node="7CDFA1000005"]');
     if (!(await fan.isExisting()) || !(await hall.isExisting())) return null;
     return {
-      fan: await (await fan.$('[data-testid="job-result"]')).getText(),
-      hall: await (await hall.$('[data-testid="job-result"]')).getText(),
+      fan: await fan.getAttribute("data-state"),
+      fanText: await (await fan.$('[data-testid="job-result"]')).getText(),
+      hall: await hall.getAttribute("data-state"),
+      hallText: await (await hall.$('[data-testid="job-result"]')).getText(),
     };
-  }, 150_000);
-  assert.match(results.fan, /^Failed: .+/, "the fan's failure has a reason");
-  assert.match(results.hall, /^Rolled back/, "the thermostat's rollback is named");
+  }, 180_000);
+  console.log("the fan's job on the way:", [...seen]);
+  assert.equal(results.fan, "success", `the fan ends updated after its retry: ${results.fanText}`);
+  assert.equal(results.fanText, "Updated");
+  assert.equal(results.hall, "rolled_back", `the thermostat rolls back: ${results.hallText}`);
+  assert.match(results.hallText, /^Rolled back: .*went back to its previous firmware/, "the rollback's reason is given");
   screenshot("activity-results");
 
   await tab("history");
+  const hallRow = await browser.$('[data-testid="history-row"][data-node="7CDFA1000005"]');
+  await hallRow.waitForExist({ timeout: 10_000 });
+  assert.match(await hallRow.getText(), /went back to its previous firmware/, "History gives the rollback's reason");
   const rows = await until("history rows", async () => {
     const states = await attrs('[data-testid="history-row"]', "data-state");
     return states.length >= 3 ? states : null;
@@ -118,7 +148,7 @@ test("the demo fleet: pending updates appear, one is approved to success, approv
     byNode[await el.getAttribute("data-node")] = await el.getAttribute("data-state");
   }
   assert.equal(byNode["7CDFA1000001"], "success", JSON.stringify(byNode));
-  assert.equal(byNode["7CDFA1000004"], "failed", JSON.stringify(byNode));
+  assert.equal(byNode["7CDFA1000004"], "success", JSON.stringify(byNode));
   assert.equal(byNode["7CDFA1000005"], "rolled_back", JSON.stringify(byNode));
   assert.ok(rows.length >= 3);
   screenshot("history");

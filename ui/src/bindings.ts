@@ -251,6 +251,14 @@ reason: string } |
 /**  Why, in plain words. */
 reason: string };
 
+/**  One download attempt out of the firmware's limit: "attempt 2 of 3". */
+export type Attempt = {
+	/**  This attempt, from 1. */
+	n: number,
+	/**  How many the firmware makes (3 by default). */
+	of: number,
+};
+
 /**  A Blynk server to add. */
 export type BlynkAccountInput = {
 	/**  Unique account name. */
@@ -410,6 +418,27 @@ by: number } |
 /**  Why, in plain words. */
 reason: string };
 
+/**  Why a node postpones an update (its `delayed` texts, docs/rainmaker.md). */
+export type DelayReason = 
+/**  "Waiting for Approval": the node asks the user. */
+{ why: "waiting_for_approval" } | 
+/**
+ *  "Not within download window.": the job may only be downloaded inside
+ *  a daily window of the device's local time.
+ */
+{ why: "download_window"; 
+/**  The window, when Greenlight saw the job's metadata. */
+window?: DownloadWindow | null } | 
+/**  "Not within valid window.": the job is not valid yet on the node's clock. */
+{ why: "not_valid_yet" } | 
+/**
+ *  "No time information available yet.": the node has no clock yet and
+ *  tries again in about 30 seconds.
+ */
+{ why: "no_clock" } | 
+/**  Any other text (kept on the job as `progress_text`). */
+{ why: "other" };
+
 /**
  *  One device in a campaign, followed from the start. The counters are
  *  lower bounds: the server only shows the latest login and send.
@@ -483,6 +512,17 @@ reason: string } |
  *  it a campaign update.
  */
 { state: "no_build" };
+
+/**
+ *  A daily download window in minutes after midnight of the device's local
+ *  time; `start > end` crosses midnight.
+ */
+export type DownloadWindow = {
+	/**  Opens, minutes after midnight (0..1440). */
+	start_minute: number,
+	/**  Closes, minutes after midnight (0..1440). */
+	end_minute: number,
+};
 
 /**  Something changed in the engine (the core's own event, as it is). */
 export type EngineEvent = {
@@ -578,6 +618,12 @@ export type Job = {
 	updated_at: number,
 	/**  When it reached a terminal state. */
 	finished_at: number | null,
+	/**
+	 *  Where the job is, in plain words, one line ("Attempt 1 of 3 failed
+	 *  (download failed); the device tries again"). Written by the engine
+	 *  from the state so the app and the CLI say the same.
+	 */
+	headline?: string,
 };
 
 /**  One entry of a job's history. */
@@ -612,10 +658,30 @@ reason: string } |
 { state: "sent" } | 
 /**  The cloud or node says the job started. */
 { state: "started" } | 
-/**  Downloading / flashing / rebooting. */
-{ state: "in_progress" } | 
-/**  The node postpones (waiting for approval, outside its download window, offline). */
-{ state: "delayed" } | 
+/**  Downloading / flashing. */
+{ state: "in_progress"; 
+/**  Which download attempt, when the node says ("HTTPS attempt 2/3"). */
+attempt?: Attempt | null } | 
+/**
+ *  A download attempt failed and the firmware will try again (or, when
+ *  the text names no attempt, may: the job waits a quiet period before
+ *  it is called failed). Not an end.
+ */
+{ state: "retrying"; 
+/**  The attempt that failed, when the node says ("OTA Attempt 1/3 failed"). */
+attempt?: Attempt | null; 
+/**  Why it failed, in plain words. */
+reason: string } | 
+/**
+ *  The node restarts into the new firmware and checks that it works
+ *  (it must reach MQTT again within its rollback window). Offline is
+ *  expected here; nothing is stuck.
+ */
+{ state: "verifying" } | 
+/**  The node postpones, and says why. */
+{ state: "delayed"; 
+/**  Why, as far as the node's text tells. */
+delay?: DelayReason } | 
 /**  The node runs the new firmware. */
 { state: "success" } | 
 /**  The update failed. */
@@ -627,7 +693,9 @@ reason: string } |
 /**  Plain reason. */
 reason: string } | 
 /**  The node came back on its old firmware. */
-{ state: "rolled_back" } | 
+{ state: "rolled_back"; 
+/**  Plain reason (how the node reported it, what happens next). */
+reason?: string } | 
 /**  Nothing changed for too long; the last known text is kept on the job. */
 { state: "stuck" } | 
 /**  Cancelled by the user before it was sent (RainMaker has no cancel once sent). */
@@ -695,8 +763,19 @@ export type Node = {
 	fw_version: string | null,
 	/**  Connected right now, as far as the engine knows. */
 	online: boolean,
-	/**  The node's OTA service, when its config declares one (node-side approval possible). */
+	/**
+	 *  The node's OTA service in the user-approval layout (`Operation` +
+	 *  object `Info`): node-side approval is possible. `None` for nodes of
+	 *  the stock SDK layout, which are never sent `Operation`.
+	 */
 	ota: OtaNames | null,
+	/**  Which layout of `esp.service.ota` the node's config declares, when known. */
+	ota_layout?: OtaLayout | null,
+	/**
+	 *  The last OTA text a stock-SDK-layout node reported in its `Status`
+	 *  or `Info` string param (free text about the last update, not an offer).
+	 */
+	ota_text?: string | null,
 	/**  When anything was last heard about the node. */
 	last_seen: number,
 };
@@ -710,6 +789,16 @@ export type NodePolicy = {
 	/**  Skipped version, snooze end (ms), or nothing (auto-approve). */
 	value?: string | null,
 };
+
+/**  The two layouts of the `esp.service.ota` service (docs/rainmaker.md). */
+export type OtaLayout = 
+/**  `Operation` + object `Info`: the node asks before it installs. */
+"user_approval" | 
+/**
+ *  The stock SDK: `Status`/`Info`/`URL` strings, no `Operation`. Updates
+ *  come from cloud jobs; a "User Approval" job is approved in the cloud.
+ */
+"stock";
 
 /**
  *  Names of the OTA service and its params as a node's config declares them
@@ -750,6 +839,12 @@ export type PendingUpdate = {
 	snoozed_until: number | null,
 	/**  The node is online (approval needs it; otherwise "install when online"). */
 	node_online: boolean,
+	/**
+	 *  Something the user should know before approving, in plain words
+	 *  (this very image already rolled back or failed on this device).
+	 *  Auto-approve never approves an update that carries one.
+	 */
+	warning?: string | null,
 };
 
 /**  Every policy in force: what `policy show` and the app's settings list. */

@@ -12,6 +12,8 @@ export function node(id: string, name: string, over: Partial<Node> = {}): Node {
     fw_version: "1.0.0",
     online: true,
     ota: null,
+    ota_layout: "user_approval",
+    ota_text: null,
     last_seen: T0,
     ...over,
   };
@@ -31,6 +33,7 @@ export function pending(id: string, name: string, over: Partial<PendingUpdate> =
     first_seen: T0,
     snoozed_until: null,
     node_online: true,
+    warning: null,
     ...over,
   };
 }
@@ -52,6 +55,7 @@ export function job(id: number, nodeId: string, state: Job["state"], over: Parti
     sent_at: T0 + 500,
     updated_at: T0 + 1000,
     finished_at: null,
+    headline: "",
     ...over,
   };
 }

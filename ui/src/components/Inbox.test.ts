@@ -111,6 +111,124 @@ describe("Inbox", () => {
     expect(calls).toContainEqual(["approve", { nodeIds: ["b2"] }]);
   });
 
+  it("shows both offers of a node that has a node-side and a cloud offer, and follows each by its own key", async () => {
+    const m = model();
+    m.pending = [pending("a1", "Kitchen Plug", { job_id: "node-offer", to_version: "1.4.0" })];
+    render(Inbox, { model: m });
+    // The cloud offer arrives for the same node: it is added, not swapped in.
+    m.apply({
+      type: "pending_added",
+      pending: pending("a1", "Kitchen Plug", { job_id: "cloud-offer", kind: "cloud_approval", to_version: "1.5.0", release_note: "Cloud build" }),
+    });
+    await new Promise((r) => setTimeout(r, 0));
+    let cards = screen.getAllByTestId("pending-card");
+    expect(cards.map((c) => c.dataset.job)).toEqual(["node-offer", "cloud-offer"]);
+    expect(within(cards[0]).getByText("Device asks")).toBeTruthy();
+    expect(within(cards[1]).getByText("Cloud job")).toBeTruthy();
+    expect(within(cards[1]).getByText("1.5.0")).toBeTruthy();
+    expect(within(cards[0]).getByTestId("two-offers").textContent).toContain("2 updates waiting");
+    // Each card has its own checkbox.
+    await fireEvent.click(screen.getByLabelText("Select Kitchen Plug (Cloud job)"));
+    expect((screen.getByLabelText("Select Kitchen Plug (Device asks)") as HTMLInputElement).checked).toBe(false);
+
+    // A third offer for another node is added; an update of one offer replaces only that one.
+    m.apply({ type: "pending_added", pending: pending("b2", "Porch Sensor") });
+    m.apply({ type: "pending_added", pending: pending("a1", "Kitchen Plug", { job_id: "cloud-offer", kind: "cloud_approval", to_version: "1.5.1" }) });
+    await new Promise((r) => setTimeout(r, 0));
+    cards = screen.getAllByTestId("pending-card");
+    expect(cards.map((c) => c.dataset.job)).toEqual(["node-offer", "cloud-offer", "job-b2"]);
+    expect(within(cards[1]).getByText("1.5.1")).toBeTruthy();
+
+    // Removing one offer leaves the other.
+    m.apply({ type: "pending_removed", account: "home", node_id: "a1", job_id: "node-offer" });
+    await new Promise((r) => setTimeout(r, 0));
+    expect(screen.getAllByTestId("pending-card").map((c) => c.dataset.job)).toEqual(["cloud-offer", "job-b2"]);
+    expect(screen.queryByTestId("two-offers")).toBeNull();
+  });
+
+  it("Skip this version on a node with two offers asks the engine what is left and names what was skipped", async () => {
+    const nodeOffer = pending("a1", "Kitchen Plug", { job_id: "node-offer", to_version: "1.4.0" });
+    const cloudOffer = pending("a1", "Kitchen Plug", { job_id: "cloud-offer", kind: "cloud_approval", to_version: "1.5.0" });
+    const calls: string[] = [];
+    mockIPC((cmd) => {
+      calls.push(cmd);
+      if (cmd === "pending") return [cloudOffer];
+      if (cmd === "policies") return { auto_approve: [], quiet_hours: null, skipped: [], snoozed: [] };
+      return null;
+    });
+    const m = model();
+    m.pending = [nodeOffer, cloudOffer];
+    render(Inbox, { model: m });
+    await fireEvent.click(within(screen.getAllByTestId("pending-card")[0]).getByText("Skip this version"));
+    await new Promise((r) => setTimeout(r, 0));
+    await new Promise((r) => setTimeout(r, 0));
+    expect(calls.slice(0, 2)).toEqual(["skip", "pending"]);
+    expect(screen.getAllByTestId("pending-card").map((c) => c.dataset.job)).toEqual(["cloud-offer"]);
+    expect(m.notices.at(-1)?.text).toBe("Kitchen Plug: skipping 1.4.0. A newer version will show again.");
+  });
+
+  it("takes the online state from the current node, not from the moment the offer arrived", async () => {
+    const m = model();
+    // The demo's Garage Door: the offer was recorded while online, the node is offline now.
+    m.pending = [pending("c3", "Garage Door", { node_online: true }), pending("a1", "Kitchen Plug")];
+    render(Inbox, { model: m });
+    const card = (n: string) => screen.getAllByTestId("pending-card").find((c) => c.dataset.node === n)!;
+    expect(within(card("c3")).getByTestId("online-state").textContent).toBe("Offline");
+    expect(within(card("c3")).getByTestId("install-when-online")).toBeTruthy();
+    expect(within(card("c3")).queryByTestId("approve")).toBeNull();
+
+    // The plug goes offline: its card says so and offers Install when online.
+    expect(within(card("a1")).getByTestId("approve")).toBeTruthy();
+    m.apply({ type: "node_updated", node: node("a1", "Kitchen Plug", { online: false }) });
+    await new Promise((r) => setTimeout(r, 0));
+    expect(within(card("a1")).getByTestId("online-state").textContent).toBe("Offline");
+    expect(within(card("a1")).queryByTestId("approve")).toBeNull();
+    expect(within(card("a1")).getByTestId("install-when-online")).toBeTruthy();
+
+    // The confirmation counts from the same live data.
+    await fireEvent.click(screen.getByTestId("approve-all"));
+    const dialog = screen.getByTestId("confirm-all");
+    expect(within(dialog).getByText("Approve 0 update(s)?")).toBeTruthy();
+    expect(dialog.textContent).toContain("2 offline device(s) are left out (Garage Door, Kitchen Plug)");
+
+    // Back online: Approve again.
+    m.apply({ type: "node_updated", node: node("a1", "Kitchen Plug", { online: true }) });
+    await new Promise((r) => setTimeout(r, 0));
+    expect(within(card("a1")).getByTestId("online-state").textContent).toBe("Online");
+    expect(within(card("a1")).getByTestId("approve")).toBeTruthy();
+    expect(within(dialog).getByText("Approve 1 update(s)?")).toBeTruthy();
+  });
+
+  it("falls back to the offer's online flag for a node not in the node list", () => {
+    const m = model();
+    m.pending = [pending("z9", "Unknown Node", { node_online: false })];
+    render(Inbox, { model: m });
+    const card = screen.getByTestId("pending-card");
+    expect(within(card).getByTestId("online-state").textContent).toBe("Offline");
+    expect(within(card).getByTestId("install-when-online")).toBeTruthy();
+  });
+
+  it("shows an update's warning on the card as text, and Approve all leaves that update out", async () => {
+    const warning =
+      "This image already rolled back on this device (MQTT did not connect within 90 seconds). Approving it again will likely do the same; ask whoever publishes the firmware.";
+    const m = model();
+    m.pending = [pending("a1", "Kitchen Plug"), pending("b2", "Porch Sensor", { warning })];
+    render(Inbox, { model: m });
+    const porch = screen.getAllByTestId("pending-card").find((c) => c.dataset.node === "b2")!;
+    const note = within(porch).getByTestId("pending-warning");
+    expect(note.textContent).toContain(warning);
+    expect(note.getAttribute("title")).toBeNull();
+    // Still approvable one by one.
+    expect(within(porch).getByTestId("approve")).toBeTruthy();
+    const plug = screen.getAllByTestId("pending-card").find((c) => c.dataset.node === "a1")!;
+    expect(within(plug).queryByTestId("pending-warning")).toBeNull();
+
+    await fireEvent.click(screen.getByTestId("approve-all"));
+    const dialog = screen.getByTestId("confirm-all");
+    expect(within(dialog).getByText("Approve 1 update(s)?")).toBeTruthy();
+    expect(dialog.textContent).toContain("1 update(s) with a warning are left out (Porch Sensor)");
+  });
+
   it("shows hostile device names and release notes as text, never as markup", () => {
     const m = model();
     const evil = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>';

@@ -39,6 +39,11 @@ function key(a: { account: string; node_id: string }): string {
   return `${a.account}\u0000${a.node_id}`;
 }
 
+/** One offer: a node can hold a node-side and a cloud offer at once. */
+export function offerKey(p: { account: string; node_id: string; job_id: string }): string {
+  return `${key(p)}\u0000${p.job_id}`;
+}
+
 export class AppModel {
   tab = $state<Tab>("inbox");
   status = $state<AppStatus | null>(null);
@@ -64,6 +69,16 @@ export class AppModel {
     const p = this.pending.find((p) => p.node_id === nodeId);
     return p ? deviceName(p) : nodeId;
   };
+
+  /** The node as the engine knows it now (kept current by node_updated). */
+  nodeOf = (p: { account: string; node_id: string }): Node | undefined => this.nodes.find((n) => key(n) === key(p));
+
+  /**
+   * Whether the device is online now: the current node list decides; the
+   * offer's own flag (its state when the offer was last sent) only when the
+   * node is not in the list.
+   */
+  isOnline = (p: PendingUpdate): boolean => this.nodeOf(p)?.online ?? p.node_online;
 
   get visiblePending(): PendingUpdate[] {
     return this.pending.filter((p) => p.snoozed_until == null || p.snoozed_until <= this.now);
@@ -146,16 +161,16 @@ export class AppModel {
         break;
       }
       case "pending_added": {
+        // An upsert by (account, node, job): a node's node-side and cloud
+        // offers are two entries.
         const p = ev.pending;
-        const i = this.pending.findIndex((q) => key(q) === key(p) && q.job_id === p.job_id);
+        const i = this.pending.findIndex((q) => offerKey(q) === offerKey(p));
         if (i >= 0) this.pending[i] = p;
-        else this.pending = [...this.pending.filter((q) => key(q) !== key(p)), p];
+        else this.pending = [...this.pending, p];
         break;
       }
       case "pending_removed":
-        this.pending = this.pending.filter(
-          (q) => !(q.account === ev.account && q.node_id === ev.node_id && q.job_id === ev.job_id),
-        );
+        this.pending = this.pending.filter((q) => offerKey(q) !== offerKey(ev));
         break;
       case "job_changed": {
         const j = ev.job;
@@ -214,7 +229,7 @@ export class AppModel {
   }
 
   approveAll() {
-    const ids = this.visiblePending.map((p) => p.node_id);
+    const ids = [...new Set(this.visiblePending.map((p) => p.node_id))];
     return this.approveWith(ids, () => call(commands.approveAll()));
   }
 
@@ -234,10 +249,15 @@ export class AppModel {
   }
 
   async skip(id: string) {
-    const p = this.pending.find((p) => p.node_id === id);
+    const before = this.pending.filter((p) => p.node_id === id);
     if ((await this.act(() => call(commands.skip(id)))) !== undefined) {
-      this.notify("info", `${this.nameOf(id)}: skipping ${p?.to_version ?? "this version"}. A newer version will show again.`);
-      this.pending = this.pending.filter((q) => q.node_id !== id);
+      // The engine skips the version it would install; ask it what is left
+      // rather than guess (a node can hold two offers).
+      const now = await this.act(() => call(commands.pending()));
+      if (now) this.pending = now;
+      const left = new Set((now ?? []).filter((p) => p.node_id === id).map(offerKey));
+      const gone = [...new Set(before.filter((p) => !left.has(offerKey(p))).map((p) => p.to_version))];
+      this.notify("info", `${this.nameOf(id)}: skipping ${gone.length ? gone.join(", ") : "this version"}. A newer version will show again.`);
       this.policies = (await this.act(() => call(commands.policies()))) ?? this.policies;
     }
   }

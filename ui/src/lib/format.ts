@@ -33,49 +33,41 @@ export function when(ms: number | null | undefined): string {
   });
 }
 
-/** The words for a job's state, as the Activity page shows them. */
-export function stateLabel(s: JobState): string {
-  switch (s.state) {
-    case "queued":
-      switch (s.reason.why) {
-        case "quiet_hours":
-          return `Waiting for quiet hours to end (${new Date(s.reason.until).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })})`;
-        case "scheduled":
-          return `Scheduled for ${new Date(s.reason.at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}`;
-        case "waiting_for_node":
-          return "Will start when the device is online";
-      }
-      return "Queued";
-    case "requested":
-      return "Requested — waiting for the device";
-    case "not_confirmed":
-      return `Not confirmed: ${s.reason}`;
-    case "sent":
-      return "Sent — waiting for the device to start";
-    case "started":
-      return "Started";
-    case "in_progress":
-      return "Installing";
-    case "delayed":
-      return "Delayed by the device";
-    case "success":
-      return "Updated";
-    case "failed":
-      return `Failed: ${s.reason}`;
-    case "rejected":
-      return `Rejected: ${s.reason}`;
-    case "rolled_back":
-      return "Rolled back: the device went back to its previous firmware";
-    case "stuck":
-      return "No progress for a while";
-    case "cancelled":
-      return "Cancelled";
+const clock = (ms: number) => new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+
+/**
+ * A bare state in a few words, only for a job that carries no headline (one
+ * recorded before core wrote headlines). Core's table (crates/core/src/words.rs)
+ * is the one source of the words; this does not repeat it.
+ */
+export function stateWords(s: JobState): string {
+  const name = s.state.replace(/_/g, " ");
+  const words = name.charAt(0).toUpperCase() + name.slice(1);
+  const reason = "reason" in s && typeof s.reason === "string" && s.reason !== "" ? s.reason : "";
+  return reason ? `${words}: ${reason}` : words;
+}
+
+/**
+ * Where a job is, in core's words (its `headline`, the same line the CLI
+ * prints), plus the times core leaves to the views: when quiet hours end, when
+ * a scheduled install starts.
+ */
+export function jobWords(j: Job): string {
+  const base = j.headline && j.headline.trim() !== "" ? j.headline : stateWords(j.state);
+  const s = j.state;
+  if (s.state === "queued") {
+    if (s.reason.why === "quiet_hours") return `${base} (${clock(s.reason.until)})`;
+    if (s.reason.why === "scheduled") return `${base} for ${clock(s.reason.at)}`;
   }
+  return base;
 }
 
 export type Outcome = "success" | "failure" | "running";
 
-/** Success, failure (any bad end, or stuck) or still running. */
+/**
+ * Success, failure (a bad end, or stuck) or still running. Retrying,
+ * verifying and delayed are running: the device is still at it.
+ */
 export function outcomeOf(j: Job): Outcome {
   switch (j.state.state) {
     case "success":
@@ -91,8 +83,18 @@ export function outcomeOf(j: Job): Outcome {
   }
 }
 
+/** No further change is expected (core's `JobState::is_terminal`). */
 export function isTerminal(s: JobState): boolean {
-  return ["success", "failed", "rejected", "rolled_back", "cancelled"].includes(s.state);
+  switch (s.state) {
+    case "success":
+    case "failed":
+    case "rejected":
+    case "rolled_back":
+    case "cancelled":
+      return true;
+    default:
+      return false;
+  }
 }
 
 export function kindLabel(p: PendingUpdate): string {
