@@ -78,6 +78,7 @@ async fn unsent_intent_needs_confirmation_and_is_not_resent() {
                 to_version: p.to_version.clone(),
                 state: JobState::Requested,
                 actor: "tester".into(),
+                at: 0,
             })
             .unwrap();
         assert!(job.is_ok());

@@ -296,6 +296,11 @@ pub struct ApproveArgs {
     /// Return at once instead of following the jobs to their end.
     #[arg(long)]
     pub no_wait: bool,
+    /// Stop following a job that the device has not started within this
+    /// many seconds (it stays approved: it is delivered when the device is
+    /// back, by `greenlight watch`, the app or the next command that sees it).
+    #[arg(long, value_name = "SECONDS", default_value_t = 90)]
+    pub start_timeout: u64,
 }
 
 /// A single node.

@@ -514,6 +514,7 @@ async fn nodes(cli: &Cli) -> Res {
                 "FIRMWARE",
                 "STATUS",
                 "LAST SEEN",
+                "UPDATES",
                 "ACCOUNT",
             ],
             &output::node_rows(&nodes, now_ms()),
@@ -574,6 +575,13 @@ async fn pending(cli: &Cli, check: bool) -> Res {
             ],
             &output::pending_rows(&p, now_ms()),
         );
+        for u in p.iter().filter(|u| u.warning.is_some()) {
+            println!(
+                "\n{}: {}",
+                output::node_label(u.node_name.as_deref(), &u.node_id),
+                u.warning.as_deref().unwrap_or_default()
+            );
+        }
         println!("\nApprove with `greenlight approve <device>` or `greenlight approve --all`.");
     }
     e.shutdown().await;
@@ -636,10 +644,23 @@ async fn approve(cli: &Cli, a: &ApproveArgs) -> Res {
     let finals = if a.no_wait || followed.is_empty() {
         vec![]
     } else {
-        follow(cli.json, &e, &mut events, &followed, &names).await?
+        follow(
+            cli.json,
+            &e,
+            &mut events,
+            &followed,
+            &names,
+            Duration::from_secs(a.start_timeout),
+        )
+        .await?
     };
+    // A job still waiting for its device is not a failure: the approval was
+    // accepted and is delivered when the device is back.
     let failed = outcomes.iter().any(output::outcome_failed)
-        || finals.iter().any(|j| !matches!(j.state, JobState::Success));
+        || finals
+            .iter()
+            .any(|j| j.state.is_terminal() && !matches!(j.state, JobState::Success))
+        || finals.iter().any(|j| matches!(j.state, JobState::Stuck));
     if cli.json {
         output::json(&json!({"outcomes": outcomes, "jobs": finals}))?;
     }
@@ -661,13 +682,31 @@ pub async fn names_of(e: &EngineHandle) -> Res<impl Fn(&str) -> String> {
     Ok(move |id: &str| map.get(id).cloned().unwrap_or_else(|| id.to_string()))
 }
 
-/// Follows jobs to a terminal state (or stuck), showing progress.
+/// Has the device taken the job in hand (anything past "sent" other than
+/// its own request for approval)?
+fn device_started(s: &JobState) -> bool {
+    !matches!(
+        s,
+        JobState::Queued { .. }
+            | JobState::Requested
+            | JobState::Sent
+            | JobState::NotConfirmed { .. }
+            | JobState::Delayed {
+                delay: greenlight_core::DelayReason::WaitingForApproval
+            }
+    )
+}
+
+/// Follows jobs to a terminal state (or stuck), showing progress. A job the
+/// device has not started within `start_timeout` is no longer waited for:
+/// it is returned as it is (still approved, waiting for its device).
 pub async fn follow(
     json_out: bool,
     e: &EngineHandle,
     events: &mut tokio::sync::broadcast::Receiver<Event>,
     ids: &[i64],
     names: &dyn Fn(&str) -> String,
+    start_timeout: Duration,
 ) -> Res<Vec<Job>> {
     use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
     let show = !json_out && std::io::stderr().is_terminal();
@@ -697,13 +736,40 @@ pub async fn follow(
         );
     }
     let mut stuck_tick = tokio::time::interval(Duration::from_secs(5));
+    let give_up_at = tokio::time::Instant::now() + start_timeout;
+    let mut started: std::collections::HashSet<i64> = std::collections::HashSet::new();
+    let mut latest: HashMap<i64, Job> = e
+        .jobs()
+        .await?
+        .into_iter()
+        .filter(|j| ids.contains(&j.id))
+        .map(|j| (j.id, j))
+        .collect();
     loop {
         if ids.iter().all(|id| done.contains_key(id)) {
             break;
         }
         tokio::select! {
+            _ = tokio::time::sleep_until(give_up_at), if ids.iter().any(|id| !done.contains_key(id) && !started.contains(id)) => {
+                // Approved, but the device has not acted on it: say so and
+                // leave it to whichever Greenlight is watching.
+                for id in ids {
+                    if done.contains_key(id) || started.contains(id) {
+                        continue;
+                    }
+                    let Some(j) = latest.get(id).cloned() else { continue };
+                    if let Some(pb) = bars.get(id) {
+                        pb.abandon_with_message(output::state_words(&j.state));
+                    }
+                    done.insert(*id, j);
+                }
+            }
             ev = events.recv() => match ev {
                 Ok(Event::JobChanged { job }) if ids.contains(&job.id) => {
+                    if device_started(&job.state) {
+                        started.insert(job.id);
+                    }
+                    latest.insert(job.id, job.clone());
                     if let Some(pb) = bars.get(&job.id) {
                         if let Some(p) = job.percent { pb.set_position(p as u64); }
                         let text = job.progress_text.clone().unwrap_or_default();
@@ -748,6 +814,18 @@ pub async fn follow(
             if let Some(j) = done.get(id) {
                 println!("{}: {}", names(&j.node_id), output::state_words(&j.state));
             }
+        }
+        let waiting: Vec<String> = ids
+            .iter()
+            .filter_map(|id| done.get(id))
+            .filter(|j| !j.state.is_terminal() && !matches!(j.state, JobState::Stuck))
+            .map(|j| names(&j.node_id))
+            .collect();
+        if !waiting.is_empty() {
+            println!(
+                "\nStill waiting for {}: approved, not started by the device yet. `greenlight watch` or the app delivers it when the device is back and asks again; `greenlight jobs` shows where it is.",
+                waiting.join(", ")
+            );
         }
     }
     Ok(ids.iter().filter_map(|i| done.remove(i)).collect())

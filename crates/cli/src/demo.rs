@@ -75,6 +75,7 @@ pub async fn run(a: &DemoArgs, json_out: bool) -> Result<(), Failure> {
                 "FIRMWARE",
                 "STATUS",
                 "LAST SEEN",
+                "UPDATES",
                 "ACCOUNT",
             ],
             &output::node_rows(&nodes, now_ms()),
@@ -151,7 +152,15 @@ pub async fn run(a: &DemoArgs, json_out: bool) -> Result<(), Failure> {
             _ => None,
         })
         .collect();
-    let finals = follow(json_out, &e, &mut events, &ids, &names).await?;
+    let finals = follow(
+        json_out,
+        &e,
+        &mut events,
+        &ids,
+        &names,
+        Duration::from_secs(90),
+    )
+    .await?;
     if json_out {
         output::json(&json!({"outcomes": outcomes, "jobs": finals}))?;
     }

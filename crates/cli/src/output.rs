@@ -161,17 +161,35 @@ pub fn node_rows(nodes: &[Node], now: Millis) -> Vec<Vec<String>> {
                     "offline".into()
                 },
                 ago(n.last_seen, now),
+                updates_words(n),
                 n.account.clone(),
             ]
         })
         .collect()
 }
 
+/// How a node takes updates, for `nodes`: it asks first (the user-approval
+/// layout), or it takes cloud jobs (the stock SDK layout, with its last OTA
+/// text), or nothing is known of its OTA service.
+pub fn updates_words(n: &Node) -> String {
+    match n.ota_layout {
+        Some(greenlight_core::OtaLayout::UserApproval) => "asks before installing".into(),
+        Some(greenlight_core::OtaLayout::Stock) => match &n.ota_text {
+            Some(t) => format!("cloud jobs only (last: {t})"),
+            None => "cloud jobs only".into(),
+        },
+        None => "-".into(),
+    }
+}
+
 /// Rows for `pending`.
 pub fn pending_rows(p: &[PendingUpdate], now: Millis) -> Vec<Vec<String>> {
     p.iter()
         .map(|u| {
-            let mut note = u.release_note.clone().unwrap_or_default();
+            let mut note = match &u.warning {
+                Some(_) => "⚠ went wrong here before (below)".to_string(),
+                None => u.release_note.clone().unwrap_or_default(),
+            };
             if note.chars().count() > 48 {
                 note = note.chars().take(47).collect::<String>() + "…";
             }

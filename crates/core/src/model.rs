@@ -158,6 +158,17 @@ pub enum QueueReason {
     },
     /// "Install when online".
     WaitingForNode,
+    /// The command was sent but the device did not act on it: it went
+    /// offline first, or asked for approval again. The same approval is
+    /// delivered when the device is back and offers this update again (one
+    /// approval, delivered again; never a second `start` while the first
+    /// could still be acted on).
+    NotTaken {
+        /// Since when it waits.
+        since: Millis,
+        /// The device went offline (else it asked again while online).
+        offline: bool,
+    },
     /// "Approve now, install at this time" (e.g. tonight); if the node is
     /// offline then, it waits for it to come online.
     Scheduled {

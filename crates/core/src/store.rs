@@ -157,6 +157,8 @@ pub struct NewJob {
     pub state: JobState,
     /// Who approves.
     pub actor: String,
+    /// When (the engine's clock); 0: the system clock now.
+    pub at: Millis,
 }
 
 /// One row of the approvals audit.
@@ -355,7 +357,7 @@ impl Store {
     /// another job of this node is still running, or this job id was
     /// already approved (only a failed attempt may be approved again).
     pub fn insert_intent(&mut self, n: &NewJob) -> Result<std::result::Result<Job, String>> {
-        let now = now_ms();
+        let now = if n.at > 0 { n.at } else { now_ms() };
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -753,6 +755,7 @@ mod tests {
             to_version: "2".into(),
             state: JobState::Requested,
             actor: "me".into(),
+            at: 0,
         }
     }
 

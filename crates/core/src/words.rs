@@ -44,6 +44,12 @@ pub fn headline(s: &JobState) -> String {
             QueueReason::WaitingForNode => {
                 "Approved — will be delivered when the device is online".into()
             }
+            QueueReason::NotTaken { offline: true, .. } => {
+                "Approved — will be delivered when the device is back (it went offline before acting on it)".into()
+            }
+            QueueReason::NotTaken { offline: false, .. } => {
+                "Approved — the device did not take it; it will be delivered when the device offers the update again".into()
+            }
             QueueReason::Scheduled { .. } => "Approved — scheduled".into(),
         },
         JobState::Requested => "Requested — sending to the device".into(),

@@ -83,6 +83,9 @@ impl Core {
             };
             match self.decide(&k, mode, None, store, now) {
                 Ok(job) if job.state == JobState::Requested => {
+                    if let Some(rt) = self.jobs.get_mut(&job.id) {
+                        rt.deliveries = 1;
+                    }
                     self.send(job.id);
                     slots.push(Slot::Sending(job.id));
                 }
@@ -191,6 +194,7 @@ impl Core {
             to_version: p.to_version.clone(),
             state,
             actor,
+            at: now,
         };
         let before = self.visible(k, now);
         let key = (k.0.clone(), k.1.clone(), p.job_id.clone());
@@ -286,6 +290,10 @@ impl Core {
 
     /// A queued job whose wait is over: record it as requested, then send.
     pub(crate) fn release(&mut self, job_id: i64, now: Millis) {
+        if let Some(rt) = self.jobs.get_mut(&job_id) {
+            rt.answered = false;
+            rt.deliveries += 1;
+        }
         self.set_state(job_id, JobState::Requested, None, now);
         self.send(job_id);
     }

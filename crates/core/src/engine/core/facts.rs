@@ -10,6 +10,25 @@ use super::{Core, Effect, Key};
 use crate::model::{JobState, Millis, Node, OtaLayout, PendingUpdate, QueueReason, UpdateKind};
 use crate::rainmaker::{InfoReport, NodeReport};
 
+/// A node that offers the approved job again sooner than this after the
+/// `start` was acknowledged may simply have crossed it in flight.
+const REOFFER_GUARD_MS: Millis = 3_000;
+
+/// How many times one approval is delivered to a device that keeps asking.
+const MAX_DELIVERIES: u32 = 3;
+
+/// What one node report says, for the node's jobs.
+#[derive(Clone, Copy)]
+struct NodeNews<'a> {
+    node: &'a Node,
+    /// The version this very report says the node runs.
+    reported_fw: Option<&'a str>,
+    /// The offer this very report carries.
+    offered_now: Option<&'a str>,
+    went_offline: bool,
+    observed_at: Millis,
+}
+
 /// What a node report means for its account's REST sources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum SourcesImpact {
@@ -169,6 +188,11 @@ impl Core {
             self.emit(crate::event::Event::NodeUpdated { node: node.clone() });
         }
         let stock = node.ota_layout == Some(OtaLayout::Stock);
+        // The offer this very report carries (not one remembered from before).
+        let offered_now = match &r.info {
+            InfoReport::Pending(i) if !stock => Some(i.job_id.clone()),
+            _ => None,
+        };
         match r.info {
             // A stock node's Info is free text: never an offer.
             InfoReport::Pending(_) if stock => {}
@@ -218,8 +242,15 @@ impl Core {
         } else {
             SourcesImpact::None
         };
+        let news = NodeNews {
+            node: &node,
+            reported_fw: reported_fw.as_deref(),
+            offered_now: offered_now.as_deref(),
+            went_offline,
+            observed_at,
+        };
         for id in ids {
-            self.node_news_for_job(id, &node, reported_fw.as_deref(), observed_at, now);
+            self.node_news_for_job(id, &news, now);
         }
         // Every reaction follows the offer whenever it arrives: a live node
         // usually reports it after it is already known and online.
@@ -230,18 +261,19 @@ impl Core {
     }
 
     /// What a node report means for one of its jobs.
-    fn node_news_for_job(
-        &mut self,
-        id: i64,
-        node: &Node,
-        reported_fw: Option<&str>,
-        observed_at: Millis,
-        now: Millis,
-    ) {
+    fn node_news_for_job(&mut self, id: i64, news: &NodeNews<'_>, now: Millis) {
+        let NodeNews {
+            node,
+            reported_fw,
+            offered_now,
+            went_offline,
+            observed_at,
+        } = *news;
         let Some(rt) = self.jobs.get(&id) else {
             return;
         };
         let job = rt.job.clone();
+        let (answered, deliveries) = (rt.answered, rt.deliveries);
         let k = (job.account.clone(), job.node_id.clone());
         // Restarting into the new firmware (or "success" claimed while the
         // node still said its old version): the version it comes back with
@@ -273,24 +305,57 @@ impl Core {
                 return;
             }
         }
-        if job.state
-            == (JobState::Queued {
-                reason: QueueReason::WaitingForNode,
-            })
-            && node.online
-        {
+        // Sent, and the device has not answered: did it take it?
+        if job.kind == UpdateKind::NodeSide && job.state == JobState::Sent && !answered {
+            if went_offline {
+                let waiting = JobState::Queued {
+                    reason: QueueReason::NotTaken {
+                        since: now,
+                        offline: true,
+                    },
+                };
+                let text = "The device went offline before it acted on the approval".to_string();
+                self.set_state(id, waiting, Some(text), now);
+                return;
+            }
+            let sent_at = job.sent_at.unwrap_or(job.created_at);
+            if offered_now == Some(job.ota_job_id.as_str())
+                && observed_at >= sent_at + REOFFER_GUARD_MS
+            {
+                // It asks again: the first `start` can no longer be acted on,
+                // so this is the same approval delivered again, not a second one.
+                if deliveries >= MAX_DELIVERIES {
+                    let reason = format!(
+                        "the device asked for approval again {deliveries} times without acting on it"
+                    );
+                    self.set_state(id, JobState::Failed { reason }, None, now);
+                } else {
+                    tracing::info!(node = %job.node_id, job = %job.ota_job_id, "the device asks again; delivering the same approval");
+                    self.release(id, now);
+                }
+                return;
+            }
+        }
+        let waiting_for_device = matches!(
+            job.state,
+            JobState::Queued {
+                reason: QueueReason::WaitingForNode | QueueReason::NotTaken { .. },
+            }
+        );
+        if waiting_for_device && node.online {
             match job.kind {
                 // The cloud delivers it: the node only has to be online.
                 UpdateKind::CloudApproval => self.release(id, now),
                 // The node's approval holds for one fetch: deliver it when
                 // the node, online, offers this same job again.
-                UpdateKind::NodeSide => match self
-                    .node_pending
-                    .get(&k)
-                    .map(|p| (p.job_id.clone(), p.to_version.clone()))
-                {
-                    Some((j, _)) if j == job.ota_job_id => self.release(id, now),
-                    Some((_, version)) => {
+                UpdateKind::NodeSide => match offered_now {
+                    Some(j) if j == job.ota_job_id => self.release(id, now),
+                    Some(_) => {
+                        let version = self
+                            .node_pending
+                            .get(&k)
+                            .map(|p| p.to_version.clone())
+                            .unwrap_or_default();
                         let text = format!(
                             "The device now offers another update ({version}); this approval no longer applies and the new one waits for you"
                         );

@@ -33,6 +33,9 @@ use crate::rainmaker::Via;
 /// clouds differ a little; more than this is a wrong clock).
 const CLOCK_SLACK_MS: i64 = 3_600_000;
 
+/// How far before the approval a device's clock may stamp its answer.
+const REPORT_SKEW_MS: i64 = 60_000;
+
 /// How many finished jobs are kept in memory for late command answers.
 const FINISHED_KEPT: usize = 256;
 
@@ -187,8 +190,28 @@ impl Core {
             cur,
             JobState::Requested | JobState::Sent | JobState::NotConfirmed { .. }
         );
+        // A polled report stamped well before the approval is the cloud's
+        // record of an earlier state (an offer, an earlier attempt), not the
+        // device's answer to it. MQTT reports arrive as they happen.
+        if waiting_for_start
+            && f.via == Via::Rest
+            && ts > 0
+            && plausible
+            && ts < rt.job.created_at - REPORT_SKEW_MS
+        {
+            tracing::debug!(node = %f.node_id, status = %f.status, "a report from before the approval; not its answer");
+            return;
+        }
         let text = f.text.clone();
         let text_opt = (!text.is_empty()).then(|| text.clone());
+        let is_preapproval_offer = waiting_for_start
+            && matches!(
+                classify_status(&f.status, &text),
+                StatusClass::Delayed(DelayReason::WaitingForApproval)
+            );
+        if !is_preapproval_offer {
+            rt.answered = true;
+        }
         tracing::debug!(node = %f.node_id, via = ?f.via, status = %f.status, text = %f.text, "job status");
         let k: Key = (f.account.clone(), f.node_id.clone());
         let next = match classify_status(&f.status, &text) {

@@ -105,6 +105,11 @@ pub(crate) struct JobRt {
     pub verify_since: Option<Millis>,
     /// When a `failed` that may still be retried arrived.
     pub failed_at: Option<Millis>,
+    /// The device answered this job's current delivery (a report newer than
+    /// the approval): from then on it is the device's to finish.
+    pub answered: bool,
+    /// How many times the approval was delivered to the device.
+    pub deliveries: u32,
 }
 
 impl JobRt {
@@ -116,6 +121,8 @@ impl JobRt {
             success_claimed: None,
             verify_since: None,
             failed_at: None,
+            answered: false,
+            deliveries: 0,
         }
     }
 }

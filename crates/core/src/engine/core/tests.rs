@@ -668,3 +668,121 @@ fn a_command_that_never_left_is_failed_in_plain_words_and_warns_nothing() {
     );
     assert!(r.core.pending(r.now)[0].warning.is_none());
 }
+
+fn sends(fx: &[Effect]) -> usize {
+    fx.iter()
+        .filter(|e| matches!(e, Effect::Send { .. }))
+        .count()
+}
+
+#[test]
+fn an_approval_sent_to_a_device_that_is_gone_waits_for_it_and_is_delivered_once() {
+    let mut r = rig();
+    r.boot("3.0.0");
+    r.node(report(Some(true), None, offer("J1", "3.0.1")));
+    // Believed online; the broker takes the `start`; the device is gone.
+    let id = r.approve_sent();
+    r.advance(2 * S);
+    r.node(report(Some(false), None, InfoReport::Unknown));
+    assert!(matches!(
+        r.state(id),
+        JobState::Queued {
+            reason: QueueReason::NotTaken { offline: true, .. }
+        }
+    ));
+    assert_eq!(
+        r.core.jobs[&id].job.headline,
+        "Approved — will be delivered when the device is back (it went offline before acting on it)"
+    );
+    // Nothing is sent while it is away, nor when it boots without an offer.
+    r.advance(600 * S);
+    assert_eq!(sends(&r.tick()), 0);
+    assert_eq!(
+        sends(&r.node(report(Some(true), Some(recipe("3.0.0")), InfoReport::Empty))),
+        0
+    );
+    // It offers the same job again: the approval is delivered, once.
+    let fx = r.node(report(Some(true), None, offer("J1", "3.0.1")));
+    assert_eq!(sends(&fx), 1);
+    assert_eq!(r.state(id), JobState::Requested);
+    r.core.command_done(id, Ok(()), r.now);
+    r.effects();
+    r.status(
+        "J1",
+        "in-progress",
+        "Starting OTA Upgrade (HTTPS attempt 1/3)",
+    );
+    assert_eq!(r.core.jobs[&id].deliveries, 2);
+    // A repeat of the offer now changes nothing: the device is at it.
+    r.advance(10 * S);
+    assert_eq!(
+        sends(&r.node(report(Some(true), None, offer("J1", "3.0.1")))),
+        0
+    );
+}
+
+#[test]
+fn a_device_that_asks_again_gets_the_same_approval_but_not_one_that_crossed_it() {
+    let mut r = rig();
+    r.boot("1.0.0");
+    r.node(report(Some(true), None, offer("J1", "1.1.0")));
+    let id = r.approve_sent();
+    // An offer published as the `start` was on its way: not an answer.
+    r.advance(S);
+    assert_eq!(
+        sends(&r.node(report(Some(true), None, offer("J1", "1.1.0")))),
+        0
+    );
+    assert_eq!(r.state(id), JobState::Sent);
+    // Well after: it did not take it and asks again.
+    r.advance(30 * S);
+    assert_eq!(
+        sends(&r.node(report(Some(true), None, offer("J1", "1.1.0")))),
+        1
+    );
+}
+
+#[test]
+fn a_device_back_with_another_offer_closes_the_old_approval() {
+    let mut r = rig();
+    r.boot("3.0.0");
+    r.node(report(Some(true), None, offer("J1", "3.0.1")));
+    let id = r.approve_sent();
+    r.node(report(Some(false), None, InfoReport::Unknown));
+    r.advance(60 * S);
+    let fx = r.node(report(Some(true), None, offer("J2", "3.0.2")));
+    assert_eq!(sends(&fx), 0);
+    assert_eq!(r.state(id), JobState::Cancelled);
+    let closed = r.core.finished[&id].clone();
+    assert!(
+        closed
+            .progress_text
+            .as_deref()
+            .is_some_and(|t| t.contains("another update (3.0.2)")),
+        "{closed:?}"
+    );
+    let p = r.core.pending(r.now);
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].job_id, "J2");
+}
+
+#[test]
+fn a_polled_report_from_before_the_approval_is_not_its_answer() {
+    let mut r = rig();
+    r.boot("4.2.0");
+    r.node(report(Some(true), None, offer("J1", "4.3.0")));
+    let id = r.approve_sent();
+    // The cloud still holds the device's report of an earlier attempt.
+    let f = StatusFact {
+        account: A.into(),
+        node_id: N.into(),
+        job_id: "J1".into(),
+        status: "failed".into(),
+        text: "MQTT did not connect within 90 seconds".into(),
+        ts: r.now - 600 * S,
+        via: Via::Rest,
+    };
+    r.core.ota_status(f, r.now);
+    assert!(job_states(&r.effects()).is_empty());
+    assert_eq!(r.state(id), JobState::Sent);
+}
