@@ -868,6 +868,18 @@ until: number } |
 /**  "Install when online". */
 { why: "waiting_for_node" } | 
 /**
+ *  The command was sent but the device did not act on it: it went
+ *  offline first, or asked for approval again. The same approval is
+ *  delivered when the device is back and offers this update again (one
+ *  approval, delivered again; never a second `start` while the first
+ *  could still be acted on).
+ */
+{ why: "not_taken"; 
+/**  Since when it waits. */
+since: number; 
+/**  The device went offline (else it asked again while online). */
+offline: boolean } | 
+/**
  *  "Approve now, install at this time" (e.g. tonight); if the node is
  *  offline then, it waits for it to come online.
  */
