@@ -117,6 +117,13 @@ pub fn state_words(s: &JobState) -> String {
             "waiting for quiet hours to end ({})",
             in_words(*until - greenlight_core::now_ms())
         ),
+        JobState::Queued {
+            reason: greenlight_core::QueueReason::NotTaken { since, offline: true },
+        } => format!(
+            "{} — offline since {}",
+            greenlight_core::words::headline(s),
+            ago(*since, greenlight_core::now_ms())
+        ),
         other => greenlight_core::words::headline(other),
     }
 }

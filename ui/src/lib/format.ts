@@ -58,6 +58,7 @@ export function jobWords(j: Job): string {
   if (s.state === "queued") {
     if (s.reason.why === "quiet_hours") return `${base} (${clock(s.reason.until)})`;
     if (s.reason.why === "scheduled") return `${base} for ${clock(s.reason.at)}`;
+    if (s.reason.why === "not_taken" && s.reason.offline) return `${base} — offline since ${clock(s.reason.since)}`;
   }
   return base;
 }
