@@ -38,7 +38,12 @@ async fn both_approval_patterns_on_embedded_broker_over_https() {
         broker: BrokerChoice::Embedded("127.0.0.1:0".parse().unwrap()),
         https: true,
         scenario: Scenario::Demo,
-        timing: Timing::fast(),
+        // The thermostat's rollback is reported as `failed` and the same
+        // image offered again after this delay: long enough to see the end.
+        timing: Timing {
+            refetch_after_fail: Duration::from_secs(20),
+            ..Timing::fast()
+        },
         ..SimConfig::default()
     })
     .await
@@ -94,7 +99,7 @@ async fn both_approval_patterns_on_embedded_broker_over_https() {
     );
     assert_eq!(sim.fleet.node(node).unwrap().starts_received, 1);
 
-    // Cloud user-approval job.
+    // Cloud user-approval job, on a node of the stock SDK's layout.
     let node = &sim.info.nodes[2];
     let upd = raw
         .get(&format!("/v1/user/nodes/ota_update?node_id={node}"))
@@ -116,7 +121,7 @@ async fn both_approval_patterns_on_embedded_broker_over_https() {
         "1.0.0"
     );
 
-    // Rollback reported as documented.
+    // A rollback, reported as a failure by this firmware; the old version runs.
     let node = &sim.info.nodes[5];
     let job = eventually(WAIT, "Info", || async {
         let p = raw
@@ -133,7 +138,15 @@ async fn both_approval_patterns_on_embedded_broker_over_https() {
     .await;
     assert_eq!(
         terminal(&raw, node, &job).await,
-        ("rejected".to_string(), "Firmware rolled back".to_string())
+        (
+            "failed".to_string(),
+            "MQTT did not connect within 90 seconds".to_string()
+        )
+    );
+    assert_eq!(
+        raw.get(&format!("/v1/user/nodes/config?node_id={node}"))
+            .await["info"]["fw_version"],
+        "4.2.0"
     );
     sim.shutdown().await;
 }

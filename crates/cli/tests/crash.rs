@@ -382,6 +382,7 @@ async fn killed_at_random_points_the_engine_never_sends_twice_nor_loses_an_appro
             behaviour: Behaviour::Normal,
             require_approval: false,
             basic_ingest: false,
+            ..NodeSpec::default()
         })
         .collect();
     let sim = RainmakerSim::start(SimConfig {

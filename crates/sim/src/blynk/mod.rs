@@ -1,7 +1,7 @@
 //! The Blynk legacy server simulator (OTA side): the admin HTTPS API with its
 //! self-signed certificate, the plain-HTTP firmware download, the hardware
 //! protocol over TCP, and a fleet of simulated devices — faithful to
-//! `shared/reference/blynk.md`, quirks included (string comparison of builds,
+//! `docs/blynk.md`, quirks included (string comparison of builds,
 //! the URL re-sent on every reconnect, global stop, in-memory campaigns).
 //!
 //! ```no_run

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use super::jwt::{self, TokenUse};
+use super::scenario::JobSpec;
 use super::wire::parse_node_topic;
 
 /// Milliseconds since the epoch.
@@ -40,6 +41,45 @@ pub enum JobKind {
     /// `POST user/nodes/ota_update`.
     UserApproval,
 }
+
+/// When a job may be downloaded: minutes after local midnight in the node's
+/// time zone, as in the `otaurl` metadata. `start > end` crosses midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownloadWindow {
+    /// First minute of the window (0..1440).
+    pub start: u16,
+    /// Last minute of the window (0..1440).
+    pub end: u16,
+}
+
+impl DownloadWindow {
+    /// Whether `minute` (after local midnight) is inside the window, with the
+    /// firmware's arithmetic (both ends included).
+    pub fn contains(&self, minute: u16) -> bool {
+        let (start, end) = (u32::from(self.start), u32::from(self.end));
+        let cur = u32::from(minute) % MINUTES_IN_DAY;
+        if start <= end {
+            (start..=end).contains(&cur)
+        } else {
+            cur >= start || cur <= end
+        }
+    }
+
+    /// Minutes from `minute` until the window opens (0 when inside it).
+    pub fn minutes_until_open(&self, minute: u16) -> u32 {
+        if self.contains(minute) {
+            return 0;
+        }
+        (u32::from(self.start) + MINUTES_IN_DAY - u32::from(minute) % MINUTES_IN_DAY)
+            % MINUTES_IN_DAY
+    }
+
+    fn valid(&self) -> bool {
+        u32::from(self.start) < MINUTES_IN_DAY && u32::from(self.end) < MINUTES_IN_DAY
+    }
+}
+
+const MINUTES_IN_DAY: u32 = 24 * 60;
 
 /// The cloud's record of one node's status for one job.
 #[derive(Debug, Clone, Serialize)]
@@ -77,6 +117,11 @@ pub struct Job {
     pub status: HashMap<String, OtaStatus>,
     /// Creation time, ms.
     pub created: u64,
+    /// Creation order: a newer job for a node supersedes an older one even
+    /// when both were created within the same millisecond.
+    pub seq: u64,
+    /// Download window sent in the `otaurl` metadata, if any.
+    pub download_window: Option<DownloadWindow>,
 }
 
 /// The cloud's copy of one node.
@@ -144,6 +189,7 @@ struct CloudInner {
     state: Mutex<CloudState>,
     secret: [u8; 32],
     nonce: AtomicU64,
+    job_seq: AtomicU64,
     token_ttl_s: AtomicU64,
     mqtt: Mutex<Option<AsyncClient>>,
     firmware_base: Mutex<String>,
@@ -193,6 +239,7 @@ impl Cloud {
                 state: Mutex::new(CloudState::default()),
                 secret,
                 nonce: AtomicU64::new(1),
+                job_seq: AtomicU64::new(1),
                 token_ttl_s: AtomicU64::new(3600),
                 mqtt: Mutex::new(None),
                 firmware_base: Mutex::new(String::new()),
@@ -420,6 +467,36 @@ impl Cloud {
         kind: JobKind,
         image_size: usize,
     ) -> Result<String, ApiError> {
+        self.create_job_from(&JobSpec {
+            nodes: nodes.to_vec(),
+            fw_version: fw_version.to_string(),
+            description: description.to_string(),
+            kind,
+            image_size,
+            download_window: None,
+        })
+    }
+
+    /// Creates a job from a full [`JobSpec`] (with a download window, say).
+    /// A new job for a node supersedes its older ones in what the node is
+    /// offered next.
+    pub fn create_job_from(&self, spec: &JobSpec) -> Result<String, ApiError> {
+        let JobSpec {
+            nodes,
+            fw_version,
+            description,
+            kind,
+            image_size,
+            download_window,
+        } = spec;
+        let (kind, image_size, download_window) = (*kind, *image_size, *download_window);
+        if download_window.is_some_and(|w| !w.valid()) {
+            return Err(ApiError::new(
+                400,
+                codes::BAD_BODY,
+                "download_window start and end are minutes after midnight (0..1439)",
+            ));
+        }
         let id = {
             let mut st = self.state();
             for n in nodes {
@@ -463,6 +540,8 @@ impl Cloud {
                     approved: BTreeSet::new(),
                     status,
                     created: now,
+                    seq: self.inner.job_seq.fetch_add(1, Ordering::Relaxed),
+                    download_window,
                 },
             );
             id
@@ -500,23 +579,25 @@ impl Cloud {
                     && !j.approved.contains(node_id)
             })
             .filter(|j| node_fw.as_deref() != Some(j.fw_version.as_str()))
-            .filter(|j| {
-                j.status
-                    .get(node_id)
-                    .is_none_or(|s| !is_terminal(&s.status))
-            })
-            .max_by_key(|j| j.created);
+            .filter(|j| j.status.get(node_id).is_none_or(|s| !closes_job(&s.status)))
+            .max_by_key(|j| j.seq);
         Ok(match job {
-            Some(j) => json!({
-                "status": "success",
-                "ota_available": true,
-                "description": j.description,
-                "fw_version": j.fw_version,
-                "ota_job_id": j.id,
-                "file_size": j.image.len(),
-                "file_md5": j.md5,
-                "url": self.firmware_url(&j.id),
-            }),
+            Some(j) => {
+                let mut body = json!({
+                    "status": "success",
+                    "ota_available": true,
+                    "description": j.description,
+                    "fw_version": j.fw_version,
+                    "ota_job_id": j.id,
+                    "file_size": j.image.len(),
+                    "file_md5": j.md5,
+                    "url": self.firmware_url(&j.id),
+                });
+                if let Some(m) = metadata(j) {
+                    body["metadata"] = m;
+                }
+                body
+            }
             None => {
                 json!({"status": "success", "ota_available": false, "description": "No update available"})
             }
@@ -598,13 +679,17 @@ impl Cloud {
     fn otaurl_payload(&self, job_id: &str) -> Option<Value> {
         let st = self.state();
         let j = st.jobs.get(job_id)?;
-        Some(json!({
+        let mut body = json!({
             "ota_job_id": j.id,
             "url": self.firmware_url(&j.id),
             "fw_version": j.fw_version,
             "file_size": j.image.len(),
             "file_md5": j.md5,
-        }))
+        });
+        if let Some(m) = metadata(j) {
+            body["metadata"] = m;
+        }
+        Some(body)
     }
 
     fn push_url(&self, job_id: &str, node_id: &str) {
@@ -827,25 +912,30 @@ fn set_connected(node: &mut NodeRecord, connected: bool, now: u64) {
     }
 }
 
+/// The `metadata` object of a job's `otaurl` and `ota_update` answers.
+fn metadata(j: &Job) -> Option<Value> {
+    j.download_window
+        .map(|w| json!({"download_window": {"start": w.start, "end": w.end}}))
+}
+
 /// Which job a fetching node gets: the newest plain job (or approved
 /// user-approval job) for it that has not ended for it. A `failed` job is
-/// offered again ("may be retried later"); `success` and `rejected` are done.
+/// offered again (the firmware fetches again after a final failure or a
+/// rollback reported as `failed`); only `success` and `rejected` close it.
 fn select_job_for_fetch(st: &CloudState, node_id: &str) -> Option<String> {
     st.jobs
         .values()
         .filter(|j| j.nodes.contains(node_id))
         .filter(|j| j.kind == JobKind::Plain || j.approved.contains(node_id))
-        .filter(|j| {
-            j.status
-                .get(node_id)
-                .is_none_or(|s| !matches!(s.status.as_str(), "success" | "completed" | "rejected"))
-        })
-        .max_by_key(|j| j.created)
+        .filter(|j| j.status.get(node_id).is_none_or(|s| !closes_job(&s.status)))
+        .max_by_key(|j| j.seq)
         .map(|j| j.id.clone())
 }
 
-fn is_terminal(status: &str) -> bool {
-    matches!(status, "success" | "completed" | "failed" | "rejected")
+/// The cloud closes a job for a node only on these: `failed` may be followed
+/// by another attempt or fetch.
+fn closes_job(status: &str) -> bool {
+    matches!(status, "success" | "completed" | "rejected")
 }
 
 /// Merges a params report into the stored params, device by device.
@@ -890,6 +980,17 @@ pub fn make_image(fw_version: &str, size: usize) -> Vec<u8> {
     img
 }
 
+/// The version written in the header of an image made by [`make_image`], as
+/// the firmware reads it from the image header before writing the rest.
+pub fn image_version(image: &[u8]) -> Option<String> {
+    const MARK: &[u8] = b"\0GREENLIGHT-SIM\0version\0";
+    let head = &image[..image.len().min(256)];
+    let at = head.windows(MARK.len()).position(|w| w == MARK)? + MARK.len();
+    let rest = &head[at..];
+    let end = rest.iter().position(|b| *b == 0)?;
+    String::from_utf8(rest[..end].to_vec()).ok()
+}
+
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -917,11 +1018,38 @@ mod tests {
     }
 
     #[test]
+    fn download_window_arithmetic_matches_the_firmware() {
+        let day = DownloadWindow {
+            start: 120,
+            end: 240,
+        };
+        assert!(day.contains(120) && day.contains(180) && day.contains(240));
+        assert!(!day.contains(600) && !day.contains(119));
+        assert_eq!(day.minutes_until_open(600), 960);
+        assert_eq!(day.minutes_until_open(60), 60);
+        assert_eq!(day.minutes_until_open(150), 0);
+        let night = DownloadWindow {
+            start: 1380,
+            end: 120,
+        };
+        assert!(night.contains(1400) && night.contains(30) && night.contains(120));
+        assert!(!night.contains(600));
+        assert_eq!(night.minutes_until_open(1080), 300);
+        assert!(!DownloadWindow {
+            start: 1440,
+            end: 0
+        }
+        .valid());
+    }
+
+    #[test]
     fn image_is_deterministic_and_sized() {
         let a = make_image("1.2.3", 4096);
         assert_eq!(a.len(), 4096);
         assert_eq!(a, make_image("1.2.3", 4096));
         assert_ne!(a, make_image("1.2.4", 4096));
+        assert_eq!(image_version(&a).as_deref(), Some("1.2.3"));
+        assert_eq!(image_version(b"junk"), None);
     }
 
     #[test]

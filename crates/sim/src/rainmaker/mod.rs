@@ -29,9 +29,10 @@ use rand::distr::{Alphanumeric, SampleString};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-pub use cloud::{Cloud, Fault, JobKind};
-pub use node::{Behaviour, Fleet, NodeSpec, NodeStats, Timing};
-pub use scenario::Scenario;
+pub use cloud::{Cloud, DownloadWindow, Fault, JobKind};
+pub use node::{texts, Behaviour, Fleet, NodeSpec, NodeStats, Timing};
+pub use scenario::{JobSpec, Scenario};
+pub use wire::OtaLayout;
 
 /// Where the cloud and nodes find their broker.
 #[derive(Debug, Clone)]
@@ -63,6 +64,8 @@ pub struct SimConfig {
     pub timing: Timing,
     /// Extra nodes beyond the scenario's, with their own behaviours.
     pub extra_nodes: Vec<NodeSpec>,
+    /// Extra jobs beyond the scenario's, created before any node connects.
+    pub extra_jobs: Vec<JobSpec>,
     /// How long to wait for every node's config before giving up.
     pub ready_timeout: Duration,
 }
@@ -79,6 +82,7 @@ impl Default for SimConfig {
             password: None,
             timing: Timing::demo(),
             extra_nodes: vec![],
+            extra_jobs: vec![],
             ready_timeout: Duration::from_secs(180),
         }
     }
@@ -226,6 +230,13 @@ impl RainmakerSim {
                 cfg.ready_timeout
             );
         }
+        // Jobs exist before any node connects, so every node learns of its
+        // job the way real ones do: by its auto-fetch after connecting.
+        for j in jobs.iter().chain(&cfg.extra_jobs) {
+            cloud
+                .create_job_from(j)
+                .map_err(|e| anyhow::anyhow!(e.description))?;
+        }
         let fleet = Fleet::spawn(specs.clone(), env);
         let state = rest::AppState {
             cloud: cloud.clone(),
@@ -252,18 +263,6 @@ impl RainmakerSim {
                     }
                 });
             }
-        }
-
-        for j in jobs {
-            cloud
-                .create_job(
-                    &j.nodes,
-                    &j.fw_version,
-                    &j.description,
-                    j.kind,
-                    j.image_size,
-                )
-                .map_err(|e| anyhow::anyhow!(e.description))?;
         }
 
         // rumqttd matches each new topic against every subscription, so a big
@@ -311,6 +310,14 @@ impl RainmakerSim {
     ) -> anyhow::Result<String> {
         self.cloud
             .create_job(nodes, fw_version, description, kind, 128 * 1024)
+            .map_err(|e| anyhow::anyhow!(e.description))
+    }
+
+    /// Creates an OTA job from a full [`JobSpec`] (download window, image
+    /// size...); see [`Cloud::create_job_from`].
+    pub fn create_job_from(&self, spec: &JobSpec) -> anyhow::Result<String> {
+        self.cloud
+            .create_job_from(spec)
             .map_err(|e| anyhow::anyhow!(e.description))
     }
 

@@ -18,8 +18,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::cloud::{ApiError, Cloud, Fault, JobKind};
+use super::cloud::{ApiError, Cloud, DownloadWindow, Fault, JobKind};
 use super::node::Fleet;
+use super::scenario::JobSpec;
 use super::wire::{codes, failure, success};
 
 /// Shared state of every handler.
@@ -64,6 +65,8 @@ pub fn router(state: AppState) -> Router {
     let admin = Router::new()
         .route("/nodes", get(sim_nodes))
         .route("/nodes/{id}/online", post(sim_set_online))
+        .route("/nodes/{id}/ignore_next_start", post(sim_ignore_next_start))
+        .route("/nodes/{id}/clock", post(sim_set_clock))
         .route("/jobs", get(sim_jobs).post(sim_create_job))
         .route("/faults", post(sim_fault))
         .route("/token_ttl", post(sim_token_ttl))
@@ -431,11 +434,51 @@ async fn sim_set_online(
     if st.fleet.set_online(&id, r.online) {
         ok(success("ok"))
     } else {
-        Err(ApiError::new(
-            404,
-            codes::NO_NODE,
-            format!("no simulated node {id}"),
-        ))
+        Err(no_such_node(&id))
+    }
+}
+
+fn no_such_node(id: &str) -> ApiError {
+    ApiError::new(404, codes::NO_NODE, format!("no simulated node {id}"))
+}
+
+async fn sim_ignore_next_start(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    if st.fleet.ignore_next_start(&id) {
+        ok(success("the node will ignore its next Operation=start"))
+    } else {
+        Err(no_such_node(&id))
+    }
+}
+
+#[derive(Deserialize)]
+struct ClockReq {
+    /// Minutes after local midnight; `null`: the host's clock (UTC).
+    minutes: Option<u16>,
+}
+
+async fn sim_set_clock(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let r: ClockReq = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            400,
+            codes::BAD_BODY,
+            format!("expected {{\"minutes\": N or null}}: {e}"),
+        )
+    })?;
+    if r.minutes.is_some_and(|m| m >= 1440) {
+        return Err(ApiError::new(
+            400,
+            codes::BAD_BODY,
+            "minutes must be below 1440",
+        ));
+    }
+    if st.fleet.set_local_time(&id, r.minutes) {
+        ok(success("ok"))
+    } else {
+        Err(no_such_node(&id))
     }
 }
 
@@ -455,6 +498,10 @@ pub struct CreateJob {
     /// Image size in bytes (default 256 KiB).
     #[serde(default)]
     pub image_size: Option<usize>,
+    /// `{"start","end"}` in minutes after the node's local midnight, sent in
+    /// the `otaurl` metadata.
+    #[serde(default)]
+    pub download_window: Option<DownloadWindow>,
 }
 
 fn plain() -> JobKind {
@@ -464,13 +511,14 @@ fn plain() -> JobKind {
 async fn sim_create_job(State(st): State<AppState>, body: Bytes) -> ApiResult {
     let r: CreateJob = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(400, codes::BAD_BODY, format!("bad job: {e}")))?;
-    let id = st.cloud.create_job(
-        &r.nodes,
-        &r.fw_version,
-        &r.description,
-        r.kind,
-        r.image_size.unwrap_or(256 * 1024),
-    )?;
+    let id = st.cloud.create_job_from(&JobSpec {
+        nodes: r.nodes,
+        fw_version: r.fw_version,
+        description: r.description,
+        kind: r.kind,
+        image_size: r.image_size.unwrap_or(256 * 1024),
+        download_window: r.download_window,
+    })?;
     ok(json!({"status": "success", "ota_job_id": id}))
 }
 
@@ -483,7 +531,7 @@ async fn sim_jobs(State(st): State<AppState>) -> Json<Value> {
             json!({
                 "ota_job_id": j.id, "fw_version": j.fw_version, "description": j.description, "kind": j.kind,
                 "file_size": j.image.len(), "file_md5": j.md5, "nodes": j.nodes, "approved": j.approved,
-                "status": j.status,
+                "download_window": j.download_window, "status": j.status,
             })
         })
         .collect();

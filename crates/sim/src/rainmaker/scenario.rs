@@ -1,24 +1,26 @@
 //! Preset fleets: the demo (a handful of nodes in every interesting state)
 //! and the benchmark fleet (every node with an update waiting).
 
-use super::cloud::JobKind;
+use super::cloud::{DownloadWindow, JobKind};
 use super::node::{Behaviour, NodeSpec};
-use super::wire::NodeInfo;
+use super::wire::{NodeInfo, OtaLayout};
 
 /// Which preset to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
     /// N identical nodes, all up to date, no jobs.
     Plain,
-    /// About six nodes in mixed states: up to date, node-side pending,
-    /// cloud-approval pending, offline with pending, one that will fail, one
-    /// that will roll back.
+    /// Six nodes in mixed states: up to date, node-side pending (with
+    /// progress), a stock node with a cloud "User Approval" job, offline after
+    /// offering, one whose first attempt fails, one that rolls back and
+    /// reports it as a failure.
     Demo,
     /// N nodes, every one with a node-side update pending.
     Fleet,
 }
 
-/// A job the scenario creates at start.
+/// An OTA job to create (by a scenario at start, or with
+/// [`Cloud::create_job_from`](super::cloud::Cloud::create_job_from)).
 #[derive(Debug, Clone)]
 pub struct JobSpec {
     /// Target nodes.
@@ -31,6 +33,23 @@ pub struct JobSpec {
     pub kind: JobKind,
     /// Image size.
     pub image_size: usize,
+    /// Download window sent in the `otaurl` metadata (and in `ota_update`).
+    pub download_window: Option<DownloadWindow>,
+}
+
+impl JobSpec {
+    /// A job of `kind` to `fw_version` for `nodes`, with an empty release
+    /// note, a 128 KiB image and no download window.
+    pub fn new(nodes: &[String], fw_version: &str, kind: JobKind) -> Self {
+        JobSpec {
+            nodes: nodes.to_vec(),
+            fw_version: fw_version.to_string(),
+            description: String::new(),
+            kind,
+            image_size: 128 * 1024,
+            download_window: None,
+        }
+    }
 }
 
 /// Node id `n` of a fleet: 12 hex digits, like the MAC-derived ids of real nodes.
@@ -57,11 +76,10 @@ fn spec(
     basic_ingest: bool,
 ) -> NodeSpec {
     NodeSpec {
-        info,
-        fw_version: fw.to_string(),
         behaviour,
         require_approval,
         basic_ingest,
+        ..NodeSpec::new(info, fw)
     }
 }
 
@@ -112,6 +130,7 @@ pub fn build(scenario: Scenario, n: usize) -> (Vec<NodeSpec>, Vec<JobSpec>) {
                 description: "Fleet update: new LED driver and faster Wi-Fi provisioning.".into(),
                 kind: JobKind::Plain,
                 image_size: 64 * 1024,
+                download_window: None,
             };
             (nodes, vec![job])
         }
@@ -122,6 +141,8 @@ pub fn build(scenario: Scenario, n: usize) -> (Vec<NodeSpec>, Vec<JobSpec>) {
 fn demo(n: usize) -> (Vec<NodeSpec>, Vec<JobSpec>) {
     use Behaviour::*;
     let mut nodes = vec![
+        // Up to date. Kept in the user-approval layout: the app's tests use it
+        // as the node that offers nothing.
         spec(
             info(
                 0,
@@ -135,26 +156,36 @@ fn demo(n: usize) -> (Vec<NodeSpec>, Vec<JobSpec>) {
             true,
             true,
         ),
-        spec(
-            info(1, "Kitchen Plug", "ESP32 Smart Plug", "smart_plug", "esp32"),
-            "1.3.2",
-            Normal,
-            true,
-            true,
-        ),
-        spec(
-            info(
-                2,
-                "Porch Sensor",
-                "ESP32-S3 Env Sensor",
-                "env_sensor",
-                "esp32s3",
-            ),
-            "0.9.1",
-            Normal,
-            false,
-            false,
-        ),
+        // Node-side offer; built with progress reporting, so the demo shows a
+        // percentage bar somewhere (most real devices send none).
+        NodeSpec {
+            progress: true,
+            ..spec(
+                info(1, "Kitchen Plug", "ESP32 Smart Plug", "smart_plug", "esp32"),
+                "1.3.2",
+                Normal,
+                true,
+                true,
+            )
+        },
+        // Stock SDK layout: the user approves its "User Approval" job in the cloud.
+        NodeSpec {
+            ota_layout: OtaLayout::Stock,
+            ..spec(
+                info(
+                    2,
+                    "Porch Sensor",
+                    "ESP32-S3 Env Sensor",
+                    "env_sensor",
+                    "esp32s3",
+                ),
+                "0.9.1",
+                Normal,
+                false,
+                false,
+            )
+        },
+        // Offers its update, then drops off the network.
         spec(
             info(
                 3,
@@ -168,6 +199,7 @@ fn demo(n: usize) -> (Vec<NodeSpec>, Vec<JobSpec>) {
             true,
             true,
         ),
+        // "OTA Attempt 1/3 failed", then attempt 2 succeeds.
         spec(
             info(
                 4,
@@ -177,10 +209,11 @@ fn demo(n: usize) -> (Vec<NodeSpec>, Vec<JobSpec>) {
                 "esp32",
             ),
             "1.1.0",
-            DownloadFails,
+            RetryThenSucceeds,
             true,
             false,
         ),
+        // Rolls back and reports it as `failed`; offers the same image again later.
         spec(
             info(
                 5,
@@ -190,7 +223,7 @@ fn demo(n: usize) -> (Vec<NodeSpec>, Vec<JobSpec>) {
                 "esp32c6",
             ),
             "4.2.0",
-            Rollback,
+            RollbackReportedAsFailure,
             true,
             true,
         ),
@@ -218,6 +251,7 @@ fn demo(n: usize) -> (Vec<NodeSpec>, Vec<JobSpec>) {
             description: "Fixes relay chatter at power-on and reconnects to Wi-Fi twice as fast. Adds an energy report every 15 minutes.".into(),
             kind: JobKind::Plain,
             image_size: 900 * 1024,
+            download_window: None,
         },
         JobSpec {
             nodes: vec![id(2)],
@@ -225,6 +259,7 @@ fn demo(n: usize) -> (Vec<NodeSpec>, Vec<JobSpec>) {
             description: "First stable release: calibrated humidity readings and 30% lower power use.".into(),
             kind: JobKind::UserApproval,
             image_size: 1200 * 1024,
+            download_window: None,
         },
         JobSpec {
             nodes: vec![id(3)],
@@ -232,6 +267,7 @@ fn demo(n: usize) -> (Vec<NodeSpec>, Vec<JobSpec>) {
             description: "Security fix for the obstruction sensor input.".into(),
             kind: JobKind::Plain,
             image_size: 700 * 1024,
+            download_window: None,
         },
         JobSpec {
             nodes: vec![id(4)],
@@ -239,6 +275,7 @@ fn demo(n: usize) -> (Vec<NodeSpec>, Vec<JobSpec>) {
             description: "Quieter low-speed mode.".into(),
             kind: JobKind::Plain,
             image_size: 600 * 1024,
+            download_window: None,
         },
         JobSpec {
             nodes: vec![id(5)],
@@ -246,6 +283,7 @@ fn demo(n: usize) -> (Vec<NodeSpec>, Vec<JobSpec>) {
             description: "New schedule engine with holiday mode. Requires bootloader 2.x.".into(),
             kind: JobKind::Plain,
             image_size: 1500 * 1024,
+            download_window: None,
         },
     ];
     if n > 6 {
@@ -255,6 +293,7 @@ fn demo(n: usize) -> (Vec<NodeSpec>, Vec<JobSpec>) {
             description: "Smoother dimming curve.".into(),
             kind: JobKind::Plain,
             image_size: 800 * 1024,
+            download_window: None,
         });
     }
     (nodes, jobs)

@@ -1,7 +1,8 @@
 //! Wire shapes shared by the simulated cloud and the simulated nodes: node
 //! config, topics, error bodies. Field names are verbatim from the RainMaker
-//! reference (`shared/reference/rainmaker.md`).
+//! reference (`docs/rainmaker.md`).
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// The basic-ingest rule name for each node topic suffix, as the firmware uses
@@ -83,7 +84,7 @@ pub mod codes {
 }
 
 /// Everything that describes one node's hardware and firmware.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NodeInfo {
     /// Node id (MQTT client id and topic segment).
     pub node_id: String,
@@ -99,9 +100,35 @@ pub struct NodeInfo {
     pub platform: String,
 }
 
+/// Which layout of the `esp.service.ota` service a node's firmware has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtaLayout {
+    /// Vendor firmware following Espressif's user-approval guide: `Operation`
+    /// (write, `check`/`start`) and `Info` as an object carrying the offer.
+    #[default]
+    UserApproval,
+    /// The stock SDK's OTA over params: `Status` and `Info` (free-text
+    /// **strings**, read) and `URL` (write). No `Operation`: such nodes install
+    /// whatever the cloud sends them.
+    Stock,
+}
+
 /// Builds the node config JSON the firmware publishes on `config`, with the
-/// `esp.service.ota` service of the reference.
-pub fn node_config(info: &NodeInfo, fw_version: &str) -> Value {
+/// `esp.service.ota` service in the given layout.
+pub fn node_config(info: &NodeInfo, fw_version: &str, layout: OtaLayout) -> Value {
+    let ota_params = match layout {
+        OtaLayout::UserApproval => json!([
+            {"name": "Operation", "type": "esp.param.ota_operation", "data_type": "string",
+             "properties": ["write"], "valid_strs": ["check", "start"]},
+            {"name": "Info", "type": "esp.param.ota_info", "data_type": "object", "properties": ["read"]}
+        ]),
+        OtaLayout::Stock => json!([
+            {"name": "Status", "type": "esp.param.ota_status", "data_type": "string", "properties": ["read"]},
+            {"name": "Info", "type": "esp.param.ota_info", "data_type": "string", "properties": ["read"]},
+            {"name": "URL", "type": "esp.param.ota_url", "data_type": "string", "properties": ["write"]}
+        ]),
+    };
     json!({
         "node_id": info.node_id,
         "config_version": "2020-03-20",
@@ -127,21 +154,23 @@ pub fn node_config(info: &NodeInfo, fw_version: &str) -> Value {
         "services": [{
             "name": "OTA",
             "type": "esp.service.ota",
-            "params": [
-                {"name": "Operation", "type": "esp.param.ota_operation", "data_type": "string",
-                 "properties": ["write"], "valid_strs": ["check", "start"]},
-                {"name": "Info", "type": "esp.param.ota_info", "data_type": "object", "properties": ["read"]}
-            ]
+            "params": ota_params
         }]
     })
 }
 
-/// The params a node reports at boot. `Info` is the **string** `"{}"` here,
-/// exactly as the firmware reports its initial value.
-pub fn initial_params(info: &NodeInfo, power: bool, brightness: i64) -> Value {
+/// The params a node reports at boot. In the user-approval layout `Info` is
+/// the **string** `"{}"` here, exactly as the firmware reports its initial
+/// value; in the stock layout `Status` and `Info` are free text (empty until
+/// an OTA has been reported).
+pub fn initial_params(info: &NodeInfo, power: bool, brightness: i64, layout: OtaLayout) -> Value {
+    let ota = match layout {
+        OtaLayout::UserApproval => json!({"Operation": "", "Info": "{}"}),
+        OtaLayout::Stock => json!({"Status": "", "Info": "", "URL": ""}),
+    };
     json!({
         "Light": {"Name": info.name, "Power": power, "Brightness": brightness},
-        "OTA": {"Operation": "", "Info": "{}"}
+        "OTA": ota
     })
 }
 
@@ -166,5 +195,41 @@ mod tests {
         assert_eq!(node_topic("X", "otaurl", true), "node/X/otaurl");
         assert_eq!(parse_node_topic("foo/bar"), None);
         assert_eq!(parse_node_topic("node//config"), None);
+    }
+
+    #[test]
+    fn both_ota_layouts_are_told_apart_by_types() {
+        let info = NodeInfo {
+            node_id: "N".into(),
+            ..NodeInfo::default()
+        };
+        let ota = |layout| node_config(&info, "1.0.0", layout)["services"][0].clone();
+        let recipe = ota(OtaLayout::UserApproval);
+        assert_eq!(recipe["type"], "esp.service.ota");
+        assert_eq!(recipe["params"][0]["type"], "esp.param.ota_operation");
+        assert_eq!(recipe["params"][1]["data_type"], "object");
+        let stock = ota(OtaLayout::Stock);
+        let types: Vec<&str> = stock["params"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["type"].as_str())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "esp.param.ota_status",
+                "esp.param.ota_info",
+                "esp.param.ota_url"
+            ]
+        );
+        assert_eq!(stock["params"][1]["data_type"], "string");
+        assert_eq!(
+            initial_params(&info, true, 1, OtaLayout::UserApproval)["OTA"]["Info"],
+            "{}"
+        );
+        assert!(initial_params(&info, true, 1, OtaLayout::Stock)["OTA"]
+            .get("Operation")
+            .is_none());
     }
 }
