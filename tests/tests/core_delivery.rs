@@ -12,9 +12,7 @@ use std::time::Duration;
 use common::*;
 use greenlight_core::{ApprovalResult, EngineHandle, JobState, QueueReason, UpdateKind};
 use greenlight_sim::rainmaker::wire::NodeInfo;
-use greenlight_sim::rainmaker::{
-    scenario, BrokerChoice, JobKind, JobSpec, NodeSpec, RainmakerSim, Scenario, SimConfig, Timing,
-};
+use greenlight_sim::rainmaker::{scenario, JobKind, JobSpec, NodeSpec, RainmakerSim, Timing};
 use greenlight_tests::{eventually, Mosquitto};
 
 fn spec(n: usize) -> NodeSpec {
@@ -34,26 +32,9 @@ fn spec(n: usize) -> NodeSpec {
 async fn start(n: usize) -> (Mosquitto, RainmakerSim, String) {
     let s = spec(n);
     let id = s.info.node_id.clone();
-    let mut last = String::new();
-    for _ in 0..3 {
-        let mosq = Mosquitto::start();
-        match RainmakerSim::start(SimConfig {
-            broker: BrokerChoice::External(mosq.url()),
-            scenario: Scenario::Plain,
-            nodes: 0,
-            extra_nodes: vec![s.clone()],
-            extra_jobs: vec![JobSpec::new(&[id.clone()], "3.0.1", JobKind::Plain)],
-            timing: Timing::fast(),
-            ready_timeout: Duration::from_secs(30),
-            ..SimConfig::default()
-        })
-        .await
-        {
-            Ok(sim) => return (mosq, sim, id),
-            Err(e) => last = e.to_string(),
-        }
-    }
-    panic!("simulator did not start three times: {last}");
+    let job = JobSpec::new(&[id.clone()], "3.0.1", JobKind::Plain);
+    let (mosq, sim) = mosq_and_nodes(vec![s], vec![job], Timing::fast()).await;
+    (mosq, sim, id)
 }
 
 /// Approves while the node will ignore the `start`; returns the job id once

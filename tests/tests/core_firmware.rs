@@ -14,8 +14,7 @@ use greenlight_core::{
 };
 use greenlight_sim::rainmaker::wire::NodeInfo;
 use greenlight_sim::rainmaker::{
-    self, scenario, Behaviour, BrokerChoice, JobKind, JobSpec, NodeSpec, RainmakerSim, Scenario,
-    SimConfig, Timing,
+    self, scenario, Behaviour, JobKind, JobSpec, NodeSpec, RainmakerSim, Timing,
 };
 use greenlight_tests::{eventually, Mosquitto};
 
@@ -30,28 +29,9 @@ fn info(n: usize, name: &str) -> NodeInfo {
     }
 }
 
-/// One node of `behaviour` on a fresh mosquitto, with its jobs.
+/// One node on a fresh mosquitto, with its jobs.
 async fn one_node(spec: NodeSpec, jobs: Vec<JobSpec>, timing: Timing) -> (Mosquitto, RainmakerSim) {
-    let mut last = String::new();
-    for _ in 0..3 {
-        let mosq = Mosquitto::start();
-        match RainmakerSim::start(SimConfig {
-            broker: BrokerChoice::External(mosq.url()),
-            scenario: Scenario::Plain,
-            nodes: 0,
-            extra_nodes: vec![spec.clone()],
-            extra_jobs: jobs.clone(),
-            timing: timing.clone(),
-            ready_timeout: std::time::Duration::from_secs(30),
-            ..SimConfig::default()
-        })
-        .await
-        {
-            Ok(sim) => return (mosq, sim),
-            Err(e) => last = e.to_string(),
-        }
-    }
-    panic!("simulator did not start three times: {last}");
+    mosq_and_nodes(vec![spec], jobs, timing).await
 }
 
 fn node_job(node: &str, fw: &str) -> JobSpec {

@@ -116,7 +116,11 @@ test("the demo fleet: pending updates appear, one is approved to success, approv
   const seen = new Set();
   const results = await until("the fan's update and the thermostat's rollback", async () => {
     for (const el of await browser.$$('[data-testid="job-running"][data-node="7CDFA1000004"] [data-testid="job-state"]')) {
-      seen.add(await el.getText());
+      const t = await el.getText();
+      if (/^Attempt 1 of 3 failed/.test(t) && ![...seen].some((s) => /^Attempt 1 of 3 failed/.test(s))) {
+        screenshot("activity-retry");
+      }
+      seen.add(t);
     }
     const fan = await browser.$('[data-testid="job-finished"][data-node="7CDFA1000004"]');
     const hall = await browser.$('[data-testid="job-finished"][data-node="7CDFA1000005"]');

@@ -118,7 +118,11 @@ pub fn state_words(s: &JobState) -> String {
             in_words(*until - greenlight_core::now_ms())
         ),
         JobState::Queued {
-            reason: greenlight_core::QueueReason::NotTaken { since, offline: true },
+            reason:
+                greenlight_core::QueueReason::NotTaken {
+                    since,
+                    offline: true,
+                },
         } => format!(
             "{} — offline since {}",
             greenlight_core::words::headline(s),

@@ -98,6 +98,35 @@ pub async fn mosq_and_sim(timing: Timing) -> (greenlight_tests::Mosquitto, Rainm
     panic!("simulator did not start on a fresh mosquitto three times: {last}");
 }
 
+/// A fresh mosquitto and a simulator with only `nodes` and `jobs` (no demo
+/// fleet). Retried like [`mosq_and_sim`].
+pub async fn mosq_and_nodes(
+    nodes: Vec<greenlight_sim::rainmaker::NodeSpec>,
+    jobs: Vec<greenlight_sim::rainmaker::JobSpec>,
+    timing: Timing,
+) -> (greenlight_tests::Mosquitto, RainmakerSim) {
+    let mut last = String::new();
+    for _ in 0..3 {
+        let mosq = greenlight_tests::Mosquitto::start();
+        match RainmakerSim::start(SimConfig {
+            broker: BrokerChoice::External(mosq.url()),
+            scenario: Scenario::Plain,
+            nodes: 0,
+            extra_nodes: nodes.clone(),
+            extra_jobs: jobs.clone(),
+            timing: timing.clone(),
+            ready_timeout: Duration::from_secs(30),
+            ..SimConfig::default()
+        })
+        .await
+        {
+            Ok(sim) => return (mosq, sim),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    panic!("simulator did not start on a fresh mosquitto three times: {last}");
+}
+
 /// The engine configuration used by the tests: fast polls and sweeps.
 pub fn config(dir: &PathBuf, secrets: Arc<dyn SecretStore>) -> EngineConfig {
     let mut c = EngineConfig::new(dir, secrets, "tester");

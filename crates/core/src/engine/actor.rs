@@ -394,36 +394,30 @@ impl Actor {
                 let _ = reply.send(r);
             }
             Request::Snooze(id, until, reply) => {
-                let res = self.core.find(&id).and_then(|k| {
-                    self.store.set_snooze(&k.0, &k.1, until)?;
-                    self.core.set_snooze(&k, until, now);
+                let res = self.node_policy(&id, |a, k| {
+                    a.store.set_snooze(&k.0, &k.1, until)?;
+                    a.core.set_snooze(&k, until, now);
                     Ok(())
                 });
-                let effects = self.core.take();
-                self.perform(effects);
                 let _ = reply.send(res);
             }
             Request::Skip(id, reply) => {
-                let res = self.core.find(&id).and_then(|k| {
-                    let Some(p) = self.core.visible(&k, now).into_iter().next() else {
+                let res = self.node_policy(&id, |a, k| {
+                    let Some(p) = a.core.visible(&k, now).into_iter().next() else {
                         return Err(Error::Config(format!("{id} has no pending update to skip")));
                     };
-                    self.store.set_skip(&k.0, &k.1, Some(&p.to_version))?;
-                    self.core.set_skip(&k, p.to_version, now);
+                    a.store.set_skip(&k.0, &k.1, Some(&p.to_version))?;
+                    a.core.set_skip(&k, p.to_version, now);
                     Ok(())
                 });
-                let effects = self.core.take();
-                self.perform(effects);
                 let _ = reply.send(res);
             }
             Request::AutoApprove(id, on, reply) => {
-                let res = self.core.find(&id).and_then(|k| {
-                    self.store.set_auto_approve(&k.0, &k.1, on)?;
-                    self.core.set_auto(&k, on, now);
+                let res = self.node_policy(&id, |a, k| {
+                    a.store.set_auto_approve(&k.0, &k.1, on)?;
+                    a.core.set_auto(&k, on, now);
                     Ok(())
                 });
-                let effects = self.core.take();
-                self.perform(effects);
                 let _ = reply.send(res);
             }
             Request::QuietHours(q, reply) => {
@@ -449,6 +443,19 @@ impl Actor {
             }
             Request::Shutdown(_) => {}
         }
+    }
+
+    /// A per-node setting: stored first, then applied to the core, whose
+    /// effects are performed.
+    fn node_policy(
+        &mut self,
+        node_id: &str,
+        f: impl FnOnce(&mut Self, super::core::Key) -> Result<()>,
+    ) -> Result<()> {
+        let res = self.core.find(node_id).and_then(|k| f(self, k));
+        let effects = self.core.take();
+        self.perform(effects);
+        res
     }
 
     fn check_now(&mut self, node_id: &str) -> Result<oneshot::Receiver<()>> {

@@ -122,6 +122,9 @@ impl std::fmt::Debug for EngineConfig {
     }
 }
 
+/// How long [`Engine::open`] waits for the saved accounts to start.
+const ACCOUNT_START_WAIT: Duration = Duration::from_secs(15);
+
 /// Opens engines.
 pub struct Engine;
 
@@ -169,10 +172,28 @@ impl Engine {
             waiters: HashMap::new(),
             sources_stale: HashSet::new(),
         };
+        let mut starting = vec![];
         for a in saved {
-            actor.start_account(a, None);
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            actor.start_account(a, Some(tx));
+            starting.push(rx);
         }
         tokio::spawn(actor.run(req_rx, fact_rx, int_rx));
+        // The saved accounts' sources are prepared off the actor's task
+        // (keychain, certificate files); a view's first request should find
+        // them running. A keychain that hangs delays this by at most
+        // ACCOUNT_START_WAIT; that account then starts when it answers.
+        let deadline = tokio::time::Instant::now() + ACCOUNT_START_WAIT;
+        for rx in starting {
+            match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "a saved account did not start"),
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::warn!("a saved account is still starting (keychain slow?)");
+                    break;
+                }
+            }
+        }
         Ok(EngineHandle {
             tx: req_tx,
             events,
