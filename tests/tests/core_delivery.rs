@@ -136,7 +136,9 @@ async fn a_device_back_with_another_update_closes_the_old_approval() {
     let dir = data_dir("delivery-other");
     let e = engine(&dir, &sim, account(&sim, "home", Sides::Both)).await;
     let job = approve_ignored(&e, &sim, &id).await;
-    sim.fleet.set_online(&id, false);
+    // Powered off: when it comes back it boots, fetches, and gets the
+    // newest job.
+    sim.fleet.power_off(&id);
     job_where(&e, &id, "waiting for the device", |s| {
         matches!(s, JobState::Queued { .. })
     })

@@ -223,10 +223,11 @@ impl Actor {
                 nodes,
                 complete,
                 observed_at,
+                via,
                 done,
             } => {
                 self.core
-                    .node_reports(&account, nodes, complete, observed_at, now);
+                    .node_reports(&account, nodes, complete, observed_at, via, now);
                 let effects = self.core.take();
                 self.perform(effects);
                 if let Some(d) = done {
@@ -458,38 +459,59 @@ impl Actor {
         res
     }
 
+    /// "Check now": the cloud is asked for a user-approval job, and a node
+    /// of the user-approval layout is asked to fetch (`Operation = "check"`,
+    /// over MQTT where the account has it); a stock node is never written to.
     fn check_now(&mut self, node_id: &str) -> Result<oneshot::Receiver<()>> {
         let k = self.core.find(node_id)?;
         let rt = self
             .accounts
             .get(&k.0)
             .ok_or_else(|| Error::UnknownAccount(k.0.clone()))?;
-        let (tx, rx) = oneshot::channel();
-        if let Some(ask) = &rt.check_ask {
-            ask.try_send((k.1.clone(), Some(tx)))
-                .map_err(|_| Error::Network("too many checks queued".into()))?;
-        } else if let Some(m) = rt.mqtt.clone() {
-            // Only a node of the user-approval layout takes `Operation`.
-            let stock = self
-                .core
-                .nodes
-                .get(&k)
-                .is_some_and(|n| n.ota_layout == Some(crate::model::OtaLayout::Stock));
-            if stock {
-                let _ = tx.send(());
-                return Ok(rx);
+        let cloud = match &rt.check_ask {
+            Some(ask) => {
+                let (tx, rx) = oneshot::channel();
+                ask.try_send((k.1.clone(), Some(tx)))
+                    .map_err(|_| Error::Network("too many checks queued".into()))?;
+                Some(rx)
             }
+            None => None,
+        };
+        let layout = self.core.nodes.get(&k).and_then(|n| n.ota_layout);
+        let asks_node = match layout {
+            Some(crate::model::OtaLayout::UserApproval) => true,
+            Some(crate::model::OtaLayout::Stock) => false,
+            // Over MQTT a node's config may never have been heard; only the
+            // recipe layout reads `Operation`, the stock one ignores it.
+            None => rt.mqtt.is_some(),
+        };
+        let node_cmd = asks_node.then(|| {
             let names = self.core.names(&k);
-            let payload = json!({ names.service: { names.operation: "check" } });
-            let wait = self.cfg.mqtt_ack_timeout;
-            let node = k.1.clone();
-            tokio::spawn(async move {
-                if let Err(e) = m.publish_params(&node, &payload, wait).await {
+            (
+                rt.mqtt.clone(),
+                rt.rest.clone(),
+                json!({ names.service: { names.operation: "check" } }),
+            )
+        });
+        let wait = self.cfg.mqtt_ack_timeout;
+        let node = k.1.clone();
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            if let Some((mqtt, rest, payload)) = node_cmd {
+                let sent = match (mqtt, rest) {
+                    (Some(m), _) => m.publish_params(&node, &payload, wait).await,
+                    (None, Some(r)) => r.put_params(&node, &payload).await,
+                    (None, None) => Ok(()),
+                };
+                if let Err(e) = sent {
                     tracing::debug!(%node, error = %e, "check not sent");
                 }
-                let _ = tx.send(());
-            });
-        }
+            }
+            if let Some(c) = cloud {
+                let _ = c.await;
+            }
+            let _ = tx.send(());
+        });
         Ok(rx)
     }
 }

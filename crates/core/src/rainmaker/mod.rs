@@ -65,6 +65,9 @@ pub enum Fact {
         complete: bool,
         /// When the information was current (a sweep: when it was requested).
         observed_at: crate::model::Millis,
+        /// Who reported it: the node itself, as it happened (MQTT), or the
+        /// cloud's copy of what it last said (a REST sweep).
+        via: Via,
         /// Answered after the engine applied the reports.
         done: Option<oneshot::Sender<()>>,
     },

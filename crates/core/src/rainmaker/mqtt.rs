@@ -400,6 +400,7 @@ pub fn on_publish(
         nodes: vec![r],
         complete: false,
         observed_at: crate::model::now_ms(),
+        via: Via::Mqtt,
         done: None,
     };
     let mut report = NodeReport {

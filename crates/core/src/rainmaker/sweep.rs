@@ -98,6 +98,7 @@ pub fn spawn_sweeper(
                         nodes,
                         complete: true,
                         observed_at,
+                        via: Via::Rest,
                         done: Some(tx),
                     };
                     if facts.send(f).await.is_err() {

@@ -325,6 +325,9 @@ pub struct NodeStats {
 struct Control {
     ignore_next_start: bool,
     local_time: Option<u16>,
+    /// The next time the node comes online it boots afresh (it was powered
+    /// off, not just off the network).
+    cold_boot: bool,
 }
 
 struct NodeHandle {
@@ -383,6 +386,7 @@ impl Fleet {
                     boots: 0,
                 }));
                 let control = Arc::new(Mutex::new(Control {
+                    cold_boot: false,
                     ignore_next_start: false,
                     local_time: spec.local_time,
                 }));
@@ -445,6 +449,20 @@ impl Fleet {
         self.handle(id)
             .map(|n| lock(&n.control).ignore_next_start = true)
             .is_some()
+    }
+
+    /// Powers a node off (it drops off the network); the next
+    /// [`Fleet::set_online`] boots it afresh: `Info` back to `"{}"`, a new
+    /// fetch, whatever job the cloud now has for it. False if unknown.
+    pub fn power_off(&self, id: &str) -> bool {
+        match self.handle(id) {
+            Some(n) => {
+                lock(&n.control).cold_boot = true;
+                n.want_online.send_replace(false);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Pins the node's local time of day (minutes after midnight, taken
@@ -588,6 +606,7 @@ impl SimNode {
                     return;
                 }
             }
+            boot |= std::mem::take(&mut lock(&self.control).cold_boot);
             if boot {
                 lock(&self.stats).boots += 1;
                 lock(&self.stats).pending_job = None;

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use super::{Core, Effect, Key};
 use crate::model::{JobState, Millis, Node, OtaLayout, PendingUpdate, QueueReason, UpdateKind};
-use crate::rainmaker::{InfoReport, NodeReport};
+use crate::rainmaker::{InfoReport, NodeReport, Via};
 
 /// A node that offers the approved job again sooner than this after the
 /// `start` was acknowledged may simply have crossed it in flight.
@@ -25,6 +25,10 @@ struct NodeNews<'a> {
     reported_fw: Option<&'a str>,
     /// The offer this very report carries.
     offered_now: Option<&'a str>,
+    /// The node said it just now (MQTT), not the cloud's copy of what it
+    /// last said (a sweep, which can repeat an offer the node made before
+    /// the approval).
+    live: bool,
     went_offline: bool,
     observed_at: Millis,
 }
@@ -49,6 +53,7 @@ impl Core {
         reports: Vec<NodeReport>,
         complete: bool,
         observed_at: Millis,
+        via: Via,
         now: Millis,
     ) {
         if !self.accounts.contains(account) {
@@ -58,7 +63,7 @@ impl Core {
         let mut impact = SourcesImpact::None;
         for r in reports {
             seen.insert(r.node_id.clone());
-            impact = impact.max(self.apply_node(account, r, observed_at, now));
+            impact = impact.max(self.apply_node(account, r, observed_at, via, now));
         }
         if complete {
             let gone: Vec<Key> = self
@@ -125,6 +130,7 @@ impl Core {
         account: &str,
         r: NodeReport,
         observed_at: Millis,
+        via: Via,
         now: Millis,
     ) -> SourcesImpact {
         let k = (account.to_string(), r.node_id.clone());
@@ -246,6 +252,7 @@ impl Core {
             node: &node,
             reported_fw: reported_fw.as_deref(),
             offered_now: offered_now.as_deref(),
+            live: via == Via::Mqtt,
             went_offline,
             observed_at,
         };
@@ -266,6 +273,7 @@ impl Core {
             node,
             reported_fw,
             offered_now,
+            live,
             went_offline,
             observed_at,
         } = *news;
@@ -282,6 +290,12 @@ impl Core {
             JobState::Verifying => rt.verify_since,
             _ => None,
         });
+        let away = rt.away;
+        if settling.is_some() && went_offline {
+            if let Some(rt) = self.jobs.get_mut(&id) {
+                rt.away = true;
+            }
+        }
         if let (Some(since), Some(fw)) = (settling, reported_fw) {
             if fw == job.to_version {
                 self.set_state(
@@ -292,7 +306,11 @@ impl Core {
                 );
                 return;
             }
-            if observed_at > since && Some(fw) == job.from_version.as_deref() && node.online {
+            let back_on_old = away
+                && observed_at > since
+                && Some(fw) == job.from_version.as_deref()
+                && node.online;
+            if back_on_old && live {
                 let reason = format!(
                     "the device came back on its old firmware {fw}: the new one did not start properly"
                 );
@@ -303,6 +321,14 @@ impl Core {
                     now,
                 );
                 return;
+            }
+            if back_on_old {
+                // The cloud's copy can show the node connected before its
+                // new config arrived: give it the grace period to say which
+                // version it runs before calling it a rollback.
+                if let Some(rt) = self.jobs.get_mut(&id) {
+                    rt.success_claimed.get_or_insert(now);
+                }
             }
         }
         // Sent, and the device has not answered: did it take it?
@@ -319,7 +345,8 @@ impl Core {
                 return;
             }
             let sent_at = job.sent_at.unwrap_or(job.created_at);
-            if offered_now == Some(job.ota_job_id.as_str())
+            if live
+                && offered_now == Some(job.ota_job_id.as_str())
                 && observed_at >= sent_at + REOFFER_GUARD_MS
             {
                 // It asks again: the first `start` can no longer be acted on,

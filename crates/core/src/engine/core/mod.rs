@@ -110,6 +110,9 @@ pub(crate) struct JobRt {
     pub answered: bool,
     /// How many times the approval was delivered to the device.
     pub deliveries: u32,
+    /// The node went offline after it began restarting: only a node that
+    /// really went away and came back can be "back on its old version".
+    pub away: bool,
 }
 
 impl JobRt {
@@ -123,6 +126,7 @@ impl JobRt {
             failed_at: None,
             answered: false,
             deliveries: 0,
+            away: false,
         }
     }
 }

@@ -118,7 +118,7 @@ impl Rig {
 
     fn node(&mut self, r: NodeReport) -> Vec<Effect> {
         self.core
-            .node_reports(A, vec![r], false, self.now, self.now);
+            .node_reports(A, vec![r], false, self.now, Via::Mqtt, self.now);
         self.effects()
     }
 
