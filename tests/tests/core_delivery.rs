@@ -32,7 +32,7 @@ fn spec(n: usize) -> NodeSpec {
 async fn start(n: usize) -> (Mosquitto, RainmakerSim, String) {
     let s = spec(n);
     let id = s.info.node_id.clone();
-    let job = JobSpec::new(&[id.clone()], "3.0.1", JobKind::Plain);
+    let job = JobSpec::new(std::slice::from_ref(&id), "3.0.1", JobKind::Plain);
     let (mosq, sim) = mosq_and_nodes(vec![s], vec![job], Timing::fast()).await;
     (mosq, sim, id)
 }
@@ -143,8 +143,13 @@ async fn a_device_back_with_another_update_closes_the_old_approval() {
         matches!(s, JobState::Queued { .. })
     })
     .await;
-    sim.create_job(&[id.clone()], "3.0.2", "Newer fix", JobKind::Plain)
-        .unwrap();
+    sim.create_job(
+        std::slice::from_ref(&id),
+        "3.0.2",
+        "Newer fix",
+        JobKind::Plain,
+    )
+    .unwrap();
     sim.fleet.set_online(&id, true);
     let j = finished(&e, &id).await;
     assert_eq!(j.id, job);

@@ -227,8 +227,13 @@ async fn an_offer_that_arrives_after_the_node_is_online_is_auto_approved() {
     assert!(e.pending().await.unwrap().is_empty());
     // The admin creates a job: the cloud tells the online node, which then
     // reports its Info offer — the node record itself does not change.
-    sim.create_job(&[id.clone()], "1.1.0", "Late fix", JobKind::Plain)
-        .unwrap();
+    sim.create_job(
+        std::slice::from_ref(&id),
+        "1.1.0",
+        "Late fix",
+        JobKind::Plain,
+    )
+    .unwrap();
     let j = finished(&e, &id).await;
     assert_eq!(j.state, JobState::Success, "{j:?}");
     assert!(j.approved_by.contains("auto-approve"), "{j:?}");
@@ -249,7 +254,7 @@ async fn a_stock_sdk_node_is_updated_through_the_cloud_and_never_sent_operation(
     };
     let job = JobSpec {
         description: "First stable release".into(),
-        ..JobSpec::new(&[id.clone()], "1.0.0", JobKind::UserApproval)
+        ..JobSpec::new(std::slice::from_ref(&id), "1.0.0", JobKind::UserApproval)
     };
     let (_mosq, sim) = one_node(spec, vec![job], Timing::fast()).await;
     let dir = data_dir("fw-stock");
@@ -276,7 +281,7 @@ async fn a_stock_sdk_node_is_updated_through_the_cloud_and_never_sent_operation(
     );
     // "Check now" must not write Operation to it either.
     e.check_now(&id).await.unwrap();
-    let out = e.approve(&[id.clone()]).await.unwrap();
+    let out = e.approve(std::slice::from_ref(&id)).await.unwrap();
     assert!(
         matches!(out[0].result, ApprovalResult::Sent { .. }),
         "{out:#?}"

@@ -552,7 +552,11 @@ async fn approve_stops_following_a_job_the_device_never_starts_and_says_so() {
         scenario: Scenario::Plain,
         nodes: 0,
         extra_nodes: vec![node],
-        extra_jobs: vec![JobSpec::new(&[id.clone()], "3.0.1", JobKind::Plain)],
+        extra_jobs: vec![JobSpec::new(
+            std::slice::from_ref(&id),
+            "3.0.1",
+            JobKind::Plain,
+        )],
         timing: Timing::fast(),
         ..SimConfig::default()
     })
