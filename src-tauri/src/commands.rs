@@ -95,8 +95,8 @@ pub struct HistoryQuery {
     pub limit: Option<u32>,
 }
 
-/// The public ESP RainMaker service.
-pub const PUBLIC_RAINMAKER: &str = "https://api.rainmaker.espressif.com/v1";
+/// The public ESP RainMaker service (core's, shared with the CLI).
+pub const PUBLIC_RAINMAKER: &str = greenlight_core::rainmaker::rest::PUBLIC_BASE;
 
 fn clean(s: &str, what: &str) -> AppResult<String> {
     let s = s.trim();
@@ -164,12 +164,8 @@ pub async fn add_rainmaker_account(
         return Err(AppError::invalid("the password is empty"));
     }
     let url = opt(&Some(input.url.clone())).unwrap_or_else(|| PUBLIC_RAINMAKER.into());
-    let url = url.trim_end_matches('/').to_string();
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
-        return Err(AppError::invalid(
-            "the cloud URL must start with https:// (or http:// for a local test server)",
-        ));
-    }
+    let url = greenlight_core::rainmaker::rest::canonical_base(&url)
+        .map_err(|e| AppError::invalid(e.to_string()))?;
     if e.accounts().await?.iter().any(|(c, _)| c.name == name) {
         return Err(AppError::invalid(format!(
             "there is already an account named {name}"

@@ -217,8 +217,8 @@ pub struct RainmakerAccountArgs {
     /// A name for this account.
     #[arg(long)]
     pub name: String,
-    /// Cloud API base URL.
-    #[arg(long, default_value = "https://api.rainmaker.espressif.com")]
+    /// Cloud API base URL, with or without `/v1`.
+    #[arg(long, default_value = greenlight_core::rainmaker::rest::PUBLIC_BASE)]
     pub url: String,
     /// Account email.
     #[arg(long)]

@@ -402,9 +402,11 @@ pub(crate) async fn trust(url: &str, given: Option<&str>) -> Res<Option<String>>
 async fn add_account(cli: &Cli, kind: &AccountAdd) -> Res {
     let (cfg, password, secret_key) = match kind {
         AccountAdd::Rainmaker(a) => {
-            let mut cfg = AccountConfig::rest(&a.name, &a.url, &a.user);
+            let url = greenlight_core::rainmaker::rest::canonical_base(&a.url)
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+            let mut cfg = AccountConfig::rest(&a.name, &url, &a.user);
             if let Some(r) = cfg.rest.as_mut() {
-                r.pinned_sha256 = trust(&a.url, a.trust_fingerprint.as_deref()).await?;
+                r.pinned_sha256 = trust(&url, a.trust_fingerprint.as_deref()).await?;
             }
             if let Some(u) = &a.mqtt_url {
                 cfg.mqtt = Some(mqtt_config(u, &a.tls, None)?);

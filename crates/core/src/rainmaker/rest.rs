@@ -161,7 +161,9 @@ impl RestClient {
         Ok(RestClient {
             inner: Arc::new(Inner {
                 http,
-                base: cfg.base_url.trim_end_matches('/').to_string(),
+                // Accounts saved before URLs were normalised may say `/v1`.
+                base: canonical_base(&cfg.base_url)
+                    .unwrap_or_else(|_| cfg.base_url.trim_end_matches('/').to_string()),
                 account: account.to_string(),
                 user: cfg.user.clone(),
                 secrets,
@@ -565,6 +567,53 @@ impl RestClient {
     }
 }
 
+/// The public ESP RainMaker service: the default cloud of the app and the
+/// CLI, in its canonical form (see [`canonical_base`]).
+pub const PUBLIC_BASE: &str = "https://api.rainmaker.espressif.com";
+
+/// A cloud base URL as people paste it — with or without `/v1`, with
+/// trailing slashes, spaces around it — in its one canonical form:
+/// `scheme://host[:port][/path]` without a trailing `/v1` or `/` (the
+/// client adds `/v1/` itself; `…/v1/v1/login2` answers "No such API").
+/// Only `http` and `https` with a host are accepted.
+pub fn canonical_base(url: &str) -> Result<String> {
+    let raw = url.trim();
+    let parsed = url::Url::parse(raw).map_err(|e| {
+        Error::Config(format!(
+            "{} is not a cloud URL ({e}); it looks like {PUBLIC_BASE}",
+            clean(raw, 80)
+        ))
+    })?;
+    let host = match parsed.host_str() {
+        Some(h) if matches!(parsed.scheme(), "http" | "https") && !h.is_empty() => h,
+        _ => {
+            return Err(Error::Config(format!(
+                "the cloud URL must start with https:// (or http:// for a local test server): {}",
+                clean(raw, 80)
+            )))
+        }
+    };
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(Error::Config(format!(
+            "the cloud URL takes no ?query or #fragment: {}",
+            clean(raw, 80)
+        )));
+    }
+    let mut path = parsed.path().trim_end_matches('/').to_string();
+    if path.to_ascii_lowercase().ends_with("/v1") {
+        path.truncate(path.len() - 3);
+        path = path.trim_end_matches('/').to_string();
+    }
+    let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
+    // IPv6 hosts keep their brackets.
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    Ok(format!("{}://{host}{port}{path}", parsed.scheme()))
+}
+
 /// Reads a `GET user/nodes/ota_update` answer: the offer, `None` when
 /// `ota_available` is not `true`, an error when it is but the job id or
 /// version is missing or unusable. Strings are bounded and cleaned.
@@ -663,4 +712,44 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         src = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_pasted_form_of_a_cloud_url_is_one_canonical_base() {
+        for form in [
+            "https://api.rainmaker.espressif.com",
+            "https://api.rainmaker.espressif.com/",
+            "https://api.rainmaker.espressif.com/v1",
+            "https://api.rainmaker.espressif.com/v1/",
+            " https://api.rainmaker.espressif.com/V1// ",
+        ] {
+            assert_eq!(
+                canonical_base(form).unwrap(),
+                "https://api.rainmaker.espressif.com",
+                "{form:?}"
+            );
+        }
+        assert_eq!(
+            canonical_base("http://127.0.0.1:8080/rm/v1/").unwrap(),
+            "http://127.0.0.1:8080/rm"
+        );
+        assert_eq!(
+            canonical_base("http://[::1]:9/v1").unwrap(),
+            "http://[::1]:9"
+        );
+        assert_eq!(canonical_base(PUBLIC_BASE).unwrap(), PUBLIC_BASE);
+        for bad in [
+            "",
+            "api.rainmaker.espressif.com",
+            "ftp://x",
+            "https://",
+            "https://h/v1?x=1",
+        ] {
+            assert!(canonical_base(bad).is_err(), "{bad:?}");
+        }
+    }
 }
