@@ -44,8 +44,13 @@ async fn stuck_rolled_back_and_failed_are_reported() {
     );
 
     // The plug drops off the network in the middle of its download.
-    job_where(&e, &plug, "in progress", |s| {
-        matches!(s, JobState::InProgress { .. })
+    // (Once it has reported a percentage: the plug is built to send them.)
+    eventually(WAIT, "the plug downloading, with a percentage", || async {
+        e.jobs()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|j| j.node_id == plug && j.percent.is_some())
     })
     .await;
     sim.fleet.set_online(&plug, false);
