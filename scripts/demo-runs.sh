@@ -4,12 +4,12 @@
 # every followed job ends updated or rolled back (the demo's thermostat), and
 # the device that dropped off is "approved — waiting for the device", never
 # "delayed — Waiting for Approval" or a success it did not report.
-#   scripts/demo-runs.sh [N]      (builds the CLI in release mode first)
+#   scripts/demo-runs.sh [N]      (builds the CLI first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-10}
-cargo build --release -q -p greenlight-cli
-bin="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/greenlight"
+cargo build -q -p greenlight-cli
+bin="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/greenlight"
 fail=0
 for i in $(seq 1 "$n"); do
   start=$(date +%s)

@@ -34,6 +34,10 @@ async fn one_node(spec: NodeSpec, jobs: Vec<JobSpec>, timing: Timing) -> (Mosqui
     mosq_and_nodes(vec![spec], jobs, timing).await
 }
 
+fn reason_of(j: &greenlight_core::Job) -> String {
+    greenlight_core::words::reason(&j.state)
+}
+
 fn node_job(node: &str, fw: &str) -> JobSpec {
     JobSpec::new(&[node.to_string()], fw, JobKind::Plain)
 }
@@ -107,7 +111,7 @@ async fn a_rollback_is_a_rollback_in_both_of_its_forms() {
         match &j.state {
             JobState::RolledBack { reason } => {
                 assert!(
-                    reason.contains(words) || reason.contains("came back on its old firmware"),
+                    reason.contains(words) || reason.contains("went back to its previous firmware"),
                     "{behaviour:?}: {reason}"
                 )
             }
@@ -136,6 +140,10 @@ async fn a_rollback_is_a_rollback_in_both_of_its_forms() {
                     .is_some_and(|w| w.contains("already rolled back")),
                 "{p:?}"
             );
+            // However the rollback was first seen, the job now says that
+            // the device will fetch the image again.
+            let j = finished(&e, &id).await;
+            assert!(reason_of(&j).contains("fetch the same image again"), "{j:?}");
             // Approve-all leaves it to the user.
             let all = e.approve_all().await.unwrap();
             assert!(

@@ -312,7 +312,7 @@ impl Core {
                 && node.online;
             if back_on_old && live {
                 let reason = format!(
-                    "the device came back on its old firmware {fw}: the new one did not start properly"
+                    "the new firmware did not hold, so the device went back to its previous firmware {fw} after restarting"
                 );
                 self.set_state(
                     id,

@@ -33,6 +33,9 @@ use crate::rainmaker::Via;
 /// clouds differ a little; more than this is a wrong clock).
 const CLOCK_SLACK_MS: i64 = 3_600_000;
 
+/// What a rollback reported as `failed` means next (docs/rainmaker.md).
+const FETCH_AGAIN: &str = "it will fetch the same image again later";
+
 /// How far before the approval a device's clock may stamp its answer.
 const REPORT_SKEW_MS: i64 = 60_000;
 
@@ -299,7 +302,7 @@ impl Core {
                 Some(JobState::RolledBack {
                     reason: if as_failure {
                         format!(
-                            "the new firmware could not reach the cloud in time, so the device went back to its previous firmware{back_to}; it will fetch the same image again later"
+                            "the new firmware could not reach the cloud in time, so the device went back to its previous firmware{back_to}; {FETCH_AGAIN}"
                         )
                     } else {
                         format!(
@@ -334,6 +337,38 @@ impl Core {
         let Some(job) = self.closed.get(&key) else {
             return;
         };
+        // Rolled back (seen from the version it came back with), and now the
+        // device's own report says it reported it as a failure: the job stays
+        // open in the cloud and the device will fetch the image again.
+        if let (
+            StatusClass::RolledBack {
+                as_failure: true, ..
+            },
+            JobState::RolledBack { reason },
+        ) = (classify_status(&f.status, &f.text), &job.state)
+        {
+            if !reason.contains(FETCH_AGAIN) {
+                let mut job = job.clone();
+                job.state = JobState::RolledBack {
+                    reason: format!("{reason}; {FETCH_AGAIN}"),
+                };
+                job.headline = crate::words::headline(&job.state);
+                job.progress_text = Some(f.text.clone());
+                job.updated_at = now;
+                let k: Key = (f.account.clone(), f.node_id.clone());
+                if let Some(e) =
+                    self.earlier
+                        .get_mut(&(k.0.clone(), k.1.clone(), job.to_version.clone()))
+                {
+                    e.reason = crate::words::reason(&job.state);
+                }
+                self.closed.insert(key, job.clone());
+                self.finished.insert(job.id, job.clone());
+                self.push(Effect::SaveJob(job.clone()));
+                self.emit(Event::JobChanged { job });
+            }
+            return;
+        }
         let goes_on = matches!(
             classify_status(&f.status, &f.text),
             StatusClass::InProgress { .. } | StatusClass::Rebooting | StatusClass::Success

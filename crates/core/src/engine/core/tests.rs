@@ -426,9 +426,17 @@ fn a_rollback_reported_as_failed_warns_when_the_same_job_is_offered_again() {
     r.node(report(Some(true), Some(recipe("4.2.0")), InfoReport::Empty));
     // Came back on the old version: that alone says rolled back.
     assert!(matches!(r.state(id), JobState::RolledBack { .. }));
-    // The firmware's own report, reported as a failure, does not undo it.
-    r.status("J1", "failed", "MQTT did not connect within 90 seconds");
-    assert!(matches!(r.state(id), JobState::RolledBack { .. }));
+    // The firmware's own report, reported as a failure, does not undo it:
+    // it adds that the device will fetch the same image again.
+    let fx = r.status("J1", "failed", "MQTT did not connect within 90 seconds");
+    assert_eq!(job_states(&fx), vec!["rolled_back"]);
+    assert!(
+        matches!(r.state(id), JobState::RolledBack { ref reason }
+            if reason.contains("went back to its previous firmware 4.2.0")
+                && reason.contains("fetch the same image again")),
+        "{:?}",
+        r.state(id)
+    );
     // Auto-approve is on; the device fetches the same image again.
     let k = r.key();
     r.core.set_auto(&k, true, r.now);
