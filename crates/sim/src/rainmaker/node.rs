@@ -150,6 +150,10 @@ pub struct Timing {
     pub refetch_after_fail: Duration,
     /// A node without a clock fetches again this much later (firmware: 30 s).
     pub no_clock_retry: Duration,
+    /// Pause between a failed download attempt and the next one (the
+    /// firmware's own pause is not documented; the demo's lets people read
+    /// "attempt 1 of 3 failed").
+    pub retry_delay: Duration,
     /// A node outside the download window checks again after this long, or
     /// when the window opens if that is sooner.
     pub window_recheck: Duration,
@@ -174,6 +178,7 @@ impl Timing {
             verify_window: Duration::from_secs(3),
             refetch_after_fail: Duration::from_secs(30),
             no_clock_retry: Duration::from_secs(3),
+            retry_delay: Duration::from_secs(4),
             window_recheck: Duration::from_secs(5),
             offline_after: Duration::from_secs(4),
             flap_period: Duration::from_secs(20),
@@ -192,6 +197,7 @@ impl Timing {
             verify_window: Duration::from_millis(300),
             refetch_after_fail: Duration::from_millis(1500),
             no_clock_retry: Duration::from_millis(200),
+            retry_delay: Duration::from_millis(50),
             window_recheck: Duration::from_millis(200),
             offline_after: Duration::from_millis(300),
             flap_period: Duration::from_secs(2),
@@ -210,6 +216,7 @@ impl Timing {
             verify_window: Duration::from_secs(90),
             refetch_after_fail: Duration::from_secs(300),
             no_clock_retry: Duration::from_secs(30),
+            retry_delay: Duration::from_secs(5),
             // The firmware waits for the window to open, however far away.
             window_recheck: Duration::from_secs(86_400),
             ..Self::demo()
@@ -1184,6 +1191,9 @@ impl Install {
                     self.me
                         .status(job, "failed", &texts::attempt_failed(attempt, &cause))
                         .await;
+                    if attempt < ATTEMPTS {
+                        tokio::time::sleep(self.env.timing.retry_delay).await;
+                    }
                     continue;
                 }
                 Attempt::Rejected(text) => {
