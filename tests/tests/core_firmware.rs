@@ -143,7 +143,10 @@ async fn a_rollback_is_a_rollback_in_both_of_its_forms() {
             // However the rollback was first seen, the job now says that
             // the device will fetch the image again.
             let j = finished(&e, &id).await;
-            assert!(reason_of(&j).contains("fetch the same image again"), "{j:?}");
+            assert!(
+                reason_of(&j).contains("fetch the same image again"),
+                "{j:?}"
+            );
             // Approve-all leaves it to the user.
             let all = e.approve_all().await.unwrap();
             assert!(

@@ -619,8 +619,8 @@ export type Job = {
 	/**  When it reached a terminal state. */
 	finished_at: number | null,
 	/**
-	 *  Where the job is, in plain words, one line ("Attempt 1 of 3 failed
-	 *  (download failed); the device tries again"). Written by the engine
+	 *  Where the job is, in plain words, one line ("Attempt 1 of 3 failed:
+	 *  download failed; the device tries again"). Written by the engine
 	 *  from the state so the app and the CLI say the same.
 	 */
 	headline?: string,

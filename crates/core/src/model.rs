@@ -380,8 +380,8 @@ pub struct Job {
     pub updated_at: Millis,
     /// When it reached a terminal state.
     pub finished_at: Option<Millis>,
-    /// Where the job is, in plain words, one line ("Attempt 1 of 3 failed
-    /// (download failed); the device tries again"). Written by the engine
+    /// Where the job is, in plain words, one line ("Attempt 1 of 3 failed:
+    /// download failed; the device tries again"). Written by the engine
     /// from the state so the app and the CLI say the same.
     #[serde(default)]
     pub headline: String,

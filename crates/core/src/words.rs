@@ -64,13 +64,13 @@ pub fn headline(s: &JobState) -> String {
             attempt: Some(a),
             reason,
         } => format!(
-            "{} failed ({reason}); the device tries again",
+            "{} failed: {reason}; the device tries again",
             capital(&attempt_words(a))
         ),
         JobState::Retrying {
             attempt: None,
             reason,
-        } => format!("An attempt failed ({reason}); waiting to see whether the device tries again"),
+        } => format!("An attempt failed: {reason}; waiting to see whether the device tries again"),
         JobState::Verifying => "Restarting — checking the new firmware".into(),
         JobState::Delayed { delay } => delay_words(delay),
         JobState::Success => "Updated".into(),
@@ -121,7 +121,7 @@ mod tests {
                 attempt: a(1, 3),
                 reason: "download failed".into()
             }),
-            "Attempt 1 of 3 failed (download failed); the device tries again"
+            "Attempt 1 of 3 failed: download failed; the device tries again"
         );
         assert_eq!(
             headline(&JobState::Verifying),

@@ -47,7 +47,7 @@ describe("Activity", () => {
         1,
         "c3",
         { state: "retrying", attempt: { n: 1, of: 3 }, reason: "download failed" },
-        { headline: "Attempt 1 of 3 failed (download failed); the device tries again", progress_text: "OTA Attempt 1/3 failed" },
+        { headline: "Attempt 1 of 3 failed: download failed; the device tries again", progress_text: "OTA Attempt 1/3 failed" },
       ),
       job(2, "d4", { state: "verifying" }, { headline: "Restarting — checking the new firmware" }),
       job(
@@ -63,7 +63,7 @@ describe("Activity", () => {
     );
     render(Activity, { model: m });
     expect(within(running("c3")).getByTestId("job-state").textContent).toBe(
-      "Attempt 1 of 3 failed (download failed); the device tries again",
+      "Attempt 1 of 3 failed: download failed; the device tries again",
     );
     expect(within(running("c3")).getByTestId("job-text").textContent).toBe("“OTA Attempt 1/3 failed”");
     expect(within(running("d4")).getByTestId("job-state").textContent).toBe("Restarting — checking the new firmware");
@@ -85,7 +85,7 @@ describe("Activity", () => {
       1,
       "c3",
       { state: "retrying", attempt: { n: 1, of: 3 }, reason: "download failed" },
-      { headline: "Attempt 1 of 3 failed (download failed); the device tries again", created_at: now - 60_000, updated_at: now - 1000 },
+      { headline: "Attempt 1 of 3 failed: download failed; the device tries again", created_at: now - 60_000, updated_at: now - 1000 },
     );
     const done = job(2, "a1", { state: "success" }, { headline: "Updated", created_at: now - 60_000, finished_at: now - 2000 });
     const m = withJobs(retrying, done);

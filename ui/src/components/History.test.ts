@@ -53,7 +53,7 @@ describe("History", () => {
         },
       ),
       job(5, "e5", { state: "retrying", attempt: { n: 1, of: 3 }, reason: "download failed" }, {
-        headline: "Attempt 1 of 3 failed (download failed); the device tries again",
+        headline: "Attempt 1 of 3 failed: download failed; the device tries again",
         created_at: T0 + 4,
       }),
       job(6, "e5", { state: "verifying" }, { headline: "Restarting — checking the new firmware", created_at: T0 + 5 }),
@@ -66,7 +66,7 @@ describe("History", () => {
     expect(row("d4").querySelector(".badge.bad")).toBeTruthy();
     await choose(screen.getByTestId("history-result"), "running");
     expect(screen.getAllByTestId("history-row").map((r) => r.dataset.state)).toEqual(["verifying", "retrying", "in_progress"]);
-    expect(screen.getAllByTestId("history-row")[1].textContent).toContain("Attempt 1 of 3 failed (download failed); the device tries again");
+    expect(screen.getAllByTestId("history-row")[1].textContent).toContain("Attempt 1 of 3 failed: download failed; the device tries again");
   });
 
   it("filters by device and by result", async () => {

@@ -251,7 +251,7 @@ fn a_failed_attempt_that_the_firmware_retries_is_not_the_end() {
         .expect("running");
     assert_eq!(
         job.headline,
-        "Attempt 1 of 3 failed (download failed (ESP_ERR_HTTP_EAGAIN)); the device tries again"
+        "Attempt 1 of 3 failed: download failed (ESP_ERR_HTTP_EAGAIN); the device tries again"
     );
     r.advance(10 * S);
     r.status(
