@@ -146,7 +146,7 @@ pub fn outcome_failed(o: &ApprovalOutcome) -> bool {
 pub fn outcome_words(o: &ApprovalOutcome, label: &str) -> String {
     match &o.result {
         ApprovalResult::Sent { job } => format!("{label}: approved, {} → {} sent", job.from_version.as_deref().unwrap_or("?"), job.to_version),
-        ApprovalResult::Queued { job } => format!("{label}: approved, {}", state_words(&job.state)),
+        ApprovalResult::Queued { job } => format!("{label}: {}", state_words(&job.state)),
         ApprovalResult::NotConfirmed { job } => format!("{label}: {}", state_words(&job.state)),
         ApprovalResult::UpToDate => format!("{label}: skipped — already up to date"),
         ApprovalResult::Offline => format!("{label}: skipped — the device is offline (use --when-online to install when it comes back)"),
