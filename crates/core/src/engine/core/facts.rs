@@ -331,6 +331,23 @@ impl Core {
                 }
             }
         }
+        // Waiting for a device that never answered, which comes back on the
+        // new version: it took the start after all (its reports were lost).
+        if matches!(
+            job.state,
+            JobState::Queued {
+                reason: QueueReason::NotTaken { .. }
+            }
+        ) && reported_fw == Some(job.to_version.as_str())
+        {
+            self.set_state(
+                id,
+                JobState::Success,
+                Some("Running the new firmware".into()),
+                now,
+            );
+            return;
+        }
         // Sent, and the device has not answered: did it take it?
         if job.kind == UpdateKind::NodeSide && job.state == JobState::Sent && !answered {
             if went_offline {

@@ -167,7 +167,15 @@ impl Core {
         let Some(rt) = self.jobs.get_mut(&id) else {
             return;
         };
-        if matches!(rt.job.state, JobState::Queued { .. }) {
+        // A queued job has not been sent, except one waiting for a device
+        // that did not answer: if it answers after all, it took the start.
+        let not_taken = matches!(
+            rt.job.state,
+            JobState::Queued {
+                reason: QueueReason::NotTaken { .. }
+            }
+        );
+        if matches!(rt.job.state, JobState::Queued { .. }) && !not_taken {
             return;
         }
         // A node's clock can be wrong: 1970 after a reboot before time
@@ -189,10 +197,11 @@ impl Core {
             rt.last_ts = rt.last_ts.max(ts);
         }
         let cur = rt.job.state.clone();
-        let waiting_for_start = matches!(
-            cur,
-            JobState::Requested | JobState::Sent | JobState::NotConfirmed { .. }
-        );
+        let waiting_for_start = not_taken
+            || matches!(
+                cur,
+                JobState::Requested | JobState::Sent | JobState::NotConfirmed { .. }
+            );
         // A polled report stamped well before the approval is the cloud's
         // record of an earlier state (an offer, an earlier attempt), not the
         // device's answer to it. MQTT reports arrive as they happen.

@@ -291,7 +291,15 @@ impl Core {
             .collect();
         let mut polls = vec![];
         for j in self.jobs.values().map(|r| &r.job) {
-            if j.account != account || !j.state.is_running() {
+            // A start the device may have taken without a word (its report
+            // lost, then a restart) is still asked about.
+            let not_taken = matches!(
+                j.state,
+                JobState::Queued {
+                    reason: crate::model::QueueReason::NotTaken { .. }
+                }
+            );
+            if j.account != account || !(j.state.is_running() || not_taken) {
                 continue;
             }
             let online = self
@@ -302,7 +310,10 @@ impl Core {
                 || mqtt_live
                 || matches!(
                     j.state,
-                    JobState::Delayed { .. } | JobState::Stuck | JobState::Verifying
+                    JobState::Delayed { .. }
+                        | JobState::Stuck
+                        | JobState::Verifying
+                        | JobState::Queued { .. }
                 );
             polls.push((j.node_id.clone(), j.ota_job_id.clone(), !slow));
         }

@@ -794,3 +794,31 @@ fn a_polled_report_from_before_the_approval_is_not_its_answer() {
     assert!(job_states(&r.effects()).is_empty());
     assert_eq!(r.state(id), JobState::Sent);
 }
+
+#[test]
+fn a_device_that_took_the_start_without_a_word_is_not_left_waiting() {
+    // Its reports were lost (a cloud answering 500), then it restarted into
+    // the new firmware: offline before any answer looks like "not taken".
+    let mut r = rig();
+    r.boot("1.3.2");
+    r.node(report(Some(true), None, offer("J1", "1.4.0")));
+    let id = r.approve_sent();
+    r.node(report(Some(false), None, InfoReport::Unknown));
+    assert!(matches!(r.state(id), JobState::Queued { .. }));
+    // Still asked about, at the slow pace.
+    let plan = r.core.source_plan(A, false);
+    assert_eq!(plan.polls, vec![(N.to_string(), "J1".to_string(), false)]);
+    // A report that comes through after all moves it on.
+    r.status("J1", "in-progress", "Rebooting into new firmware");
+    assert_eq!(r.state(id), JobState::Verifying);
+
+    // Or it is simply back on the new version.
+    let mut r = rig();
+    r.boot("1.3.2");
+    r.node(report(Some(true), None, offer("J1", "1.4.0")));
+    let id = r.approve_sent();
+    r.node(report(Some(false), None, InfoReport::Unknown));
+    let fx = r.node(report(Some(true), Some(recipe("1.4.0")), InfoReport::Empty));
+    assert_eq!(job_states(&fx), vec!["success"]);
+    assert_eq!(sends(&fx), 0);
+}
