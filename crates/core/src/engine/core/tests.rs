@@ -820,5 +820,6 @@ fn a_device_that_took_the_start_without_a_word_is_not_left_waiting() {
     r.node(report(Some(false), None, InfoReport::Unknown));
     let fx = r.node(report(Some(true), Some(recipe("1.4.0")), InfoReport::Empty));
     assert_eq!(job_states(&fx), vec!["success"]);
+    assert_eq!(r.state(id), JobState::Success);
     assert_eq!(sends(&fx), 0);
 }
