@@ -109,6 +109,7 @@ export function modelOf(nodes: Node[], p: { account: string; node_id: string }):
 /** One line about a batch of approval outcomes, e.g. after Approve all. */
 export function summarize(outcomes: ApprovalOutcome[], name: (id: string) => string): string {
   const started: string[] = [];
+  const waiting: string[] = [];
   const left: string[] = [];
   for (const o of outcomes) {
     const r = o.result;
@@ -118,7 +119,9 @@ export function summarize(outcomes: ApprovalOutcome[], name: (id: string) => str
         started.push(n);
         break;
       case "queued":
-        left.push(`${n} (queued)`);
+        // Approved: it waits (for the device, quiet hours or its time), it
+        // is not left out.
+        waiting.push(`${n} (${jobWords(r.job).replace(/^Approved — /, "")})`);
         break;
       case "not_confirmed":
         left.push(`${n} (not confirmed)`);
@@ -138,6 +141,7 @@ export function summarize(outcomes: ApprovalOutcome[], name: (id: string) => str
   }
   const parts: string[] = [];
   if (started.length) parts.push(`Started ${started.length}: ${started.join(", ")}.`);
+  if (waiting.length) parts.push(`Approved ${waiting.length}, waiting: ${waiting.join("; ")}.`);
   if (left.length) parts.push(`Left out ${left.length}: ${left.join("; ")}.`);
   return parts.join(" ") || "Nothing to approve.";
 }
