@@ -93,4 +93,17 @@ describe("History", () => {
     expect(calls[0]).toEqual(["export_history_csv", { query: { node_id: null, limit: null } }]);
     expect(m.notices.at(-1)?.text).toBe("History saved to /home/ana/Downloads/greenlight-history-1.csv");
   });
+  it("names the account of each row when there is more than one, and only then", () => {
+    const one = model();
+    const { unmount } = render(History, { model: one });
+    expect(screen.queryAllByTestId("history-account")).toHaveLength(0);
+    unmount();
+    const two = model();
+    two.history = [
+      job(1, "a1", { state: "success" }, { headline: "Updated", account: "home" }),
+      job(2, "a1", { state: "success" }, { headline: "Updated", account: "cabin", created_at: T0 + 5 }),
+    ];
+    render(History, { model: two });
+    expect(screen.getAllByTestId("history-account").map((e) => e.textContent?.trim())).toEqual(["· cabin", "· home"]);
+  });
 });

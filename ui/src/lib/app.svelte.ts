@@ -80,6 +80,14 @@ export class AppModel {
    */
   isOnline = (p: PendingUpdate): boolean => this.nodeOf(p)?.online ?? p.node_online;
 
+  /** More than one account: rows then say which account they belong to. */
+  get manyAccounts(): boolean {
+    const names = new Set<string>(this.accounts.map((a) => a.name));
+    for (const j of this.history) names.add(j.account);
+    for (const j of this.jobs) names.add(j.account);
+    return names.size > 1;
+  }
+
   get visiblePending(): PendingUpdate[] {
     return this.pending.filter((p) => p.snoozed_until == null || p.snoozed_until <= this.now);
   }
