@@ -361,8 +361,7 @@ impl Actor {
         });
         let now = self.clock.now();
         self.core.remove_account(name, now);
-        let effects = self.core.take();
-        self.perform(effects);
+        self.flush();
         self.emit_now(Event::AccountState {
             account: name.to_string(),
             state: AccountState::Stopped,

@@ -95,6 +95,12 @@ impl Actor {
         }
     }
 
+    /// Performs whatever the core has decided so far.
+    pub(crate) fn flush(&mut self) {
+        let effects = self.core.take();
+        self.perform(effects);
+    }
+
     /// Performs the core's effects in order (see the module docs).
     pub(crate) fn perform(&mut self, effects: Vec<Effect>) {
         let mut queue: VecDeque<Effect> = effects.into();
@@ -190,8 +196,7 @@ impl Actor {
             Internal::CommandDone { job_id, result } => {
                 let now = self.clock.now();
                 let o = self.core.command_done(job_id, result, now);
-                let effects = self.core.take();
-                self.perform(effects);
+                self.flush();
                 if let (Some(o), Some(w)) = (o, self.waiters.remove(&job_id)) {
                     let _ = w.send(o);
                 }
@@ -211,8 +216,7 @@ impl Actor {
         }
         let now = self.clock.now();
         self.core.tick(now);
-        let effects = self.core.take();
-        self.perform(effects);
+        self.flush();
     }
 
     fn on_fact(&mut self, f: Fact) {
@@ -228,8 +232,7 @@ impl Actor {
             } => {
                 self.core
                     .node_reports(&account, nodes, complete, observed_at, via, now);
-                let effects = self.core.take();
-                self.perform(effects);
+                self.flush();
                 if let Some(d) = done {
                     let _ = d.send(());
                 }
@@ -241,8 +244,7 @@ impl Actor {
                 done,
             } => {
                 self.core.cloud_offer(&(account, node_id), offer, now);
-                let effects = self.core.take();
-                self.perform(effects);
+                self.flush();
                 if let Some(d) = done {
                     let _ = d.send(());
                 }
@@ -268,8 +270,7 @@ impl Actor {
                     },
                     now,
                 );
-                let effects = self.core.take();
-                self.perform(effects);
+                self.flush();
             }
             Fact::JobWindow {
                 account,
@@ -279,8 +280,7 @@ impl Actor {
             } => {
                 self.core
                     .job_window(&(account, node_id), &job_id, window, now);
-                let effects = self.core.take();
-                self.perform(effects);
+                self.flush();
             }
             Fact::Source {
                 account,
@@ -347,8 +347,7 @@ impl Actor {
                         }
                     }
                 }
-                let effects = self.core.take();
-                self.perform(effects);
+                self.flush();
                 tokio::spawn(async move {
                     for (i, rx) in waits {
                         if let Ok(o) = rx.await {
@@ -366,14 +365,12 @@ impl Actor {
                     .iter()
                     .map(|id| self.core.schedule(id, at, &mut self.store, now))
                     .collect();
-                let effects = self.core.take();
-                self.perform(effects);
+                self.flush();
                 let _ = reply.send(outcomes);
             }
             Request::InstallWhenOnline(id, reply) => {
                 let o = self.core.install_when_online(&id, &mut self.store, now);
-                let effects = self.core.take();
-                self.perform(effects);
+                self.flush();
                 let _ = reply.send(o);
             }
             Request::Resend(job_id, reply) => {
@@ -385,13 +382,11 @@ impl Actor {
                         let _ = reply.send(o);
                     }
                 }
-                let effects = self.core.take();
-                self.perform(effects);
+                self.flush();
             }
             Request::Cancel(job_id, reply) => {
                 let r = self.core.cancel(job_id, now);
-                let effects = self.core.take();
-                self.perform(effects);
+                self.flush();
                 let _ = reply.send(r);
             }
             Request::Snooze(id, until, reply) => {
@@ -454,8 +449,7 @@ impl Actor {
         f: impl FnOnce(&mut Self, super::core::Key) -> Result<()>,
     ) -> Result<()> {
         let res = self.core.find(node_id).and_then(|k| f(self, k));
-        let effects = self.core.take();
-        self.perform(effects);
+        self.flush();
         res
     }
 

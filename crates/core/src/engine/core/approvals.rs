@@ -239,30 +239,18 @@ impl Core {
         store: &mut Store,
         now: Millis,
     ) -> ApprovalOutcome {
-        let k = match self.find(id) {
-            Ok(k) => k,
-            Err(e) => return unknown(id, e),
-        };
         let queued = JobState::Queued {
             reason: QueueReason::WaitingForNode,
         };
-        let o = match self.decide(&k, Mode::Explicit, Some(queued), store, now) {
-            Ok(job) => {
-                let (id, kind) = (job.id, job.kind);
-                let offered_now = self
-                    .node_pending
-                    .get(&k)
-                    .is_some_and(|p| p.job_id == job.ota_job_id);
-                if self.online(&k) && (kind == UpdateKind::CloudApproval || offered_now) {
-                    self.release(id, now);
-                }
-                let job = self.jobs.get(&id).map(|r| r.job.clone()).unwrap_or(job);
-                outcome(&k, ApprovalResult::Queued { job })
+        self.approve_queued(id, queued, store, now, |core, k, job| {
+            let offered_now = core
+                .node_pending
+                .get(k)
+                .is_some_and(|p| p.job_id == job.ota_job_id);
+            if core.online(k) && (job.kind == UpdateKind::CloudApproval || offered_now) {
+                core.release(job.id, now);
             }
-            Err(r) => outcome(&k, r),
-        };
-        self.emit(Event::Approval { outcome: o.clone() });
-        o
+        })
     }
 
     /// Records an approval to be sent at `at`.
@@ -273,15 +261,32 @@ impl Core {
         store: &mut Store,
         now: Millis,
     ) -> ApprovalOutcome {
+        let queued = JobState::Queued {
+            reason: QueueReason::Scheduled { at },
+        };
+        self.approve_queued(id, queued, store, now, |_, _, _| {})
+    }
+
+    /// Records an approval that starts queued, lets `then` act on the new
+    /// job, and tells everyone the outcome.
+    fn approve_queued(
+        &mut self,
+        id: &str,
+        queued: JobState,
+        store: &mut Store,
+        now: Millis,
+        then: impl FnOnce(&mut Core, &Key, &Job),
+    ) -> ApprovalOutcome {
         let k = match self.find(id) {
             Ok(k) => k,
             Err(e) => return unknown(id, e),
         };
-        let state = JobState::Queued {
-            reason: QueueReason::Scheduled { at },
-        };
-        let o = match self.decide(&k, Mode::Explicit, Some(state), store, now) {
-            Ok(job) => outcome(&k, ApprovalResult::Queued { job }),
+        let o = match self.decide(&k, Mode::Explicit, Some(queued), store, now) {
+            Ok(job) => {
+                then(self, &k, &job);
+                let job = self.jobs.get(&job.id).map(|r| r.job.clone()).unwrap_or(job);
+                outcome(&k, ApprovalResult::Queued { job })
+            }
             Err(r) => outcome(&k, r),
         };
         self.emit(Event::Approval { outcome: o.clone() });

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use super::{Core, Effect, Key};
-use crate::model::{JobState, Millis, Node, OtaLayout, PendingUpdate, QueueReason, UpdateKind};
+use crate::model::{JobState, Millis, Node, OtaLayout, QueueReason, UpdateKind};
 use crate::rainmaker::{InfoReport, NodeReport, Via};
 
 /// A node that offers the approved job again sooner than this after the
@@ -212,21 +212,13 @@ impl Core {
                     .unwrap_or(now);
                 self.node_pending.insert(
                     k.clone(),
-                    PendingUpdate {
-                        account: k.0.clone(),
-                        node_id: k.1.clone(),
-                        node_name: None,
-                        job_id: i.job_id,
-                        from_version: None,
-                        to_version: i.fw_version,
-                        release_note: None,
-                        size: None,
-                        kind: UpdateKind::NodeSide,
+                    super::offers::raw_offer(
+                        &k,
+                        i.job_id,
+                        i.fw_version,
+                        UpdateKind::NodeSide,
                         first_seen,
-                        snoozed_until: None,
-                        node_online: false,
-                        warning: None,
-                    },
+                    ),
                 );
             }
             InfoReport::Empty => {

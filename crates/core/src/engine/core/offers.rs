@@ -11,6 +11,32 @@ use crate::event::Event;
 use crate::model::{Millis, OtaLayout, PendingUpdate, UpdateKind};
 use crate::rainmaker::rest::CloudOffer;
 
+/// A raw offer as a source reported it; [`Core::visible`] fills in what the
+/// node record knows (name, running version, online state, warning).
+pub(crate) fn raw_offer(
+    k: &Key,
+    job_id: String,
+    to_version: String,
+    kind: UpdateKind,
+    first_seen: Millis,
+) -> PendingUpdate {
+    PendingUpdate {
+        account: k.0.clone(),
+        node_id: k.1.clone(),
+        node_name: None,
+        job_id,
+        from_version: None,
+        to_version,
+        release_note: None,
+        size: None,
+        kind,
+        first_seen,
+        snoozed_until: None,
+        node_online: false,
+        warning: None,
+    }
+}
+
 impl Core {
     /// The updates of a node that are offered for approval now, as views
     /// should show them (with the node's current name, version, online
@@ -112,24 +138,16 @@ impl Core {
                         .insert((k.0.clone(), k.1.clone(), o.job_id.clone()), w);
                 }
                 self.clear_stale_skip(k, &o.fw_version);
-                self.cloud_pending.insert(
-                    k.clone(),
-                    PendingUpdate {
-                        account: k.0.clone(),
-                        node_id: k.1.clone(),
-                        node_name: None,
-                        job_id: o.job_id,
-                        from_version: None,
-                        to_version: o.fw_version,
-                        release_note: o.description,
-                        size: o.file_size,
-                        kind: UpdateKind::CloudApproval,
-                        first_seen,
-                        snoozed_until: None,
-                        node_online: false,
-                        warning: None,
-                    },
+                let mut p = raw_offer(
+                    k,
+                    o.job_id,
+                    o.fw_version,
+                    UpdateKind::CloudApproval,
+                    first_seen,
                 );
+                p.release_note = o.description;
+                p.size = o.file_size;
+                self.cloud_pending.insert(k.clone(), p);
             }
             None => {
                 self.cloud_pending.remove(k);
