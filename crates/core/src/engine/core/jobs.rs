@@ -214,19 +214,16 @@ impl Core {
             tracing::debug!(node = %f.node_id, status = %f.status, "a report from before the approval; not its answer");
             return;
         }
-        let text = f.text.clone();
-        let text_opt = (!text.is_empty()).then(|| text.clone());
+        let text_opt = (!f.text.is_empty()).then(|| f.text.clone());
+        let class = classify_status(&f.status, &f.text);
         let is_preapproval_offer = waiting_for_start
-            && matches!(
-                classify_status(&f.status, &text),
-                StatusClass::Delayed(DelayReason::WaitingForApproval)
-            );
+            && matches!(class, StatusClass::Delayed(DelayReason::WaitingForApproval));
         if !is_preapproval_offer {
             rt.answered = true;
         }
         tracing::debug!(node = %f.node_id, via = ?f.via, status = %f.status, text = %f.text, "job status");
         let k: Key = (f.account.clone(), f.node_id.clone());
-        let next = match classify_status(&f.status, &text) {
+        let next = match class {
             StatusClass::Triggered | StatusClass::Unknown => None,
             // The device's own "waiting for approval" from before the start
             // is not an answer to it.
@@ -346,6 +343,7 @@ impl Core {
         let Some(job) = self.closed.get(&key) else {
             return;
         };
+        let class = classify_status(&f.status, &f.text);
         // Rolled back (seen from the version it came back with), and now the
         // device's own report says it reported it as a failure: the job stays
         // open in the cloud and the device will fetch the image again.
@@ -354,7 +352,7 @@ impl Core {
                 as_failure: true, ..
             },
             JobState::RolledBack { reason },
-        ) = (classify_status(&f.status, &f.text), &job.state)
+        ) = (&class, &job.state)
         {
             if !reason.contains(FETCH_AGAIN) {
                 let mut job = job.clone();
@@ -379,7 +377,7 @@ impl Core {
             return;
         }
         let goes_on = matches!(
-            classify_status(&f.status, &f.text),
+            class,
             StatusClass::InProgress { .. } | StatusClass::Rebooting | StatusClass::Success
         );
         let newer = f.ts == 0 || job.finished_at.is_none_or(|t| f.ts / 1000 >= t / 1000);
