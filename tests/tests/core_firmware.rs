@@ -13,10 +13,8 @@ use greenlight_core::{
     ApprovalResult, DelayReason, DownloadWindow, EngineHandle, JobState, OtaLayout, UpdateKind,
 };
 use greenlight_sim::rainmaker::wire::NodeInfo;
-use greenlight_sim::rainmaker::{
-    self, scenario, Behaviour, JobKind, JobSpec, NodeSpec, RainmakerSim, Timing,
-};
-use greenlight_tests::{eventually, Mosquitto};
+use greenlight_sim::rainmaker::{self, scenario, Behaviour, JobKind, JobSpec, NodeSpec, Timing};
+use greenlight_tests::eventually;
 
 fn info(n: usize, name: &str) -> NodeInfo {
     NodeInfo {
@@ -27,11 +25,6 @@ fn info(n: usize, name: &str) -> NodeInfo {
         project_name: "test_plug".into(),
         platform: "esp32".into(),
     }
-}
-
-/// One node on a fresh mosquitto, with its jobs.
-async fn one_node(spec: NodeSpec, jobs: Vec<JobSpec>, timing: Timing) -> (Mosquitto, RainmakerSim) {
-    mosq_and_nodes(vec![spec], jobs, timing).await
 }
 
 fn reason_of(j: &greenlight_core::Job) -> String {
@@ -69,7 +62,8 @@ async fn a_failed_attempt_that_the_device_retries_ends_updated_not_failed() {
         behaviour: Behaviour::RetryThenSucceeds,
         ..NodeSpec::new(info(0, "Retry Plug"), "1.0.0")
     };
-    let (_mosq, sim) = one_node(spec, vec![node_job(&id, "1.1.0")], Timing::fast()).await;
+    let (_mosq, sim) =
+        mosq_and_nodes(vec![spec], vec![node_job(&id, "1.1.0")], Timing::fast()).await;
     let dir = data_dir("fw-retry");
     let e = engine(&dir, &sim, account(&sim, "home", Sides::Both)).await;
     approve_sent(&e, &id).await;
@@ -103,7 +97,8 @@ async fn a_rollback_is_a_rollback_in_both_of_its_forms() {
             behaviour,
             ..NodeSpec::new(info(n, "Thermostat"), "4.2.0")
         };
-        let (_mosq, sim) = one_node(spec, vec![node_job(&id, "4.3.0")], Timing::fast()).await;
+        let (_mosq, sim) =
+            mosq_and_nodes(vec![spec], vec![node_job(&id, "4.3.0")], Timing::fast()).await;
         let dir = data_dir("fw-rollback");
         let e = engine(&dir, &sim, account(&sim, "home", Sides::Both)).await;
         approve_sent(&e, &id).await;
@@ -177,7 +172,7 @@ async fn a_download_window_is_named_and_the_job_goes_on_when_it_opens() {
         }),
         ..node_job(&id, "1.1.0")
     };
-    let (_mosq, sim) = one_node(spec, vec![job], Timing::fast()).await;
+    let (_mosq, sim) = mosq_and_nodes(vec![spec], vec![job], Timing::fast()).await;
     let dir = data_dir("fw-window");
     let e = engine(&dir, &sim, account(&sim, "home", Sides::Both)).await;
     approve_sent(&e, &id).await;
@@ -221,7 +216,7 @@ async fn an_offer_that_arrives_after_the_node_is_online_is_auto_approved() {
     let id = info(4, "Late Plug").node_id;
     let spec = NodeSpec::new(info(4, "Late Plug"), "1.0.0");
     // No job yet: the node connects, reports, and has nothing to offer.
-    let (_mosq, sim) = one_node(spec, vec![], Timing::fast()).await;
+    let (_mosq, sim) = mosq_and_nodes(vec![spec], vec![], Timing::fast()).await;
     let dir = data_dir("fw-late");
     // The cloud's node list makes the node known; its offer comes later
     // over MQTT, as on a live deployment.
@@ -267,7 +262,7 @@ async fn a_stock_sdk_node_is_updated_through_the_cloud_and_never_sent_operation(
         description: "First stable release".into(),
         ..JobSpec::new(std::slice::from_ref(&id), "1.0.0", JobKind::UserApproval)
     };
-    let (_mosq, sim) = one_node(spec, vec![job], Timing::fast()).await;
+    let (_mosq, sim) = mosq_and_nodes(vec![spec], vec![job], Timing::fast()).await;
     let dir = data_dir("fw-stock");
     let e = engine(&dir, &sim, account(&sim, "home", Sides::Both)).await;
     let node = eventually(WAIT, "the stock node's layout known", || async {

@@ -74,49 +74,46 @@ pub async fn sim(broker: BrokerChoice, timing: Timing) -> RainmakerSim {
     .expect("simulator starts")
 }
 
-/// A fresh mosquitto and the demo fleet on it. Retried: `Mosquitto::start`
-/// picks its port by binding `:0` and releasing it, and anything else on the
-/// machine (another test binary) can take that port in between.
+/// A fresh mosquitto and the demo fleet on it.
 pub async fn mosq_and_sim(timing: Timing) -> (greenlight_tests::Mosquitto, RainmakerSim) {
-    let mut last = String::new();
-    for _ in 0..3 {
-        let mosq = greenlight_tests::Mosquitto::start();
-        match RainmakerSim::start(SimConfig {
-            broker: BrokerChoice::External(mosq.url()),
-            scenario: Scenario::Demo,
-            nodes: 6,
-            timing: timing.clone(),
-            ready_timeout: Duration::from_secs(30),
-            ..SimConfig::default()
-        })
-        .await
-        {
-            Ok(sim) => return (mosq, sim),
-            Err(e) => last = e.to_string(),
-        }
-    }
-    panic!("simulator did not start on a fresh mosquitto three times: {last}");
+    on_fresh_mosquitto(SimConfig {
+        scenario: Scenario::Demo,
+        nodes: 6,
+        timing,
+        ..SimConfig::default()
+    })
+    .await
 }
 
 /// A fresh mosquitto and a simulator with only `nodes` and `jobs` (no demo
-/// fleet). Retried like [`mosq_and_sim`].
+/// fleet).
 pub async fn mosq_and_nodes(
     nodes: Vec<greenlight_sim::rainmaker::NodeSpec>,
     jobs: Vec<greenlight_sim::rainmaker::JobSpec>,
     timing: Timing,
 ) -> (greenlight_tests::Mosquitto, RainmakerSim) {
+    on_fresh_mosquitto(SimConfig {
+        scenario: Scenario::Plain,
+        nodes: 0,
+        extra_nodes: nodes,
+        extra_jobs: jobs,
+        timing,
+        ..SimConfig::default()
+    })
+    .await
+}
+
+/// Starts `cfg` on a fresh mosquitto. Retried: `Mosquitto::start` picks its
+/// port by binding `:0` and releasing it, and anything else on the machine
+/// (another test binary) can take that port in between.
+async fn on_fresh_mosquitto(cfg: SimConfig) -> (greenlight_tests::Mosquitto, RainmakerSim) {
     let mut last = String::new();
     for _ in 0..3 {
         let mosq = greenlight_tests::Mosquitto::start();
         match RainmakerSim::start(SimConfig {
             broker: BrokerChoice::External(mosq.url()),
-            scenario: Scenario::Plain,
-            nodes: 0,
-            extra_nodes: nodes.clone(),
-            extra_jobs: jobs.clone(),
-            timing: timing.clone(),
             ready_timeout: Duration::from_secs(30),
-            ..SimConfig::default()
+            ..cfg.clone()
         })
         .await
         {
