@@ -111,11 +111,11 @@ async fn a_device_that_asks_again_gets_the_same_approval_delivered() {
     let dir = data_dir("delivery-asks");
     let e = engine(&dir, &sim, account(&sim, "home", Sides::Both)).await;
     let job = approve_ignored(&e, &sim, &id).await;
+    assert_eq!(state(&e, job).await, JobState::Sent);
     // An offer that crossed the `start` in flight is not an answer; the
     // engine only takes one from a few seconds after it. This pause spaces
     // the next action; nothing is asserted on the strength of it.
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    assert_eq!(state(&e, job).await, JobState::Sent);
     // "Check now": the device fetches again and asks for approval again.
     e.check_now(&id).await.unwrap();
     let j = finished(&e, &id).await;
