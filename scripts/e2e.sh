@@ -60,7 +60,7 @@ dbus-run-session -- bash -c '
     (exec 3<>"/dev/tcp/127.0.0.1/$WEBDRIVER_PORT") 2>/dev/null && break
     sleep 0.1
   done
-  cd ui && timeout 600 node --test --test-reporter=spec e2e/*.test.mjs
+  cd ui && timeout 1200 node --test --test-concurrency=1 --test-reporter=spec e2e/*.test.mjs
   rc=$?
   kill $driver 2>/dev/null
   [ $rc -ne 0 ] && { echo "--- tauri-driver log"; tail -40 "$2/driver.log"; }

@@ -52,8 +52,8 @@ pub struct AppOptions {
 impl AppOptions {
     /// The defaults for a real run: platform data directory, OS keychain.
     pub fn from_env() -> AppOptions {
-        let data_dir = std::env::var_os("GREENLIGHT_DATA_DIR")
-            .map(PathBuf::from)
+        let data_dir = data_dir_arg(std::env::args())
+            .or_else(|| std::env::var_os("GREENLIGHT_DATA_DIR").map(PathBuf::from))
             .or_else(|| {
                 directories::ProjectDirs::from("dev", "greenlight", "greenlight")
                     .map(|p| p.data_dir().to_path_buf())
@@ -75,6 +75,21 @@ impl AppOptions {
             tune: |_| {},
         }
     }
+}
+
+/// `--data-dir PATH` or `--data-dir=PATH` on the command line: a second
+/// profile (and what the end-to-end tests give each app they start).
+fn data_dir_arg(args: impl Iterator<Item = String>) -> Option<PathBuf> {
+    let mut args = args.skip(1);
+    while let Some(a) = args.next() {
+        if a == "--data-dir" {
+            return args.next().map(PathBuf::from);
+        }
+        if let Some(v) = a.strip_prefix("--data-dir=") {
+            return Some(PathBuf::from(v));
+        }
+    }
+    None
 }
 
 /// The demo fleet: the simulators and the engine and tracker watching them.
@@ -461,5 +476,20 @@ async fn open_keychain() -> Result<Arc<dyn SecretStore>, String> {
         Ok(Ok(Err(e))) => Err(e.to_string()),
         Ok(Err(e)) => Err(format!("keychain check crashed: {e}")),
         Err(_) => Err("the keychain did not answer within 5 s".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_dir_from_the_command_line() {
+        let a = |v: &[&str]| data_dir_arg(v.iter().map(|s| s.to_string()));
+        assert_eq!(a(&["app", "--data-dir", "/x"]), Some(PathBuf::from("/x")));
+        assert_eq!(a(&["app", "--minimized", "--data-dir=/y"]), Some(PathBuf::from("/y")));
+        assert_eq!(a(&["app", "--minimized"]), None);
+        // The program name is never taken for the flag.
+        assert_eq!(a(&["--data-dir=/z"]), None);
     }
 }
