@@ -508,10 +508,15 @@ impl Cloud {
                     ));
                 }
             }
-            let id = format!(
-                "{:016X}",
-                rand::rng().random::<u64>() & 0x00FF_FFFF_FFFF_FFFF
-            );
+            // The same jobs, created in the same order, get the same ids: a
+            // simulator restarted on the same scenario is the same cloud
+            // after an outage (a real cloud keeps its jobs), so an approval
+            // recorded while it was down still names a job it knows.
+            let seed = format!("{}|{nodes:?}|{fw_version}|{description}", st.jobs.len());
+            let digest = Md5::digest(seed.as_bytes());
+            let mut n = [0u8; 8];
+            n.copy_from_slice(&digest[..8]);
+            let id = format!("{:016X}", u64::from_be_bytes(n) & 0x00FF_FFFF_FFFF_FFFF);
             let image = Arc::new(make_image(fw_version, image_size.clamp(1024, 64 << 20)));
             let md5 = hex(&Md5::digest(image.as_slice()));
             let now = now_ms();
