@@ -558,12 +558,78 @@ async fn a_cloud_name_that_does_not_resolve_is_a_clear_network_error() {
         .await
         .expect("a name that does not resolve is given up on, not retried forever")
         .unwrap_err();
-    let m = err.to_string();
     assert!(
-        matches!(err, greenlight_core::Error::Network(_))
-            && m.contains("greenlight-no-such-host.invalid")
-            || m.to_lowercase().contains("dns")
-            || m.to_lowercase().contains("resolve"),
+        matches!(
+            err,
+            greenlight_core::Error::Network {
+                kind: greenlight_core::error::NetKind::Dns,
+                ..
+            }
+        ),
         "{err:?}"
     );
+    // The person reads what it means and what to do, and nothing was sent.
+    assert!(
+        err.plain().contains("host name could not be found"),
+        "{}",
+        err.plain()
+    );
+    assert!(err.never_sent() && !err.maybe_delivered());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_port_is_a_refused_connection_in_plain_words_and_provably_not_sent() {
+    init_logs();
+    let secrets = std::sync::Arc::new(greenlight_core::MemorySecretStore::default());
+    greenlight_core::SecretStore::set(
+        &*secrets,
+        "closed",
+        greenlight_core::secret_keys::PASSWORD,
+        "pw",
+    )
+    .unwrap();
+    // A port that was just free on loopback: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let acct = greenlight_core::AccountConfig::rest(
+        "closed",
+        &format!("http://127.0.0.1:{port}"),
+        "a@b.c",
+    );
+    let client = greenlight_core::rainmaker::rest::RestClient::new(
+        "closed",
+        acct.rest.as_ref().unwrap(),
+        secrets,
+        RetryPolicy {
+            attempts: 2,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(50),
+            request_timeout: Duration::from_secs(5),
+        },
+    )
+    .unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(30), client.access_token())
+        .await
+        .expect("a refused connection is answered at once")
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            greenlight_core::Error::Network {
+                kind: greenlight_core::error::NetKind::Refused,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let words = err.plain();
+    assert!(words.contains("refused the connection"), "{words}");
+    assert!(
+        !words.contains("os error") && !words.contains("tcp connect"),
+        "{words}"
+    );
+    assert!(err.never_sent() && !err.maybe_delivered());
 }

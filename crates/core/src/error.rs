@@ -30,6 +30,120 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// Why a request got no answer. The first five provably never left this
+/// computer; the others may have reached the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetKind {
+    /// Nothing accepts connections at that address (down, or wrong port).
+    Refused,
+    /// The host name could not be resolved.
+    Dns,
+    /// No route to the host (this computer offline, or the address unreachable).
+    Unreachable,
+    /// No connection could be made in time.
+    ConnectTimeout,
+    /// The secure connection could not be set up (certificate not trusted).
+    Tls,
+    /// The server presents another certificate than the one the user
+    /// pinned: refused, and said plainly (it can mean someone is in between).
+    CertChanged,
+    /// Connected, but no complete answer came in time.
+    Timeout,
+    /// The connection broke after the request went out.
+    Broken,
+    /// Something else, after the connection was made.
+    Other,
+}
+
+impl NetKind {
+    /// The kind of a failed connect.
+    pub fn of_io(e: &std::io::Error) -> NetKind {
+        use std::io::ErrorKind as K;
+        match e.kind() {
+            K::ConnectionRefused => NetKind::Refused,
+            K::TimedOut => NetKind::ConnectTimeout,
+            K::HostUnreachable | K::NetworkUnreachable | K::NetworkDown | K::AddrNotAvailable => {
+                NetKind::Unreachable
+            }
+            _ if looks_like_dns(&e.to_string()) => NetKind::Dns,
+            _ => NetKind::Unreachable,
+        }
+    }
+
+    /// The kind of a failed request (walks the error's causes: reqwest
+    /// wraps hyper, which wraps the I/O, resolver or TLS error).
+    pub fn of_request(e: &reqwest::Error) -> NetKind {
+        let mut io_kind = None;
+        let mut text = String::new();
+        let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+        while let Some(s) = src {
+            // An I/O error can carry the TLS error inside it (its `source`
+            // skips it), so look there too.
+            let inner_tls = s
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|e| e.downcast_ref::<rustls::Error>());
+            if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                if inner_tls.is_none() {
+                    io_kind.get_or_insert(NetKind::of_io(io));
+                }
+            }
+            if let Some(t) = s.downcast_ref::<rustls::Error>().or(inner_tls) {
+                return match t {
+                    rustls::Error::General(m) if m.contains("certificate changed") => {
+                        NetKind::CertChanged
+                    }
+                    _ => NetKind::Tls,
+                };
+            }
+            text.push_str(&s.to_string().to_ascii_lowercase());
+            text.push(' ');
+            src = s.source();
+        }
+        // Our pinning verifier's words, however deep the TLS error sits.
+        if text.contains("the server's certificate changed") {
+            return NetKind::CertChanged;
+        }
+        if e.is_connect() {
+            if looks_like_dns(&text) {
+                return NetKind::Dns;
+            }
+            if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
+                return NetKind::Tls;
+            }
+            if e.is_timeout() || text.contains("timed out") {
+                return NetKind::ConnectTimeout;
+            }
+            // A connect that failed can have sent nothing.
+            return match io_kind {
+                Some(NetKind::Refused) => NetKind::Refused,
+                Some(k) if k.never_sent() => k,
+                _ => NetKind::Unreachable,
+            };
+        }
+        if e.is_timeout() {
+            NetKind::Timeout
+        } else if e.is_request() || e.is_body() || e.is_decode() {
+            NetKind::Broken
+        } else {
+            NetKind::Other
+        }
+    }
+
+    /// True when the request provably never reached the server.
+    pub fn never_sent(self) -> bool {
+        matches!(
+            self,
+            NetKind::Refused
+                | NetKind::Dns
+                | NetKind::Unreachable
+                | NetKind::ConnectTimeout
+                | NetKind::Tls
+                | NetKind::CertChanged
+        )
+    }
+}
+
 /// Everything that can go wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -37,8 +151,14 @@ pub enum Error {
     #[error("cloud refused: {0}")]
     Api(ApiError),
     /// The request could not be sent or no answer came in time.
-    #[error("cannot reach the cloud: {0}")]
-    Network(String),
+    #[error("cannot reach the cloud: {detail}")]
+    Network {
+        /// What went wrong, as far as it decides what to say and whether
+        /// the request may have been acted on.
+        kind: NetKind,
+        /// The technical detail, for logs.
+        detail: String,
+    },
     /// The cloud answered something that is not what the reference describes.
     #[error("unexpected answer from the cloud: {0}")]
     Protocol(String),
@@ -84,6 +204,17 @@ pub enum Error {
     /// No such node.
     #[error("no node {0:?} in any account")]
     UnknownNode(String),
+    /// A node id without an account that is in more than one account.
+    #[error("node {node_id} is in more than one account ({}): say which", accounts.join(", "))]
+    AmbiguousNode {
+        /// The id.
+        node_id: String,
+        /// The accounts that have it.
+        accounts: Vec<String>,
+    },
+    /// A sweep asked for by a view failed (the words of each failure).
+    #[error("{0}")]
+    Refresh(String),
     /// The engine has stopped.
     #[error("the engine has stopped")]
     EngineStopped,
@@ -95,17 +226,51 @@ impl Error {
     /// without the user's confirmation.
     pub fn maybe_delivered(&self) -> bool {
         match self {
-            Error::Api(a) => a.http >= 500,
-            Error::Network(_) | Error::Unconfirmed(_) => true,
+            // 503 and 429 say the server did not take the request on.
+            Error::Api(a) => a.http >= 500 && a.http != 503,
+            Error::Network { kind, .. } => !kind.never_sent(),
+            Error::Unconfirmed(_) => true,
             _ => false,
         }
     }
 
-    /// Plain words for a person.
+    /// True when the request provably never left this computer (no
+    /// connection was made, or the broker link was down): it can be sent
+    /// later without any risk of acting twice.
+    pub fn never_sent(&self) -> bool {
+        match self {
+            Error::Network { kind, .. } => kind.never_sent(),
+            Error::Mqtt(_) => true,
+            _ => false,
+        }
+    }
+
+    /// A network error.
+    pub fn network(kind: NetKind, detail: impl Into<String>) -> Error {
+        Error::Network {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// Plain words for a person: what happened and what to do, without the
+    /// technical detail (which goes to the log).
     pub fn plain(&self) -> String {
         match self {
-            Error::Api(a) => crate::rainmaker::parse::plain_reason_for_code(a.code, &a.description),
-            Error::NeedsLogin { reason, .. } => format!("log in again: {reason}"),
+            Error::Api(a) => crate::words::api_error(a),
+            Error::Network {
+                kind: NetKind::CertChanged,
+                detail,
+            } => match detail.find("the server's certificate changed") {
+                // The pinning verifier's own words carry both fingerprints.
+                Some(i) => format!("The{}", &detail[i + 3..]),
+                None => crate::words::network(NetKind::CertChanged).to_string(),
+            },
+            Error::Network { kind, .. } => crate::words::network(*kind).to_string(),
+            Error::NeedsLogin { reason, .. } => format!("Log in again: {reason}."),
+            Error::Mqtt(_) => {
+                "The MQTT broker is not connected, so nothing could be sent. Greenlight keeps trying to connect.".into()
+            }
             other => other.to_string(),
         }
     }
@@ -115,8 +280,17 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Api(a) => a.http == 429 || a.http == 423 || a.http >= 500,
-            Error::Network(_) => true,
+            Error::Network { .. } => true,
             _ => false,
         }
     }
+}
+
+fn looks_like_dns(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("dns error")
+        || t.contains("failed to lookup address")
+        || t.contains("name or service not known")
+        || t.contains("no address associated")
+        || t.contains("nodename nor servname")
 }

@@ -221,8 +221,18 @@ pub async fn probe_fingerprint(url: &str) -> Result<String> {
         tokio::net::TcpStream::connect((host.as_str(), port)),
     )
     .await
-    .map_err(|_| Error::Network(format!("{host}:{port} did not answer within 10 s")))?
-    .map_err(|e| Error::Network(format!("{host}:{port}: {e}")))?;
+    .map_err(|_| {
+        Error::network(
+            crate::error::NetKind::ConnectTimeout,
+            format!("{host}:{port} did not answer within 10 s"),
+        )
+    })?
+    .map_err(|e| {
+        Error::network(
+            crate::error::NetKind::of_io(&e),
+            format!("{host}:{port}: {e}"),
+        )
+    })?;
     let _ = tokio::time::timeout(
         Duration::from_secs(10),
         tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp),
@@ -233,7 +243,12 @@ pub async fn probe_fingerprint(url: &str) -> Result<String> {
         .lock()
         .ok()
         .and_then(|s| s.clone())
-        .ok_or_else(|| Error::Network(format!("{host}:{port} presented no certificate")))?;
+        .ok_or_else(|| {
+            Error::network(
+                crate::error::NetKind::Tls,
+                format!("{host}:{port} presented no certificate"),
+            )
+        })?;
     Ok(fingerprint(&der))
 }
 

@@ -1,8 +1,82 @@
-//! Plain words for job states: one table for the app, the CLI and the CSV
-//! export, so every view says the same thing about the same job. Times are
-//! left to the views (they know the user's clock); everything else is here.
+//! Plain words for job states and for failures to reach a server: one
+//! table for the app, the CLI and the CSV export, so every view says the
+//! same thing about the same job or error. Times are left to the views
+//! (they know the user's clock); everything else is here.
 
+use crate::error::{ApiError, NetKind};
 use crate::model::{Attempt, DelayReason, DownloadWindow, JobState, QueueReason};
+
+/// What a failure to reach the cloud means, and what to do about it.
+pub fn network(kind: NetKind) -> &'static str {
+    match kind {
+        NetKind::Refused => "The cloud refused the connection: nothing answers at that address. Check the URL and port; if they are right, the service is down and Greenlight keeps trying.",
+        NetKind::Dns => "The cloud's host name could not be found. Check the spelling of the URL and this computer's internet connection.",
+        NetKind::Unreachable => "The cloud cannot be reached from this computer. Check the network connection; Greenlight keeps trying.",
+        NetKind::ConnectTimeout => "The cloud did not accept a connection in time. Check the internet connection; Greenlight keeps trying.",
+        NetKind::Tls => "The cloud's certificate is not trusted, so no secure connection was made. If this is your own server, add the account again and accept its certificate fingerprint.",
+        NetKind::CertChanged => "The server's certificate changed since you trusted it, so no connection was made. If you expected this, remove the account and add it again to accept the new certificate.",
+        NetKind::Timeout => "The cloud did not answer in time. Greenlight keeps trying.",
+        NetKind::Broken => "The connection to the cloud broke before its answer came. Greenlight keeps trying.",
+        NetKind::Other => "The cloud could not be reached. Greenlight keeps trying.",
+    }
+}
+
+/// Why the MQTT broker connection is down, and what to do about it.
+pub fn broker_lost(e: &rumqttc::ConnectionError) -> String {
+    use rumqttc::ConnectionError as C;
+    match e {
+        C::Io(io) => match NetKind::of_io(io) {
+            NetKind::Refused => "The MQTT broker refused the connection: nothing answers at that address, or it is down. Greenlight keeps trying.".into(),
+            NetKind::Dns => "The MQTT broker's host name could not be found. Check the broker URL and the internet connection.".into(),
+            NetKind::ConnectTimeout => "The MQTT broker did not accept a connection in time. Greenlight keeps trying.".into(),
+            _ => "The connection to the MQTT broker was lost. Greenlight keeps trying.".into(),
+        },
+        C::ConnectionRefused(code) => format!(
+            "The MQTT broker refused the login ({code:?}): check the user name, password or client certificate."
+        ),
+        C::Tls(_) => "The MQTT broker's certificate is not trusted, so no secure connection was made.".into(),
+        C::NetworkTimeout => "The MQTT broker did not answer in time. Greenlight keeps trying.".into(),
+        _ => "The connection to the MQTT broker was lost. Greenlight keeps trying.".into(),
+    }
+}
+
+/// What an error answer of the cloud means, and what to do about it.
+pub fn api_error(a: &ApiError) -> String {
+    let known = crate::rainmaker::parse::plain_reason_for_code(a.code, &a.description);
+    if known != a.description {
+        return sentence(&known);
+    }
+    let said = if a.description.trim().is_empty() {
+        String::new()
+    } else {
+        format!(
+            " It said: \"{}\".",
+            crate::rainmaker::parse::clean(&a.description, 160)
+        )
+    };
+    let what = match a.http {
+        401 => "The cloud refused the login: check the user name and password.".to_string(),
+        403 => "The cloud refused: this account may not do that.".to_string(),
+        404 => "The cloud has no such API at this address: check the URL (the cloud's base address, such as https://api.rainmaker.espressif.com).".to_string(),
+        429 => "The cloud is busy and asked to slow down; Greenlight tries again later.".to_string(),
+        s if s >= 500 => format!("The cloud has a problem right now (HTTP {s}); Greenlight tries again."),
+        s => format!("The cloud refused the request (HTTP {s})."),
+    };
+    format!("{what}{said}")
+}
+
+/// "node is offline" → "Node is offline."
+fn sentence(s: &str) -> String {
+    let mut c = s.chars();
+    let mut out = match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect::<String>(),
+        None => return String::new(),
+    };
+    if !out.ends_with('.') {
+        out.push('.');
+    }
+    out
+}
 
 /// "02:00–04:30" for a window in minutes after midnight.
 pub fn window_words(w: &DownloadWindow) -> String {
@@ -49,6 +123,9 @@ pub fn headline(s: &JobState) -> String {
             }
             QueueReason::NotTaken { offline: false, .. } => {
                 "Approved — the device did not take it; it will be delivered when the device offers the update again".into()
+            }
+            QueueReason::Unreachable { .. } => {
+                "Approved — not sent yet: nothing reached the device; it is sent when the cloud can be reached".into()
             }
             QueueReason::Scheduled { .. } => "Approved — scheduled".into(),
         },

@@ -352,7 +352,7 @@ async fn run(
             tracing::debug!(%account, error = %err, "MQTT connection lost");
             let _ = facts
                 .send(state(AccountState::Reconnecting {
-                    reason: format!("broker: {err}"),
+                    reason: crate::words::broker_lost(&err),
                 }))
                 .await;
         }
@@ -408,6 +408,7 @@ pub fn on_publish(
         config: None,
         fw_version: None,
         online: Some(true),
+        changed_at: None,
         info: InfoReport::Unknown,
         ota_text: None,
     };

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
 use super::parse::{self, clean, parse_error_body, short_field, MAX_TEXT};
-use crate::error::{Error, Result};
+use crate::error::{Error, NetKind, Result};
 use crate::model::{secret_keys, RestConfig};
 use crate::secrets::SecretStore;
 
@@ -356,7 +356,7 @@ impl RestClient {
                                 self.backoff(attempt, None).await;
                                 continue;
                             }
-                            return Err(Error::Network(e.to_string()));
+                            return Err(Error::network(NetKind::Broken, e.to_string()));
                         }
                     };
                     if status.is_success() {
@@ -394,11 +394,15 @@ impl RestClient {
                     // A connection that was never made cannot have been acted on.
                     let retry =
                         e.is_connect() || (idempotent && (e.is_timeout() || e.is_request()));
-                    let err = Error::Network(if e.is_timeout() {
-                        format!("{path}: no answer within {:?}", p.request_timeout)
-                    } else {
-                        format!("{path}: {}", error_chain(&e))
-                    });
+                    let kind = NetKind::of_request(&e);
+                    let err = Error::network(
+                        kind,
+                        if kind == NetKind::Timeout {
+                            format!("{path}: no answer within {:?}", p.request_timeout)
+                        } else {
+                            format!("{path}: {}", error_chain(&e))
+                        },
+                    );
                     if !retry {
                         return Err(err);
                     }
