@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use greenlight_core::{
-    now_ms, secret_keys, tls, AccountConfig, AccountState, ApprovalOutcome, HistoryFilter, Job,
-    JobEvent, MqttConfig, Node, PendingUpdate, Policies, QuietHours,
+    now_ms, secret_keys, tls, AccountConfig, AccountState, ApprovalOutcome, Freshness,
+    HistoryFilter, Job, JobEvent, MqttConfig, Node, NodeRef, PendingUpdate, Policies, QuietHours,
 };
 use serde::{Deserialize, Serialize};
 use tauri::State;
@@ -48,6 +48,8 @@ pub struct AccountView {
     pub pinned_fingerprint: Option<String>,
     /// Connection state.
     pub state: AccountState,
+    /// How fresh what is shown of its devices is.
+    pub freshness: Freshness,
 }
 
 /// A RainMaker cloud account to add.
@@ -89,6 +91,9 @@ pub struct MqttAccountInput {
 /// Which jobs the History page lists.
 #[derive(Debug, Clone, Default, Deserialize, specta::Type)]
 pub struct HistoryQuery {
+    /// Only this account.
+    #[serde(default)]
+    pub account: Option<String>,
     /// Only this node.
     pub node_id: Option<String>,
     /// At most this many, newest first.
@@ -133,10 +138,13 @@ pub async fn app_status(state: State<'_, AppState>) -> AppResult<AppStatus> {
 #[specta::specta]
 pub async fn accounts(state: State<'_, AppState>) -> AppResult<Vec<AccountView>> {
     let e = state.engine().await?;
+    let fresh: std::collections::HashMap<String, Freshness> =
+        e.freshness().await?.into_iter().collect();
     Ok(e.accounts()
         .await?
         .into_iter()
         .map(|(c, s)| AccountView {
+            freshness: fresh.get(&c.name).cloned().unwrap_or_default(),
             cloud_url: c.rest.as_ref().map(|r| r.base_url.clone()),
             user: c.rest.as_ref().map(|r| r.user.clone()),
             pinned_fingerprint: c.rest.as_ref().and_then(|r| r.pinned_sha256.clone()),
@@ -310,9 +318,9 @@ pub async fn history(state: State<'_, AppState>, query: HistoryQuery) -> AppResu
         .engine()
         .await?
         .history(HistoryFilter {
+            account: query.account,
             node_id: query.node_id,
             limit: query.limit,
-            ..Default::default()
         })
         .await?)
 }
@@ -329,9 +337,9 @@ pub async fn job_events(state: State<'_, AppState>, job_id: i64) -> AppResult<Ve
 #[specta::specta]
 pub async fn approve(
     state: State<'_, AppState>,
-    node_ids: Vec<String>,
+    nodes: Vec<NodeRef>,
 ) -> AppResult<Vec<ApprovalOutcome>> {
-    Ok(state.engine().await?.approve(&node_ids).await?)
+    Ok(state.engine().await?.approve(nodes).await?)
 }
 
 /// Approves every pending update that can be (up-to-date, offline, skipped
@@ -347,25 +355,25 @@ pub async fn approve_all(state: State<'_, AppState>) -> AppResult<Vec<ApprovalOu
 #[specta::specta]
 pub async fn install_when_online(
     state: State<'_, AppState>,
-    node_id: String,
+    node: NodeRef,
 ) -> AppResult<ApprovalOutcome> {
-    Ok(state.engine().await?.install_when_online(&node_id).await?)
+    Ok(state.engine().await?.install_when_online(node).await?)
 }
 
 /// Hides a node's pending update for some hours ("remind me later").
 #[tauri::command]
 #[specta::specta]
-pub async fn snooze(state: State<'_, AppState>, node_id: String, hours: u32) -> AppResult<()> {
+pub async fn snooze(state: State<'_, AppState>, node: NodeRef, hours: u32) -> AppResult<()> {
     let hours = hours.clamp(1, 24 * 30);
     let until = now_ms() + i64::from(hours) * 3_600_000;
-    Ok(state.engine().await?.snooze(&node_id, Some(until)).await?)
+    Ok(state.engine().await?.snooze(node, Some(until)).await?)
 }
 
 /// Skips the version a node is offered; a newer one shows again.
 #[tauri::command]
 #[specta::specta]
-pub async fn skip(state: State<'_, AppState>, node_id: String) -> AppResult<()> {
-    Ok(state.engine().await?.skip(&node_id).await?)
+pub async fn skip(state: State<'_, AppState>, node: NodeRef) -> AppResult<()> {
+    Ok(state.engine().await?.skip(node).await?)
 }
 
 /// Turns auto-approve on or off for one node.
@@ -373,10 +381,10 @@ pub async fn skip(state: State<'_, AppState>, node_id: String) -> AppResult<()> 
 #[specta::specta]
 pub async fn set_auto_approve(
     state: State<'_, AppState>,
-    node_id: String,
+    node: NodeRef,
     on: bool,
 ) -> AppResult<()> {
-    Ok(state.engine().await?.set_auto_approve(&node_id, on).await?)
+    Ok(state.engine().await?.set_auto_approve(node, on).await?)
 }
 
 /// Sets (or clears, with `null`) the quiet hours.
@@ -408,8 +416,8 @@ pub async fn policies(state: State<'_, AppState>) -> AppResult<Policies> {
 /// Asks one node to check for an update now.
 #[tauri::command]
 #[specta::specta]
-pub async fn check_now(state: State<'_, AppState>, node_id: String) -> AppResult<()> {
-    Ok(state.engine().await?.check_now(&node_id).await?)
+pub async fn check_now(state: State<'_, AppState>, node: NodeRef) -> AppResult<()> {
+    Ok(state.engine().await?.check_now(node).await?)
 }
 
 /// Re-reads every account's nodes and offers from the cloud.
@@ -445,9 +453,9 @@ pub async fn export_history_csv(
     let e = state.engine().await?;
     let jobs = e
         .history(HistoryFilter {
+            account: query.account,
             node_id: query.node_id,
             limit: Some(query.limit.unwrap_or(100_000)),
-            ..Default::default()
         })
         .await?;
     let names: std::collections::HashMap<String, String> = e

@@ -76,6 +76,7 @@ impl From<greenlight_core::Error> for AppError {
             greenlight_core::Error::InvalidNodeId(_)
             | greenlight_core::Error::UnknownAccount(_)
             | greenlight_core::Error::UnknownNode(_)
+            | greenlight_core::Error::AmbiguousNode { .. }
             | greenlight_core::Error::Config(_) => AppError::Invalid { message: e.plain() },
             _ => AppError::Failed { message: e.plain() },
         }

@@ -38,8 +38,9 @@ pub struct Notifier {
     told_jobs: HashSet<(i64, &'static str)>,
     /// (campaign id, what) already told about Blynk campaigns.
     told_blynk: HashSet<(i64, String)>,
-    /// Device labels by node id, learnt from events.
-    names: BTreeMap<String, String>,
+    /// Device labels by (account, node id), learnt from events: one id
+    /// can be two devices in two accounts.
+    names: BTreeMap<(String, String), String>,
     /// Paused from the tray or the settings.
     pub paused: bool,
     /// The user's quiet hours, if any.
@@ -55,9 +56,9 @@ impl Notifier {
                 .is_some_and(|q| policy::quiet_until(q, now).is_some())
     }
 
-    fn label(&self, node_id: &str) -> String {
+    fn label(&self, account: &str, node_id: &str) -> String {
         self.names
-            .get(node_id)
+            .get(&(account.to_string(), node_id.to_string()))
             .cloned()
             .unwrap_or_else(|| node_id.to_string())
     }
@@ -68,12 +69,16 @@ impl Notifier {
         match ev {
             Event::NodeUpdated { node } => {
                 if let Some(n) = node.name.as_deref().filter(|n| !n.is_empty()) {
-                    self.names.insert(node.node_id.clone(), n.to_string());
+                    self.names
+                        .insert((node.account.clone(), node.node_id.clone()), n.to_string());
                 }
             }
             Event::PendingAdded { pending } => {
                 if let Some(n) = pending.node_name.as_deref().filter(|n| !n.is_empty()) {
-                    self.names.insert(pending.node_id.clone(), n.to_string());
+                    self.names.insert(
+                        (pending.account.clone(), pending.node_id.clone()),
+                        n.to_string(),
+                    );
                 }
                 let snoozed = pending.snoozed_until.is_some_and(|t| t > now);
                 let key = (
@@ -82,14 +87,17 @@ impl Notifier {
                     pending.job_id.clone(),
                 );
                 if !snoozed && self.seen_pending.insert(key.clone()) {
-                    let label =
-                        format!("{} → {}", self.label(&pending.node_id), pending.to_version);
+                    let label = format!(
+                        "{} → {}",
+                        self.label(&pending.account, &pending.node_id),
+                        pending.to_version
+                    );
                     self.batch.insert(key, label);
                     self.batch_started.get_or_insert(now);
                 }
             }
             Event::JobChanged { job } => {
-                let name = self.label(&job.node_id);
+                let name = self.label(&job.account, &job.node_id);
                 let note = match &job.state {
                     JobState::Success => Some(Note {
                         title: format!("{name} updated"),
@@ -223,7 +231,9 @@ mod tests {
                 kind: UpdateKind::NodeSide,
                 first_seen: 0,
                 snoozed_until: None,
-                node_online: true,
+                node_online: Some(true),
+                node_known: greenlight_core::Known::Live,
+                node_last_seen: None,
                 warning: None,
             },
         }

@@ -487,7 +487,10 @@ mod tests {
     fn data_dir_from_the_command_line() {
         let a = |v: &[&str]| data_dir_arg(v.iter().map(|s| s.to_string()));
         assert_eq!(a(&["app", "--data-dir", "/x"]), Some(PathBuf::from("/x")));
-        assert_eq!(a(&["app", "--minimized", "--data-dir=/y"]), Some(PathBuf::from("/y")));
+        assert_eq!(
+            a(&["app", "--minimized", "--data-dir=/y"]),
+            Some(PathBuf::from("/y"))
+        );
         assert_eq!(a(&["app", "--minimized"]), None);
         // The program name is never taken for the flag.
         assert_eq!(a(&["--data-dir=/z"]), None);

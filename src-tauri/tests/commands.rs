@@ -51,7 +51,10 @@ fn approving_through_a_command_is_followed_to_success_in_events_and_history() {
     assert_eq!(plug["kind"], "node_side");
 
     let out = t
-        .call("approve", json!({ "nodeIds": [KITCHEN_PLUG] }))
+        .call(
+            "approve",
+            json!({ "nodes": [{ "account": null, "node_id": KITCHEN_PLUG }] }),
+        )
         .expect("approve answers");
     assert_eq!(out[0]["result"]["result"], "sent", "{out}");
 
@@ -90,7 +93,10 @@ fn approving_through_a_command_is_followed_to_success_in_events_and_history() {
 
     // Approving again sends nothing: the node is up to date now.
     let again = t
-        .call("approve", json!({ "nodeIds": [KITCHEN_PLUG] }))
+        .call(
+            "approve",
+            json!({ "nodes": [{ "account": null, "node_id": KITCHEN_PLUG }] }),
+        )
         .unwrap();
     assert_ne!(again[0]["result"]["result"], "sent", "{again}");
 
@@ -106,7 +112,10 @@ fn errors_reach_the_front_end_typed_and_in_plain_words() {
     let t = common::start(common::options(&dir, true));
     // Approvals answer per node, so one bad id does not hide the others' fate.
     let out = t
-        .call("approve", json!({ "nodeIds": ["no-such-node"] }))
+        .call(
+            "approve",
+            json!({ "nodes": [{ "account": null, "node_id": "no-such-node" }] }),
+        )
         .expect("per-node outcomes");
     assert_eq!(out[0]["result"]["result"], "refused", "{out}");
     assert!(out[0]["result"]["reason"]
@@ -114,7 +123,10 @@ fn errors_reach_the_front_end_typed_and_in_plain_words() {
         .unwrap()
         .contains("no-such-node"));
     let e = t
-        .call("skip", json!({ "nodeId": "no-such-node" }))
+        .call(
+            "skip",
+            json!({ "node": { "account": null, "node_id": "no-such-node" } }),
+        )
         .expect_err("unknown node");
     assert_eq!(e["kind"], "invalid", "{e}");
     assert!(
@@ -139,7 +151,7 @@ fn errors_reach_the_front_end_typed_and_in_plain_words() {
         .expect_err("bad quiet hours");
     assert_eq!(e["kind"], "invalid");
     // A malformed argument is refused by the IPC layer, not a panic.
-    assert!(t.call("snooze", json!({ "nodeId": 5 })).is_err());
+    assert!(t.call("snooze", json!({ "node": 5, "hours": 1 })).is_err());
 }
 
 #[test]

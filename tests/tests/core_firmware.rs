@@ -226,7 +226,7 @@ async fn an_offer_that_arrives_after_the_node_is_online_is_auto_approved() {
             .await
             .unwrap()
             .into_iter()
-            .find(|n| n.node_id == id && n.online && n.ota_layout.is_some())
+            .find(|n| n.node_id == id && n.is_online() && n.ota_layout.is_some())
     })
     .await;
     e.set_auto_approve(&id, true).await.unwrap();

@@ -103,7 +103,7 @@ async fn offline_node_is_offered_install_when_online() {
             .await
             .unwrap()
             .into_iter()
-            .find(|n| n.node_id == garage && !n.online)
+            .find(|n| n.node_id == garage && n.online == Some(false))
     })
     .await;
     let out = e.approve(std::slice::from_ref(&garage)).await.unwrap();

@@ -35,26 +35,26 @@ export const commands = {
 	/**  One job's timeline. */
 	jobEvents: (jobId: number) => typedError<JobEvent[], AppError>(__TAURI_INVOKE("job_events", { jobId })),
 	/**  Approves these nodes' pending updates, each exactly once. */
-	approve: (nodeIds: string[]) => typedError<ApprovalOutcome[], AppError>(__TAURI_INVOKE("approve", { nodeIds })),
+	approve: (nodes: NodeRef[]) => typedError<ApprovalOutcome[], AppError>(__TAURI_INVOKE("approve", { nodes })),
 	/**
 	 *  Approves every pending update that can be (up-to-date, offline, skipped
 	 *  and snoozed ones are left out and said so in the outcomes).
 	 */
 	approveAll: () => typedError<ApprovalOutcome[], AppError>(__TAURI_INVOKE("approve_all")),
 	/**  Approves now; the update starts when the node is next online. */
-	installWhenOnline: (nodeId: string) => typedError<ApprovalOutcome, AppError>(__TAURI_INVOKE("install_when_online", { nodeId })),
+	installWhenOnline: (node: NodeRef) => typedError<ApprovalOutcome, AppError>(__TAURI_INVOKE("install_when_online", { node })),
 	/**  Hides a node's pending update for some hours ("remind me later"). */
-	snooze: (nodeId: string, hours: number) => typedError<null, AppError>(__TAURI_INVOKE("snooze", { nodeId, hours })),
+	snooze: (node: NodeRef, hours: number) => typedError<null, AppError>(__TAURI_INVOKE("snooze", { node, hours })),
 	/**  Skips the version a node is offered; a newer one shows again. */
-	skip: (nodeId: string) => typedError<null, AppError>(__TAURI_INVOKE("skip", { nodeId })),
+	skip: (node: NodeRef) => typedError<null, AppError>(__TAURI_INVOKE("skip", { node })),
 	/**  Turns auto-approve on or off for one node. */
-	setAutoApprove: (nodeId: string, on: boolean) => typedError<null, AppError>(__TAURI_INVOKE("set_auto_approve", { nodeId, on })),
+	setAutoApprove: (node: NodeRef, on: boolean) => typedError<null, AppError>(__TAURI_INVOKE("set_auto_approve", { node, on })),
 	/**  Sets (or clears, with `null`) the quiet hours. */
 	setQuietHours: (quiet: QuietHours | null) => typedError<null, AppError>(__TAURI_INVOKE("set_quiet_hours", { quiet })),
 	/**  Auto-approve, quiet hours, skipped and snoozed updates. */
 	policies: () => typedError<Policies, AppError>(__TAURI_INVOKE("policies")),
 	/**  Asks one node to check for an update now. */
-	checkNow: (nodeId: string) => typedError<null, AppError>(__TAURI_INVOKE("check_now", { nodeId })),
+	checkNow: (node: NodeRef) => typedError<null, AppError>(__TAURI_INVOKE("check_now", { node })),
 	/**  Re-reads every account's nodes and offers from the cloud. */
 	refresh: () => typedError<null, AppError>(__TAURI_INVOKE("refresh")),
 	/**  Cancels a queued job (one not yet sent). */
@@ -151,6 +151,8 @@ export type AccountView = {
 	pinned_fingerprint: string | null,
 	/**  Connection state. */
 	state: AccountState,
+	/**  How fresh what is shown of its devices is. */
+	freshness: Freshness,
 };
 
 /**
@@ -418,6 +420,14 @@ by: number } |
 /**  Why, in plain words. */
 reason: string };
 
+/**  Progress of the first look at every device's cloud offers. */
+export type Checking = {
+	/**  Devices checked so far. */
+	done: number,
+	/**  Devices to check. */
+	total: number,
+};
+
 /**  Why a node postpones an update (its `delayed` texts, docs/rainmaker.md). */
 export type DelayReason = 
 /**  "Waiting for Approval": the node asks the user. */
@@ -561,6 +571,15 @@ job: Job } |
 account: string; 
 /**  State. */
 state: AccountState } | 
+/**
+ *  How fresh an account's device states are changed (a sweep, the
+ *  broker connected or lost, the cloud unreachable, a check's progress).
+ */
+{ type: "account_freshness"; 
+/**  Account. */
+account: string; 
+/**  Now. */
+freshness: Freshness } | 
 /**  The outcome of an approval of one node. */
 { type: "approval"; 
 /**  Outcome. */
@@ -578,8 +597,22 @@ export type FirmwareInfo = {
 	sha256: string,
 };
 
+/**  How fresh what the views show about an account's devices is. */
+export type Freshness = {
+	/**  The broker pushes device changes as they happen (MQTT connected). */
+	live: boolean,
+	/**  When the cloud's device list was last read. */
+	last_sweep: number | null,
+	/**  No source can say whether the devices are online, since then. */
+	unknown_since: number | null,
+	/**  The first look at every device's cloud offers, while it runs. */
+	checking: Checking | null,
+};
+
 /**  Which jobs the History page lists. */
 export type HistoryQuery = {
+	/**  Only this account. */
+	account?: string | null,
 	/**  Only this node. */
 	node_id: string | null,
 	/**  At most this many, newest first. */
@@ -713,6 +746,25 @@ export type KeychainStatus =
 /**  Why, in plain words. */
 reason: string };
 
+/**
+ *  How Greenlight knows whether a device is online, and as of when: the
+ *  views say exactly this instead of claiming more.
+ */
+export type Known = 
+/**  Pushed over MQTT as it changes: true now. */
+{ how: "live" } | 
+/**  From the cloud's device list read at `at`; it may have changed since. */
+{ how: "swept"; 
+/**  When the list was read. */
+at: number } | 
+/**
+ *  No source can say since `since` (the cloud and the broker cannot be
+ *  reached, or have not answered yet).
+ */
+{ how: "unknown"; 
+/**  Since when. */
+since: number };
+
 /**  Server timestamps the tracker remembers between polls (server clock, ms). */
 export type Marks = {
 	/**  `connectTime` when the campaign started. */
@@ -761,8 +813,14 @@ export type Node = {
 	model: string | null,
 	/**  Running firmware version, as last reported. */
 	fw_version: string | null,
-	/**  Connected right now, as far as the engine knows. */
-	online: boolean,
+	/**
+	 *  Connected (`true`) or not (`false`) as of [`Node::known`]; `None`
+	 *  when no source can say (the cloud and the broker cannot be reached,
+	 *  or have not answered since Greenlight started).
+	 */
+	online: boolean | null,
+	/**  How [`Node::online`] is known, and as of when. */
+	known?: Known,
 	/**
 	 *  The node's OTA service in the user-approval layout (`Operation` +
 	 *  object `Info`): node-side approval is possible. `None` for nodes of
@@ -776,8 +834,11 @@ export type Node = {
 	 *  or `Info` string param (free text about the last update, not an offer).
 	 */
 	ota_text?: string | null,
-	/**  When anything was last heard about the node. */
-	last_seen: number,
+	/**
+	 *  The last time the device was reported online (`None`: never, as far
+	 *  as Greenlight knows).
+	 */
+	last_seen: number | null,
 };
 
 /**  One node's setting in [`Policies`]. */
@@ -788,6 +849,18 @@ export type NodePolicy = {
 	node_id: string,
 	/**  Skipped version, snooze end (ms), or nothing (auto-approve). */
 	value?: string | null,
+};
+
+/**
+ *  A node as a view names it: its id, and its account when the view knows
+ *  it. One id can be in two accounts (a device moved, or shared); without
+ *  an account, an id found in more than one is refused, never guessed.
+ */
+export type NodeRef = {
+	/**  Account, when known. */
+	account: string | null,
+	/**  RainMaker node id. */
+	node_id: string,
 };
 
 /**  The two layouts of the `esp.service.ota` service (docs/rainmaker.md). */
@@ -837,8 +910,15 @@ export type PendingUpdate = {
 	first_seen: number,
 	/**  "Remind me later": hidden from approve-all until then. */
 	snoozed_until: number | null,
-	/**  The node is online (approval needs it; otherwise "install when online"). */
-	node_online: boolean,
+	/**
+	 *  The node is online (approval needs it; otherwise "install when
+	 *  online"); `None` when that cannot be known now.
+	 */
+	node_online: boolean | null,
+	/**  How `node_online` is known. */
+	node_known?: Known,
+	/**  When the node was last reported online. */
+	node_last_seen?: number | null,
 	/**
 	 *  Something the user should know before approving, in plain words
 	 *  (this very image already rolled back or failed on this device).
@@ -879,6 +959,17 @@ until: number } |
 since: number; 
 /**  The device went offline (else it asked again while online). */
 offline: boolean } | 
+/**
+ *  The command provably never left this computer (the cloud or broker
+ *  refused the connection, its name did not resolve...): nothing
+ *  reached the device, and the approval is sent as soon as the account
+ *  can reach it again and the device is online.
+ */
+{ why: "unreachable"; 
+/**  Since when it waits. */
+since: number; 
+/**  Why it could not be sent, in plain words. */
+reason: string } | 
 /**
  *  "Approve now, install at this time" (e.g. tonight); if the node is
  *  offline then, it waits for it to come online.

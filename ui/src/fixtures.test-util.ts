@@ -11,6 +11,7 @@ export function node(id: string, name: string, over: Partial<Node> = {}): Node {
     model: "ESP32 Smart Plug",
     fw_version: "1.0.0",
     online: true,
+    known: { how: "live" },
     ota: null,
     ota_layout: "user_approval",
     ota_text: null,
@@ -33,6 +34,8 @@ export function pending(id: string, name: string, over: Partial<PendingUpdate> =
     first_seen: T0,
     snoozed_until: null,
     node_online: true,
+    node_known: { how: "live" },
+    node_last_seen: null,
     warning: null,
     ...over,
   };

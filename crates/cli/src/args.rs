@@ -281,7 +281,7 @@ pub struct PendingArgs {
 /// `approve` options.
 #[derive(Debug, Args)]
 pub struct ApproveArgs {
-    /// Node ids or names.
+    /// Node ids or names (`ACCOUNT/NODE` when one is in two accounts).
     #[arg(required_unless_present = "all", conflicts_with = "all")]
     pub nodes: Vec<String>,
     /// Every pending update (skips up-to-date and offline devices and says so).
@@ -306,14 +306,14 @@ pub struct ApproveArgs {
 /// A single node.
 #[derive(Debug, Args)]
 pub struct NodeArg {
-    /// Node id or name.
+    /// Node id or name (`ACCOUNT/NODE` when one is in two accounts).
     pub node: String,
 }
 
 /// `snooze` options.
 #[derive(Debug, Args)]
 pub struct SnoozeArgs {
-    /// Node id or name.
+    /// Node id or name (`ACCOUNT/NODE` when one is in two accounts).
     pub node: String,
     /// How long, e.g. 1d, 12h, 30m.
     #[arg(long = "for", value_name = "DURATION", default_value = "1d")]

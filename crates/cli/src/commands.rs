@@ -8,10 +8,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use greenlight_core::rainmaker::rest::RetryPolicy;
 use greenlight_core::{
     now_ms, secret_keys, AccountConfig, AccountState, ApprovalResult, Engine, EngineConfig,
-    EngineHandle, Event, HistoryFilter, Job, JobState, KeyringSecretStore, MqttConfig, QuietHours,
-    SecretError, SecretStore,
+    EngineHandle, Event, HistoryFilter, Job, JobState, KeyringSecretStore, MqttConfig, NodeRef,
+    QuietHours, SecretError, SecretStore,
 };
 use serde_json::json;
 
@@ -74,7 +75,19 @@ pub(crate) fn actor() -> String {
 async fn open_engine(cli: &Cli) -> Res<EngineHandle> {
     let dir = data_dir(cli.data_dir.clone())?;
     let secrets = keychain().unwrap_or_else(|e| Arc::new(NoKeychain(e.to_string())));
-    Ok(Engine::open(EngineConfig::new(dir, secrets, &actor())).await?)
+    let mut cfg = EngineConfig::new(dir, secrets, &actor());
+    if !matches!(cli.command, Command::Watch) {
+        // A person is waiting for a one-shot command: a cloud that cannot
+        // be reached is said in seconds, not after the daemon's patient
+        // back-off (which `watch` keeps).
+        cfg.retry = RetryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(2),
+            ..RetryPolicy::default()
+        };
+    }
+    Ok(Engine::open(cfg).await?)
 }
 
 /// Runs one command.
@@ -95,7 +108,7 @@ pub async fn run(cli: Cli) -> Res {
             e.snooze(&id, Some(until)).await?;
             say(
                 &cli,
-                json!({"node_id": id, "snoozed_until": until}),
+                json!({"account": id.account, "node_id": id.node_id, "snoozed_until": until}),
                 &format!("{}: reminded again in {}", a.node, a.duration),
             );
             e.shutdown().await;
@@ -110,7 +123,7 @@ pub async fn run(cli: Cli) -> Res {
             e.skip(&id).await?;
             say(
                 &cli,
-                json!({"node_id": id, "skipped": true}),
+                json!({"account": id.account, "node_id": id.node_id, "skipped": true}),
                 &format!(
                     "{}: this version is skipped; a newer one will show again",
                     a.node
@@ -136,42 +149,51 @@ fn say(cli: &Cli, j: serde_json::Value, human: &str) {
 }
 
 /// Node id from an id or a (case-insensitive, unique) name.
-async fn resolve(e: &EngineHandle, what: &str) -> Res<String> {
-    let mut nodes = e.nodes().await?;
-    let known = |nodes: &[greenlight_core::Node]| {
-        nodes.iter().any(|n| {
-            n.node_id == what
-                || n.name
-                    .as_deref()
-                    .is_some_and(|m| m.eq_ignore_ascii_case(what))
-        })
+/// A device as the user named it: a node id, a device name, or either
+/// prefixed with its account (`ACCOUNT/NODE`) when the same id or name is
+/// in more than one account. Ambiguity is refused with the forms to use,
+/// never guessed.
+async fn resolve(e: &EngineHandle, what: &str) -> Res<NodeRef> {
+    let (account, name) = match what.split_once('/') {
+        Some((a, n)) if !a.is_empty() && !n.is_empty() => (Some(a), n),
+        _ => (None, what),
     };
-    if !known(&nodes) {
-        // The engine does not keep nodes across runs yet: ask the accounts.
+    let matches = |nodes: &[greenlight_core::Node], by_name: bool| -> Vec<NodeRef> {
+        nodes
+            .iter()
+            .filter(|n| account.is_none_or(|a| a == n.account))
+            .filter(|n| {
+                if by_name {
+                    n.name
+                        .as_deref()
+                        .is_some_and(|m| m.eq_ignore_ascii_case(name))
+                } else {
+                    n.node_id == name
+                }
+            })
+            .map(|n| NodeRef::new(&n.account, &n.node_id))
+            .collect()
+    };
+    let mut nodes = e.nodes().await?;
+    if matches(&nodes, false).is_empty() && matches(&nodes, true).is_empty() {
+        // A one-shot run knows only what it remembers: ask the accounts.
         let _ = tokio::time::timeout(Duration::from_secs(30), e.refresh()).await;
         nodes = e.nodes().await?;
     }
-    if nodes.iter().any(|n| n.node_id == what) {
-        return Ok(what.to_string());
+    let mut hits = matches(&nodes, false);
+    if hits.is_empty() {
+        hits = matches(&nodes, true);
     }
-    let hits: Vec<_> = nodes
-        .iter()
-        .filter(|n| {
-            n.name
-                .as_deref()
-                .is_some_and(|m| m.eq_ignore_ascii_case(what))
-        })
-        .collect();
     match hits.as_slice() {
-        [one] => Ok(one.node_id.clone()),
+        [one] => Ok(one.clone()),
         [] => Err(Failure::Usage(format!(
             "no device called {what:?}; `greenlight nodes` lists them"
         ))),
         many => Err(Failure::Usage(format!(
-            "{} devices are called {what:?}; use the node id ({})",
+            "{} devices match {what:?}; name one as ACCOUNT/NODE: {}",
             many.len(),
             many.iter()
-                .map(|n| n.node_id.as_str())
+                .map(|r| r.to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         ))),
@@ -538,7 +560,7 @@ async fn check_nodes(e: &EngineHandle, all: bool) -> Res<bool> {
         .into_iter()
         // With --check every known node is asked, online or not as far as
         // this run knows (an MQTT-only account hears nothing until it asks).
-        .filter(|n| all || (n.online && !known.contains(&n.node_id)))
+        .filter(|n| all || (n.is_online() && !known.contains(&n.node_id)))
         .map(|n| n.node_id)
         .collect();
     for id in &ids {
@@ -603,12 +625,12 @@ async fn approve(cli: &Cli, a: &ApproveArgs) -> Res {
     let mut outcomes = match (a.all, at) {
         (true, None) => e.approve_all().await?,
         (true, Some(at)) => {
-            let ids: Vec<String> = e
+            let ids: Vec<NodeRef> = e
                 .pending()
                 .await?
                 .into_iter()
                 .filter(|p| p.snoozed_until.is_none_or(|u| u <= now_ms()))
-                .map(|p| p.node_id)
+                .map(|p| NodeRef::new(&p.account, &p.node_id))
                 .collect();
             e.approve_at(&ids, at).await?
         }
@@ -626,7 +648,9 @@ async fn approve(cli: &Cli, a: &ApproveArgs) -> Res {
     if a.when_online {
         for o in outcomes.iter_mut() {
             if matches!(o.result, ApprovalResult::Offline) {
-                *o = e.install_when_online(&o.node_id).await?;
+                *o = e
+                    .install_when_online(NodeRef::new(&o.account, &o.node_id))
+                    .await?;
             }
         }
     }
@@ -891,9 +915,9 @@ async fn history(cli: &Cli, a: &HistoryArgs) -> Res {
     };
     let mut jobs = e
         .history(HistoryFilter {
-            node_id: node,
+            account: node.as_ref().and_then(|n| n.account.clone()),
+            node_id: node.map(|n| n.node_id),
             limit: Some(10_000),
-            ..Default::default()
         })
         .await?;
     if let Some(r) = a.result {
@@ -1147,6 +1171,8 @@ fn describe(ev: &Event, label: &dyn Fn(&str) -> String) -> Option<String> {
         Event::Approval { outcome } => {
             crate::output::outcome_words(outcome, &label(&outcome.node_id))
         }
-        Event::NodeUpdated { .. } | Event::PendingRemoved { .. } => return None,
+        Event::NodeUpdated { .. }
+        | Event::PendingRemoved { .. }
+        | Event::AccountFreshness { .. } => return None,
     })
 }

@@ -108,7 +108,7 @@ pub async fn run(a: &DemoArgs, json_out: bool) -> Result<(), Failure> {
                     output::node_label(p.node_name.as_deref(), &p.node_id),
                     p.from_version.as_deref().unwrap_or("?"),
                     p.to_version,
-                    if p.node_online {
+                    if p.node_online == Some(true) {
                         ""
                     } else {
                         "  (offline: installs when it comes back)"
@@ -116,7 +116,10 @@ pub async fn run(a: &DemoArgs, json_out: bool) -> Result<(), Failure> {
                 )
             })
             .collect();
-        let defaults: Vec<bool> = pending.iter().map(|p| p.node_online).collect();
+        let defaults: Vec<bool> = pending
+            .iter()
+            .map(|p| p.node_online == Some(true))
+            .collect();
         let picked = dialoguer::MultiSelect::new()
             .with_prompt("Approve which updates? (space toggles, enter confirms)")
             .items(&items)

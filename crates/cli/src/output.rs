@@ -5,7 +5,7 @@
 use std::io::{self, Write};
 
 use greenlight_core::{
-    ApprovalOutcome, ApprovalResult, Job, JobState, Millis, Node, PendingUpdate,
+    ApprovalOutcome, ApprovalResult, Job, JobState, Known, Millis, Node, PendingUpdate,
 };
 use serde::Serialize;
 
@@ -156,6 +156,23 @@ pub fn outcome_words(o: &ApprovalOutcome, label: &str) -> String {
     }
 }
 
+/// Whether a device is online and how that is known: "online",
+/// "offline (as of 2 min ago)", "unknown since 5 min ago". Live states
+/// need no time; a swept one says how old it is; an unknown one since when.
+pub fn presence_words(online: Option<bool>, known: Known, now: Millis) -> String {
+    let state = match online {
+        Some(true) => "online",
+        Some(false) => "offline",
+        None => "unknown",
+    };
+    match known {
+        Known::Live => state.into(),
+        Known::Swept { at } if now - at < 90_000 => state.into(),
+        Known::Swept { at } => format!("{state} (as of {})", ago(at, now)),
+        Known::Unknown { since } => format!("unknown since {}", ago(since, now)),
+    }
+}
+
 /// Rows for `nodes`.
 pub fn node_rows(nodes: &[Node], now: Millis) -> Vec<Vec<String>> {
     nodes
@@ -166,12 +183,12 @@ pub fn node_rows(nodes: &[Node], now: Millis) -> Vec<Vec<String>> {
                 n.node_id.clone(),
                 n.model.clone().unwrap_or_else(|| "-".into()),
                 n.fw_version.clone().unwrap_or_else(|| "?".into()),
-                if n.online {
-                    "online".into()
-                } else {
-                    "offline".into()
+                presence_words(n.online, n.known, now),
+                match (n.online, n.last_seen) {
+                    (Some(true), _) => "now".into(),
+                    (_, Some(t)) => ago(t, now),
+                    (_, None) => "-".into(),
                 },
-                ago(n.last_seen, now),
                 updates_words(n),
                 n.account.clone(),
             ]
@@ -223,11 +240,7 @@ pub fn pending_rows(p: &[PendingUpdate], now: Millis) -> Vec<Vec<String>> {
                     greenlight_core::UpdateKind::CloudApproval => "cloud".into(),
                 },
                 size(u.size),
-                if u.node_online {
-                    "online".into()
-                } else {
-                    "offline".into()
-                },
+                presence_words(u.node_online, u.node_known, now),
                 note,
             ]
         })

@@ -604,3 +604,52 @@ async fn approve_stops_following_a_job_the_device_never_starts_and_says_so() {
     let _ = std::fs::remove_dir_all(&data);
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_say_unknown_not_offline_when_the_cloud_cannot_be_reached() {
+    let Some(keyring) = SecretService::start() else {
+        panic!(
+            "no Secret Service could be started (dbus-daemon, gnome-keyring): run scripts/deps.sh"
+        );
+    };
+    let mosq = Mosquitto::start();
+    let sim = RainmakerSim::start(SimConfig {
+        broker: BrokerChoice::External(mosq.url()),
+        scenario: Scenario::Demo,
+        timing: Timing::fast(),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let data = std::env::temp_dir().join(format!("greenlight-cli-unknown-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    add_account(&keyring, &data, &sim);
+    let o = greenlight(&keyring, &data, &["--json", "nodes"], None);
+    let nodes = json_of(&o)["nodes"].as_array().cloned().unwrap_or_default();
+    let plug = nodes
+        .iter()
+        .find(|n| n["node_id"] == "7CDFA1000001")
+        .unwrap_or_else(|| panic!("the plug is listed: {}", text(&o)));
+    assert_eq!(plug["online"], true, "{plug}");
+
+    sim.shutdown().await;
+    let o = greenlight(&keyring, &data, &["--json", "nodes"], None);
+    let nodes = json_of(&o)["nodes"].as_array().cloned().unwrap_or_default();
+    let plug = nodes
+        .iter()
+        .find(|n| n["node_id"] == "7CDFA1000001")
+        .unwrap_or_else(|| panic!("still listed from the last run: {}", text(&o)));
+    assert!(plug["online"].is_null(), "not known, so null: {plug}");
+    assert_eq!(plug["known"]["how"], "unknown", "{plug}");
+    assert!(
+        plug["last_seen"].as_i64().is_some(),
+        "when it was last seen online: {plug}"
+    );
+    // The table says it in words, and why the cloud could not be asked.
+    let o = greenlight(&keyring, &data, &["nodes"], None);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("unknown since"), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("refused the connection"), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ApprovalOutcome, Job, Node, PendingUpdate};
+use crate::model::{ApprovalOutcome, Job, Millis, Node, PendingUpdate};
 
 /// How an account's sources are doing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +33,30 @@ pub enum AccountState {
     },
     /// Removed or stopped.
     Stopped,
+}
+
+/// How fresh what the views show about an account's devices is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct Freshness {
+    /// The broker pushes device changes as they happen (MQTT connected).
+    pub live: bool,
+    /// When the cloud's device list was last read.
+    pub last_sweep: Option<Millis>,
+    /// No source can say whether the devices are online, since then.
+    pub unknown_since: Option<Millis>,
+    /// The first look at every device's cloud offers, while it runs.
+    pub checking: Option<Checking>,
+}
+
+/// Progress of the first look at every device's cloud offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct Checking {
+    /// Devices checked so far.
+    pub done: u32,
+    /// Devices to check.
+    pub total: u32,
 }
 
 /// Something changed.
@@ -71,6 +95,14 @@ pub enum Event {
         account: String,
         /// State.
         state: AccountState,
+    },
+    /// How fresh an account's device states are changed (a sweep, the
+    /// broker connected or lost, the cloud unreachable, a check's progress).
+    AccountFreshness {
+        /// Account.
+        account: String,
+        /// Now.
+        freshness: Freshness,
     },
     /// The outcome of an approval of one node.
     Approval {

@@ -41,6 +41,6 @@ pub mod words;
 
 pub use engine::{Clock, Engine, EngineConfig, EngineHandle, ManualClock, SystemClock};
 pub use error::{Error, Result};
-pub use event::{AccountState, Event};
+pub use event::{AccountState, Checking, Event, Freshness};
 pub use model::*;
 pub use secrets::{KeyringSecretStore, MemorySecretStore, SecretError, SecretStore};

@@ -52,8 +52,13 @@ pub struct Node {
     pub model: Option<String>,
     /// Running firmware version, as last reported.
     pub fw_version: Option<String>,
-    /// Connected right now, as far as the engine knows.
-    pub online: bool,
+    /// Connected (`true`) or not (`false`) as of [`Node::known`]; `None`
+    /// when no source can say (the cloud and the broker cannot be reached,
+    /// or have not answered since Greenlight started).
+    pub online: Option<bool>,
+    /// How [`Node::online`] is known, and as of when.
+    #[serde(default)]
+    pub known: Known,
     /// The node's OTA service in the user-approval layout (`Operation` +
     /// object `Info`): node-side approval is possible. `None` for nodes of
     /// the stock SDK layout, which are never sent `Operation`.
@@ -65,8 +70,105 @@ pub struct Node {
     /// or `Info` string param (free text about the last update, not an offer).
     #[serde(default)]
     pub ota_text: Option<String>,
-    /// When anything was last heard about the node.
-    pub last_seen: Millis,
+    /// The last time the device was reported online (`None`: never, as far
+    /// as Greenlight knows).
+    pub last_seen: Option<Millis>,
+}
+
+impl Node {
+    /// Known to be online right now (approvals can be delivered).
+    pub fn is_online(&self) -> bool {
+        self.online == Some(true)
+    }
+}
+
+/// How Greenlight knows whether a device is online, and as of when: the
+/// views say exactly this instead of claiming more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(tag = "how", rename_all = "snake_case")]
+pub enum Known {
+    /// Pushed over MQTT as it changes: true now.
+    Live,
+    /// From the cloud's device list read at `at`; it may have changed since.
+    Swept {
+        /// When the list was read.
+        at: Millis,
+    },
+    /// No source can say since `since` (the cloud and the broker cannot be
+    /// reached, or have not answered yet).
+    Unknown {
+        /// Since when.
+        since: Millis,
+    },
+}
+
+impl Default for Known {
+    /// Records written before Greenlight kept freshness: not known.
+    fn default() -> Known {
+        Known::Unknown { since: 0 }
+    }
+}
+
+/// A node as a view names it: its id, and its account when the view knows
+/// it. One id can be in two accounts (a device moved, or shared); without
+/// an account, an id found in more than one is refused, never guessed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct NodeRef {
+    /// Account, when known.
+    pub account: Option<String>,
+    /// RainMaker node id.
+    pub node_id: String,
+}
+
+impl NodeRef {
+    /// A node of a given account.
+    pub fn new(account: &str, node_id: &str) -> NodeRef {
+        NodeRef {
+            account: Some(account.to_string()),
+            node_id: node_id.to_string(),
+        }
+    }
+}
+
+impl From<&str> for NodeRef {
+    fn from(id: &str) -> NodeRef {
+        NodeRef {
+            account: None,
+            node_id: id.to_string(),
+        }
+    }
+}
+
+impl From<&String> for NodeRef {
+    fn from(id: &String) -> NodeRef {
+        NodeRef::from(id.as_str())
+    }
+}
+
+impl From<String> for NodeRef {
+    fn from(node_id: String) -> NodeRef {
+        NodeRef {
+            account: None,
+            node_id,
+        }
+    }
+}
+
+impl From<&NodeRef> for NodeRef {
+    fn from(r: &NodeRef) -> NodeRef {
+        r.clone()
+    }
+}
+
+impl std::fmt::Display for NodeRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.account {
+            Some(a) => write!(f, "{a}/{}", self.node_id),
+            None => f.write_str(&self.node_id),
+        }
+    }
 }
 
 /// The two layouts of the `esp.service.ota` service (docs/rainmaker.md).
@@ -137,8 +239,15 @@ pub struct PendingUpdate {
     pub first_seen: Millis,
     /// "Remind me later": hidden from approve-all until then.
     pub snoozed_until: Option<Millis>,
-    /// The node is online (approval needs it; otherwise "install when online").
-    pub node_online: bool,
+    /// The node is online (approval needs it; otherwise "install when
+    /// online"); `None` when that cannot be known now.
+    pub node_online: Option<bool>,
+    /// How `node_online` is known.
+    #[serde(default)]
+    pub node_known: Known,
+    /// When the node was last reported online.
+    #[serde(default)]
+    pub node_last_seen: Option<Millis>,
     /// Something the user should know before approving, in plain words
     /// (this very image already rolled back or failed on this device).
     /// Auto-approve never approves an update that carries one.
@@ -168,6 +277,16 @@ pub enum QueueReason {
         since: Millis,
         /// The device went offline (else it asked again while online).
         offline: bool,
+    },
+    /// The command provably never left this computer (the cloud or broker
+    /// refused the connection, its name did not resolve...): nothing
+    /// reached the device, and the approval is sent as soon as the account
+    /// can reach it again and the device is online.
+    Unreachable {
+        /// Since when it waits.
+        since: Millis,
+        /// Why it could not be sent, in plain words.
+        reason: String,
     },
     /// "Approve now, install at this time" (e.g. tonight); if the node is
     /// offline then, it waits for it to come online.

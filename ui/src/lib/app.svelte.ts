@@ -11,12 +11,13 @@ import {
   type Event as EngineEventBody,
   type Job,
   type Node,
+  type NodeRef,
   type PendingUpdate,
   type Policies,
 } from "../bindings";
 
 type Result<T, E> = { status: "ok"; data: T } | { status: "error"; error: E };
-import { deviceName, isTerminal, summarize } from "./format";
+import { deviceName, isTerminal, presence, summarize, type Presence } from "./format";
 
 export type Tab = "inbox" | "activity" | "history" | "devices" | "blynk" | "accounts";
 
@@ -35,8 +36,15 @@ export async function call<T>(p: Promise<Result<T, AppError>>): Promise<T> {
 
 export type Notice = { kind: "info" | "error"; text: string; id: number };
 
-function key(a: { account: string; node_id: string }): string {
+/** A device is (account, node id): one id can be in two accounts. */
+export type DeviceRef = { account: string; node_id: string };
+
+export function key(a: DeviceRef): string {
   return `${a.account}\u0000${a.node_id}`;
+}
+
+function ref(a: DeviceRef): NodeRef {
+  return { account: a.account, node_id: a.node_id };
 }
 
 /** One offer: a node can hold a node-side and a cloud offer at once. */
@@ -54,7 +62,7 @@ export class AppModel {
   history = $state<Job[]>([]);
   policies = $state<Policies | null>(null);
   loaded = $state(false);
-  /** Nodes whose approval was tapped and not yet answered. */
+  /** Devices (by `key`) whose approval was tapped and not yet answered. */
   requesting = $state<Record<string, boolean>>({});
   notices = $state<Notice[]>([]);
   /** Set by the tray's "Approve all pending…". */
@@ -63,12 +71,18 @@ export class AppModel {
   private noticeId = 0;
   private unlisten: Array<() => void> = [];
 
-  nameOf = (nodeId: string): string => {
-    const n = this.nodes.find((n) => n.node_id === nodeId);
+  nameOf = (d: DeviceRef): string => {
+    const n = this.nodes.find((n) => key(n) === key(d));
     if (n) return deviceName(n);
-    const p = this.pending.find((p) => p.node_id === nodeId);
-    return p ? deviceName(p) : nodeId;
+    const p = this.pending.find((p) => key(p) === key(d));
+    return p ? deviceName(p) : d.node_id;
   };
+
+  /** The name, with the account when there is more than one (two accounts can hold the same device id or name). */
+  labelOf = (d: DeviceRef): string => (this.manyAccounts ? `${this.nameOf(d)} (${d.account})` : this.nameOf(d));
+
+  /** `labelOf` for callbacks that get the two parts. */
+  private nameOf2 = (account: string, node_id: string): string => this.labelOf({ account, node_id });
 
   /** The node as the engine knows it now (kept current by node_updated). */
   nodeOf = (p: { account: string; node_id: string }): Node | undefined => this.nodes.find((n) => key(n) === key(p));
@@ -78,7 +92,19 @@ export class AppModel {
    * offer's own flag (its state when the offer was last sent) only when the
    * node is not in the list.
    */
-  isOnline = (p: PendingUpdate): boolean => this.nodeOf(p)?.online ?? p.node_online;
+  isOnline = (p: PendingUpdate): boolean => this.presenceOf(p).state === "online";
+
+  /** Whether a device is online and how that is known (the node list first). */
+  presenceOf = (d: Node | PendingUpdate): Presence => {
+    const n = "known" in d ? d : this.nodeOf(d);
+    const fresh = this.accounts.find((a) => a.name === d.account)?.freshness;
+    if (n) return presence(n.online, n.known, n.last_seen, fresh, this.now);
+    const p = d as PendingUpdate;
+    return presence(p.node_online, p.node_known, p.node_last_seen, fresh, this.now);
+  };
+
+  /** Is this device's approval being requested right now? */
+  isRequesting = (d: DeviceRef): boolean => !!this.requesting[key(d)];
 
   /** More than one account: rows then say which account they belong to. */
   get manyAccounts(): boolean {
@@ -145,7 +171,7 @@ export class AppModel {
         call(commands.nodes()),
         call(commands.pending()),
         call(commands.jobs()),
-        call(commands.history({ node_id: null, limit: 500 })),
+        call(commands.history({ account: null, node_id: null, limit: 500 })),
         call(commands.policies()),
       ]);
       this.status = status;
@@ -200,22 +226,27 @@ export class AppModel {
         if (i >= 0) this.accounts[i] = { ...this.accounts[i], state: ev.state };
         break;
       }
+      case "account_freshness": {
+        const i = this.accounts.findIndex((a) => a.name === ev.account);
+        if (i >= 0) this.accounts[i] = { ...this.accounts[i], freshness: ev.freshness };
+        break;
+      }
       case "approval":
         break;
     }
   }
 
-  private mark(ids: string[], on: boolean) {
+  private mark(devices: DeviceRef[], on: boolean) {
     const r = { ...this.requesting };
-    for (const id of ids) {
-      if (on) r[id] = true;
-      else delete r[id];
+    for (const d of devices) {
+      if (on) r[key(d)] = true;
+      else delete r[key(d)];
     }
     this.requesting = r;
   }
 
-  private async approveWith(ids: string[], f: () => Promise<ApprovalOutcome[]>) {
-    this.mark(ids, true);
+  private async approveWith(devices: DeviceRef[], f: () => Promise<ApprovalOutcome[]>) {
+    this.mark(devices, true);
     try {
       const out = await this.act(f);
       if (out) {
@@ -224,54 +255,60 @@ export class AppModel {
         }
         // Left-out devices (offline, up to date) are information, not errors.
         const bad = out.filter((o) => ["refused", "failed", "not_confirmed"].includes(o.result.result));
-        this.notify(bad.length ? "error" : "info", summarize(out, this.nameOf));
+        this.notify(bad.length ? "error" : "info", summarize(out, this.nameOf2));
       }
       return out;
     } finally {
-      this.mark(ids, false);
+      this.mark(devices, false);
     }
   }
 
-  approve(ids: string[]) {
-    return this.approveWith(ids, () => call(commands.approve(ids)));
+  approve(devices: DeviceRef[]) {
+    return this.approveWith(devices, () => call(commands.approve(devices.map(ref))));
   }
 
   approveAll() {
-    const ids = [...new Set(this.visiblePending.map((p) => p.node_id))];
-    return this.approveWith(ids, () => call(commands.approveAll()));
+    const devices = [...new Map(this.visiblePending.map((p): [string, DeviceRef] => [key(p), p])).values()];
+    return this.approveWith(devices, () => call(commands.approveAll()));
   }
 
-  async installWhenOnline(id: string) {
-    const o = await this.act(() => call(commands.installWhenOnline(id)));
+  async installWhenOnline(d: DeviceRef) {
+    const o = await this.act(() => call(commands.installWhenOnline(ref(d))));
     if (o) {
       if ("job" in o.result) this.apply({ type: "job_changed", job: o.result.job });
-      this.notify("info", summarize([o], this.nameOf));
+      this.notify("info", summarize([o], this.nameOf2));
     }
   }
 
-  async snooze(id: string, hours: number) {
-    if ((await this.act(() => call(commands.snooze(id, hours)))) !== undefined) {
-      this.notify("info", `${this.nameOf(id)}: reminding you in ${hours < 24 ? `${hours} h` : `${hours / 24} d`}.`);
+  async snooze(d: DeviceRef, hours: number) {
+    if ((await this.act(() => call(commands.snooze(ref(d), hours)))) !== undefined) {
+      this.notify("info", `${this.labelOf(d)}: reminding you in ${hours < 24 ? `${hours} h` : `${hours / 24} d`}.`);
       this.pending = await call(commands.pending());
     }
   }
 
-  async skip(id: string) {
-    const before = this.pending.filter((p) => p.node_id === id);
-    if ((await this.act(() => call(commands.skip(id)))) !== undefined) {
+  async skip(d: DeviceRef) {
+    const before = this.pending.filter((p) => key(p) === key(d));
+    if ((await this.act(() => call(commands.skip(ref(d))))) !== undefined) {
       // The engine skips the version it would install; ask it what is left
       // rather than guess (a node can hold two offers).
       const now = await this.act(() => call(commands.pending()));
       if (now) this.pending = now;
-      const left = new Set((now ?? []).filter((p) => p.node_id === id).map(offerKey));
+      const left = new Set((now ?? []).filter((p) => key(p) === key(d)).map(offerKey));
       const gone = [...new Set(before.filter((p) => !left.has(offerKey(p))).map((p) => p.to_version))];
-      this.notify("info", `${this.nameOf(id)}: skipping ${gone.length ? gone.join(", ") : "this version"}. A newer version will show again.`);
+      this.notify("info", `${this.labelOf(d)}: skipping ${gone.length ? gone.join(", ") : "this version"}. A newer version will show again.`);
       this.policies = (await this.act(() => call(commands.policies()))) ?? this.policies;
     }
   }
 
-  async setAutoApprove(id: string, on: boolean) {
-    if ((await this.act(() => call(commands.setAutoApprove(id, on)))) !== undefined) {
+  async checkNow(d: DeviceRef) {
+    if ((await this.act(() => call(commands.checkNow(ref(d))))) !== undefined) {
+      this.notify("info", `Asked ${this.labelOf(d)} to check for an update.`);
+    }
+  }
+
+  async setAutoApprove(d: DeviceRef, on: boolean) {
+    if ((await this.act(() => call(commands.setAutoApprove(ref(d), on)))) !== undefined) {
       this.policies = (await this.act(() => call(commands.policies()))) ?? this.policies;
     }
   }

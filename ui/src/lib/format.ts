@@ -1,6 +1,6 @@
 // Small pure helpers that turn engine values into words. Kept apart from the
 // components so they are tested on their own.
-import type { Job, JobState, PendingUpdate, Node, ApprovalOutcome } from "../bindings";
+import type { Job, JobState, PendingUpdate, Node, ApprovalOutcome, Known, Freshness } from "../bindings";
 
 export function deviceName(n: { node_id: string; name?: string | null; node_name?: string | null }): string {
   const name = ("name" in n ? n.name : null) ?? ("node_name" in n ? n.node_name : null);
@@ -34,6 +34,67 @@ export function when(ms: number | null | undefined): string {
 }
 
 const clock = (ms: number) => new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+
+/** "10:42" today, "Nov 29, 10:42" on another day. */
+export function at(ms: number, now: number = Date.now()): string {
+  return new Date(ms).toDateString() === new Date(now).toDateString() ? clock(ms) : when(ms);
+}
+
+/** Whether a device is online, and how Greenlight knows it. */
+export type Presence = {
+  state: "online" | "offline" | "unknown";
+  /** "Online", "Offline", "Unknown". */
+  label: string;
+  /** "live", "as of 10:42", "since 10:40 — the cloud cannot be reached", with the last time seen online when it is not now. */
+  detail: string;
+};
+
+/**
+ * The views never claim more than they know: live over MQTT, as of the last
+ * sweep, or unknown since the sources went quiet (`fresh` is the account's).
+ */
+export function presence(
+  online: boolean | null,
+  knownOrOld: Known | undefined,
+  lastSeen: number | null | undefined,
+  fresh: Freshness | undefined,
+  now: number = Date.now(),
+): Presence {
+  // Records from before Greenlight kept freshness carry none: not known.
+  const known: Known = knownOrOld ?? { how: "unknown", since: 0 };
+  const seen = lastSeen != null && online !== true ? `last seen online ${at(lastSeen, now)}` : "";
+  const join = (...parts: string[]) => parts.filter((x) => x !== "").join(" · ");
+  if (online == null || known.how === "unknown") {
+    let why: string;
+    if (fresh && fresh.unknown_since == null) {
+      // The account answers; this device has not said anything yet.
+      why = "not reported yet";
+    } else if (fresh && fresh.last_sweep == null && !fresh.live) {
+      why = "checking…";
+    } else {
+      const since = fresh?.unknown_since ?? (known.how === "unknown" ? known.since : now);
+      why = `since ${at(since, now)} — the cloud cannot be reached`;
+    }
+    return { state: "unknown", label: "Unknown", detail: join(why, seen) };
+  }
+  const label = online ? "Online" : "Offline";
+  const state = online ? "online" : "offline";
+  // Live needs saying only for "online"; an offline device's last time online says more.
+  if (known.how === "live") return { state, label, detail: online ? "live" : seen };
+  const asOf = Math.max(known.at, fresh?.last_sweep ?? 0);
+  return { state, label, detail: join(`as of ${at(asOf, now)}`, seen) };
+}
+
+/** How fresh an account's device states are, in a few words. */
+export function freshnessWords(f: Freshness | undefined, now: number = Date.now()): string {
+  if (!f) return "";
+  const parts: string[] = [];
+  if (f.unknown_since != null) parts.push(`devices unknown since ${at(f.unknown_since, now)}`);
+  else if (f.live) parts.push("live");
+  else if (f.last_sweep != null) parts.push(`as of ${at(f.last_sweep, now)}`);
+  if (f.checking) parts.push(`checking ${f.checking.total} device${f.checking.total === 1 ? "" : "s"} for updates… (${f.checking.done} done)`);
+  return parts.join(" · ");
+}
 
 /**
  * A bare state in a few words, only for a job that carries no headline (one
@@ -107,13 +168,13 @@ export function modelOf(nodes: Node[], p: { account: string; node_id: string }):
 }
 
 /** One line about a batch of approval outcomes, e.g. after Approve all. */
-export function summarize(outcomes: ApprovalOutcome[], name: (id: string) => string): string {
+export function summarize(outcomes: ApprovalOutcome[], name: (account: string, id: string) => string): string {
   const started: string[] = [];
   const waiting: string[] = [];
   const left: string[] = [];
   for (const o of outcomes) {
     const r = o.result;
-    const n = name(o.node_id);
+    const n = name(o.account, o.node_id);
     switch (r.result) {
       case "sent":
         started.push(n);
@@ -130,7 +191,7 @@ export function summarize(outcomes: ApprovalOutcome[], name: (id: string) => str
         left.push(`${n} (already up to date)`);
         break;
       case "offline":
-        left.push(`${n} (offline — use Install when online)`);
+        left.push(`${n} (not known to be online — use Install when online)`);
         break;
       case "skipped":
       case "refused":

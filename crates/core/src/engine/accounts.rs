@@ -216,6 +216,10 @@ impl Actor {
             rt.rest = Some(rest);
         }
         self.core.add_account(&name);
+        let has_rest = self.accounts.get(&name).is_some_and(|rt| rt.rest.is_some());
+        let now = self.clock.now();
+        self.core.link_start(&name, has_rest, now);
+        self.flush();
         self.update_account_sources(&name);
         if let Some(r) = reply {
             let _ = r.send(Ok(()));
@@ -232,6 +236,10 @@ impl Actor {
         let Some(rt) = self.accounts.get_mut(account) else {
             return;
         };
+        let up = matches!(
+            state,
+            AccountState::Connected | AccountState::Degraded { .. }
+        );
         rt.sources.insert(source, state);
         let expected = usize::from(rt.cfg.rest.is_some()) + usize::from(rt.cfg.mqtt.is_some());
         let combined = combine(&rt.sources, expected);
@@ -242,6 +250,9 @@ impl Actor {
                 state: combined,
             });
         }
+        let now = self.clock.now();
+        self.core.link_source(account, source, up, now);
+        self.flush();
         // MQTT up or down changes how fast the poller needs to go.
         if source == "mqtt" {
             self.update_account_sources(account);

@@ -18,7 +18,7 @@ use super::handle::{Reply, Request};
 use super::{Clock, EngineConfig};
 use crate::error::{Error, Result};
 use crate::event::{AccountState, Event};
-use crate::model::{ApprovalOutcome, ApprovalResult, Job, OtaNames};
+use crate::model::{ApprovalOutcome, ApprovalResult, Job, NodeRef, OtaNames};
 use crate::rainmaker::Fact;
 use crate::store::Store;
 
@@ -145,9 +145,12 @@ impl Actor {
                 Effect::Sweep(account) => self.ask_sweep(&account),
                 Effect::AutoApprove(k) => {
                     let now = self.clock.now();
-                    let _ = self
-                        .core
-                        .approve(vec![k.1], Mode::Auto, &mut self.store, now);
+                    let _ = self.core.approve(
+                        vec![NodeRef::new(&k.0, &k.1)],
+                        Mode::Auto,
+                        &mut self.store,
+                        now,
+                    );
                     queue.extend(self.core.take());
                 }
             }
@@ -249,6 +252,10 @@ impl Actor {
                     let _ = d.send(());
                 }
             }
+            Fact::CheckProgress { account, checking } => {
+                self.core.link_checking(&account, checking);
+                self.flush();
+            }
             Fact::OtaStatus {
                 account,
                 node_id,
@@ -305,6 +312,14 @@ impl Actor {
                     .accounts
                     .values()
                     .map(|a| (a.cfg.clone(), a.state.clone()))
+                    .collect();
+                let _ = reply.send(Ok(v));
+            }
+            Request::Freshness(reply) => {
+                let v = self
+                    .accounts
+                    .keys()
+                    .map(|a| (a.clone(), self.core.freshness(a)))
                     .collect();
                 let _ = reply.send(Ok(v));
             }
@@ -400,7 +415,10 @@ impl Actor {
             Request::Skip(id, reply) => {
                 let res = self.node_policy(&id, |a, k| {
                     let Some(p) = a.core.visible(&k, now).into_iter().next() else {
-                        return Err(Error::Config(format!("{id} has no pending update to skip")));
+                        return Err(Error::Config(format!(
+                            "{} has no pending update to skip",
+                            k.1
+                        )));
                     };
                     a.store.set_skip(&k.0, &k.1, Some(&p.to_version))?;
                     a.core.set_skip(&k, p.to_version, now);
@@ -445,10 +463,10 @@ impl Actor {
     /// effects are performed.
     fn node_policy(
         &mut self,
-        node_id: &str,
+        node: &NodeRef,
         f: impl FnOnce(&mut Self, super::core::Key) -> Result<()>,
     ) -> Result<()> {
-        let res = self.core.find(node_id).and_then(|k| f(self, k));
+        let res = self.core.find(node).and_then(|k| f(self, k));
         self.flush();
         res
     }
@@ -456,8 +474,8 @@ impl Actor {
     /// "Check now": the cloud is asked for a user-approval job, and a node
     /// of the user-approval layout is asked to fetch (`Operation = "check"`,
     /// over MQTT where the account has it); a stock node is never written to.
-    fn check_now(&mut self, node_id: &str) -> Result<oneshot::Receiver<()>> {
-        let k = self.core.find(node_id)?;
+    fn check_now(&mut self, node: &NodeRef) -> Result<oneshot::Receiver<()>> {
+        let k = self.core.find(node)?;
         let rt = self
             .accounts
             .get(&k.0)
@@ -465,8 +483,11 @@ impl Actor {
         let cloud = match &rt.check_ask {
             Some(ask) => {
                 let (tx, rx) = oneshot::channel();
-                ask.try_send((k.1.clone(), Some(tx)))
-                    .map_err(|_| Error::Network("too many checks queued".into()))?;
+                ask.try_send((k.1.clone(), Some(tx))).map_err(|_| {
+                    Error::Config(
+                        "too many checks are queued for this account; try again in a moment".into(),
+                    )
+                })?;
                 Some(rx)
             }
             None => None,

@@ -7,10 +7,10 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::core::Mode;
 use crate::error::{Error, Result};
-use crate::event::{AccountState, Event};
+use crate::event::{AccountState, Event, Freshness};
 use crate::model::{
-    AccountConfig, ApprovalOutcome, HistoryFilter, Job, JobEvent, Millis, Node, PendingUpdate,
-    Policies, QuietHours,
+    AccountConfig, ApprovalOutcome, HistoryFilter, Job, JobEvent, Millis, Node, NodeRef,
+    PendingUpdate, Policies, QuietHours,
 };
 use crate::secrets::SecretStore;
 use crate::store::AuditEntry;
@@ -21,6 +21,7 @@ pub(crate) enum Request {
     AddAccount(Box<AccountConfig>, Reply<()>),
     RemoveAccount(String, Reply<()>),
     Accounts(Reply<Vec<(AccountConfig, AccountState)>>),
+    Freshness(Reply<Vec<(String, Freshness)>>),
     Login(String, String, Reply<()>),
     Nodes(Reply<Vec<Node>>),
     Pending(Reply<Vec<PendingUpdate>>),
@@ -28,19 +29,23 @@ pub(crate) enum Request {
     History(HistoryFilter, Reply<Vec<Job>>),
     JobEvents(i64, Reply<Vec<JobEvent>>),
     Audit(u32, Reply<Vec<AuditEntry>>),
-    Approve(Vec<String>, Mode, oneshot::Sender<Vec<ApprovalOutcome>>),
-    ApproveAt(Vec<String>, Millis, oneshot::Sender<Vec<ApprovalOutcome>>),
+    Approve(Vec<NodeRef>, Mode, oneshot::Sender<Vec<ApprovalOutcome>>),
+    ApproveAt(Vec<NodeRef>, Millis, oneshot::Sender<Vec<ApprovalOutcome>>),
     Policies(Reply<Policies>),
-    InstallWhenOnline(String, oneshot::Sender<ApprovalOutcome>),
+    InstallWhenOnline(NodeRef, oneshot::Sender<ApprovalOutcome>),
     Resend(i64, oneshot::Sender<ApprovalOutcome>),
     Cancel(i64, Reply<Job>),
-    Snooze(String, Option<Millis>, Reply<()>),
-    Skip(String, Reply<()>),
-    AutoApprove(String, bool, Reply<()>),
+    Snooze(NodeRef, Option<Millis>, Reply<()>),
+    Skip(NodeRef, Reply<()>),
+    AutoApprove(NodeRef, bool, Reply<()>),
     QuietHours(Option<QuietHours>, Reply<()>),
-    CheckNow(String, Reply<oneshot::Receiver<()>>),
+    CheckNow(NodeRef, Reply<oneshot::Receiver<()>>),
     Refresh(Reply<Vec<oneshot::Receiver<std::result::Result<(), String>>>>),
     Shutdown(oneshot::Sender<()>),
+}
+
+fn refs<N: Into<NodeRef>>(nodes: impl IntoIterator<Item = N>) -> Vec<NodeRef> {
+    nodes.into_iter().map(Into::into).collect()
 }
 
 /// The views' handle on the engine. Cheap to clone; the engine stops when
@@ -103,6 +108,12 @@ impl EngineHandle {
         self.ask(Request::Accounts).await
     }
 
+    /// How fresh each running account's device states are (live, as of a
+    /// sweep, unknown since...), by account name.
+    pub async fn freshness(&self) -> Result<Vec<(String, Freshness)>> {
+        self.ask(Request::Freshness).await
+    }
+
     /// Stores a new password for an account and leaves "needs login".
     pub async fn login(&self, account: &str, password: &str) -> Result<()> {
         self.ask(|r| Request::Login(account.into(), password.into(), r))
@@ -143,20 +154,24 @@ impl EngineHandle {
     /// Approves the pending update of each node. Up-to-date and offline
     /// nodes are skipped (offline: "install when online" is offered);
     /// failures do not stop the others. One outcome per node.
-    pub async fn approve(&self, node_ids: &[String]) -> Result<Vec<ApprovalOutcome>> {
-        self.ask_plain(|r| Request::Approve(node_ids.to_vec(), Mode::Explicit, r))
+    pub async fn approve<N: Into<NodeRef>>(
+        &self,
+        nodes: impl IntoIterator<Item = N>,
+    ) -> Result<Vec<ApprovalOutcome>> {
+        let nodes = refs(nodes);
+        self.ask_plain(|r| Request::Approve(nodes, Mode::Explicit, r))
             .await
     }
 
     /// Approves now, to be sent at `at` ("install tonight"). Nodes offline
     /// at that time get it when they come online.
-    pub async fn approve_at(
+    pub async fn approve_at<N: Into<NodeRef>>(
         &self,
-        node_ids: &[String],
+        nodes: impl IntoIterator<Item = N>,
         at: Millis,
     ) -> Result<Vec<ApprovalOutcome>> {
-        self.ask_plain(|r| Request::ApproveAt(node_ids.to_vec(), at, r))
-            .await
+        let nodes = refs(nodes);
+        self.ask_plain(|r| Request::ApproveAt(nodes, at, r)).await
     }
 
     /// Approves every visible pending update that is not snoozed or skipped.
@@ -166,8 +181,9 @@ impl EngineHandle {
     }
 
     /// Approves a node's update now, to be sent when the node comes online.
-    pub async fn install_when_online(&self, node_id: &str) -> Result<ApprovalOutcome> {
-        self.ask_plain(|r| Request::InstallWhenOnline(node_id.into(), r))
+    pub async fn install_when_online(&self, node: impl Into<NodeRef>) -> Result<ApprovalOutcome> {
+        let node = node.into();
+        self.ask_plain(|r| Request::InstallWhenOnline(node, r))
             .await
     }
 
@@ -184,20 +200,21 @@ impl EngineHandle {
 
     /// "Remind me later": approve-all leaves the node out until `until`
     /// (`None` clears).
-    pub async fn snooze(&self, node_id: &str, until: Option<Millis>) -> Result<()> {
-        self.ask(|r| Request::Snooze(node_id.into(), until, r))
-            .await
+    pub async fn snooze(&self, node: impl Into<NodeRef>, until: Option<Millis>) -> Result<()> {
+        let node = node.into();
+        self.ask(|r| Request::Snooze(node, until, r)).await
     }
 
     /// Skips the version now offered to a node (cleared when another version appears).
-    pub async fn skip(&self, node_id: &str) -> Result<()> {
-        self.ask(|r| Request::Skip(node_id.into(), r)).await
+    pub async fn skip(&self, node: impl Into<NodeRef>) -> Result<()> {
+        let node = node.into();
+        self.ask(|r| Request::Skip(node, r)).await
     }
 
     /// Per-node auto-approve (opt-in).
-    pub async fn set_auto_approve(&self, node_id: &str, on: bool) -> Result<()> {
-        self.ask(|r| Request::AutoApprove(node_id.into(), on, r))
-            .await
+    pub async fn set_auto_approve(&self, node: impl Into<NodeRef>, on: bool) -> Result<()> {
+        let node = node.into();
+        self.ask(|r| Request::AutoApprove(node, on, r)).await
     }
 
     /// Every policy in force (auto-approve, quiet hours, skips, snoozes).
@@ -212,8 +229,9 @@ impl EngineHandle {
 
     /// Checks one node for updates now (cloud jobs through REST; node-side
     /// through `Operation=check` over MQTT); returns when the answer is in.
-    pub async fn check_now(&self, node_id: &str) -> Result<()> {
-        let rx = self.ask(|r| Request::CheckNow(node_id.into(), r)).await?;
+    pub async fn check_now(&self, node: impl Into<NodeRef>) -> Result<()> {
+        let node = node.into();
+        let rx = self.ask(|r| Request::CheckNow(node, r)).await?;
         let _ = rx.await;
         Ok(())
     }
@@ -232,7 +250,7 @@ impl EngineHandle {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(Error::Network(errors.join("; ")))
+            Err(Error::Refresh(errors.join(" ")))
         }
     }
 

@@ -36,6 +36,9 @@ pub struct NodeReport {
     pub fw_version: Option<String>,
     /// Connectivity, when known.
     pub online: Option<bool>,
+    /// When the connectivity last changed, as the cloud reports it (ms; a
+    /// disconnected node was last online then).
+    pub changed_at: Option<i64>,
     /// The `Info` param.
     pub info: InfoReport,
     /// A stock-layout node's last OTA text (its `Status`/`Info` strings).
@@ -81,6 +84,14 @@ pub enum Fact {
         offer: Option<CloudOffer>,
         /// Answered after the engine applied it.
         done: Option<oneshot::Sender<()>>,
+    },
+    /// Progress of the first look at every node's cloud offers (`None`
+    /// when it is over).
+    CheckProgress {
+        /// Account.
+        account: String,
+        /// Checked so far of how many.
+        checking: Option<crate::event::Checking>,
     },
     /// An OTA status for a job.
     OtaStatus {

@@ -4,7 +4,7 @@
 //! over a period, at once for a node the user is looking at) and the
 //! `ota_status` poller for active jobs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -28,7 +28,7 @@ fn source_state(account: &str, e: &Error) -> Fact {
             reason: reason.clone(),
         },
         other => AccountState::Reconnecting {
-            reason: format!("cloud: {other}"),
+            reason: other.plain(),
         },
     };
     Fact::Source {
@@ -52,6 +52,10 @@ pub fn report_from_detail(v: &Value) -> Option<NodeReport> {
         online: v
             .pointer("/status/connectivity/connected")
             .and_then(Value::as_bool),
+        changed_at: v
+            .pointer("/status/connectivity/timestamp")
+            .and_then(Value::as_i64)
+            .filter(|t| *t > 0),
         node_id: id,
         config,
         fw_version: None,
@@ -117,7 +121,7 @@ pub fn spawn_sweeper(
                 Err(e) => {
                     tracing::debug!(%account, error = %e, "node sweep failed");
                     let _ = facts.send(source_state(&account, &e)).await;
-                    Err(e.to_string())
+                    Err(e.plain())
                 }
             };
             for w in waiters {
@@ -130,8 +134,19 @@ pub fn spawn_sweeper(
 /// A request to check one node's cloud jobs now.
 pub type CheckRequest = (String, Option<oneshot::Sender<()>>);
 
-/// Checks each node in `nodes` once per `period`, evenly spread, and any
-/// node asked for at once.
+/// How many `ota_update` checks the first look runs at once: enough for
+/// an inbox that is complete within seconds, few enough not to hammer the
+/// cloud (each account has its own checker).
+const FIRST_LOOK_CONCURRENCY: usize = 4;
+
+/// How often the first look reports its progress, at most.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// Checks every node the first time it is listed at once (a few at a time,
+/// with progress facts, so the inbox is complete within seconds of adding
+/// an account), then each node once per `period`, evenly spread, and any
+/// node asked for at once. Nodes whose first check failed for a passing
+/// reason are tried again after a growing pause.
 pub fn spawn_cloud_checker(
     rest: RestClient,
     mut nodes: watch::Receiver<Vec<String>>,
@@ -141,10 +156,34 @@ pub fn spawn_cloud_checker(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let account = rest.account().to_string();
+        let mut checked: HashSet<String> = HashSet::new();
+        let mut retry_at: Option<Instant> = None;
+        let mut pause = Duration::from_secs(2);
         let mut idx = 0usize;
         let mut next_at = Instant::now();
         loop {
             let list = nodes.borrow_and_update().clone();
+            let unchecked: Vec<String> = list
+                .iter()
+                .filter(|n| !checked.contains(*n))
+                .cloned()
+                .collect();
+            if !unchecked.is_empty() && retry_at.is_none_or(|t| t <= Instant::now()) {
+                let Some(all_ok) =
+                    first_look(&rest, &account, unchecked, &mut checked, &facts).await
+                else {
+                    return;
+                };
+                if all_ok {
+                    retry_at = None;
+                    pause = Duration::from_secs(2);
+                } else {
+                    retry_at = Some(Instant::now() + pause);
+                    pause = (pause * 2).min(Duration::from_secs(120));
+                }
+                next_at = Instant::now();
+                continue;
+            }
             let gap = if list.is_empty() {
                 period
             } else {
@@ -153,6 +192,12 @@ pub fn spawn_cloud_checker(
             if next_at + gap < Instant::now() {
                 next_at = Instant::now();
             }
+            let wake_retry = async {
+                match retry_at {
+                    Some(t) if !unchecked.is_empty() => tokio::time::sleep_until(t).await,
+                    _ => std::future::pending().await,
+                }
+            };
             let (node, done) = tokio::select! {
                 _ = tokio::time::sleep_until(next_at + gap) => {
                     next_at += gap;
@@ -160,6 +205,7 @@ pub fn spawn_cloud_checker(
                     idx = (idx + 1) % list.len();
                     (list[idx].clone(), None)
                 }
+                _ = wake_retry => continue,
                 a = asks.recv() => match a {
                     Some(a) => a,
                     None => return,
@@ -190,6 +236,76 @@ pub fn spawn_cloud_checker(
             }
         }
     })
+}
+
+/// Checks each of `list` once, a few at a time, reporting progress. A node
+/// is marked checked unless its check failed for a passing reason. `None`
+/// when the engine is gone; otherwise whether every check got an answer.
+async fn first_look(
+    rest: &RestClient,
+    account: &str,
+    list: Vec<String>,
+    checked: &mut HashSet<String>,
+    facts: &mpsc::Sender<Fact>,
+) -> Option<bool> {
+    let total = u32::try_from(list.len()).unwrap_or(u32::MAX);
+    let progress = |done: u32| Fact::CheckProgress {
+        account: account.to_string(),
+        checking: (done < total).then_some(crate::event::Checking { done, total }),
+    };
+    facts.send(progress(0)).await.ok()?;
+    let mut all_ok = true;
+    let mut done = 0u32;
+    let mut told = Instant::now();
+    let mut todo = list.into_iter();
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        while running.len() < FIRST_LOOK_CONCURRENCY {
+            let Some(node) = todo.next() else { break };
+            let rest = rest.clone();
+            running.spawn(async move {
+                let r = rest.ota_update_check(&node).await;
+                (node, r)
+            });
+        }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        done += 1;
+        let Ok((node, r)) = joined else {
+            all_ok = false;
+            continue;
+        };
+        match r {
+            Ok(offer) => {
+                checked.insert(node.clone());
+                let f = Fact::CloudOffer {
+                    account: account.to_string(),
+                    node_id: node,
+                    offer,
+                    done: None,
+                };
+                facts.send(f).await.ok()?;
+            }
+            Err(e) => {
+                tracing::debug!(%account, %node, error = %e, "first ota_update check failed");
+                if matches!(e, Error::NeedsLogin { .. }) {
+                    facts.send(source_state(account, &e)).await.ok()?;
+                }
+                if e.is_transient() {
+                    all_ok = false;
+                } else {
+                    checked.insert(node);
+                }
+            }
+        }
+        if done < total && told.elapsed() >= PROGRESS_EVERY {
+            told = Instant::now();
+            facts.send(progress(done)).await.ok()?;
+        }
+    }
+    facts.send(progress(total)).await.ok()?;
+    Some(all_ok)
 }
 
 /// A job the poller follows.

@@ -8,7 +8,7 @@ use super::{Core, Effect, JobRt, Key};
 use crate::error::Error;
 use crate::event::Event;
 use crate::model::{
-    ApprovalOutcome, ApprovalResult, Job, JobState, Millis, QueueReason, UpdateKind,
+    ApprovalOutcome, ApprovalResult, Job, JobState, Millis, NodeRef, QueueReason, UpdateKind,
 };
 use crate::policy::quiet_until;
 use crate::rainmaker::parse;
@@ -44,10 +44,14 @@ fn outcome(k: &Key, result: ApprovalResult) -> ApprovalOutcome {
     }
 }
 
-fn unknown(id: &str, e: Error) -> ApprovalOutcome {
+fn unknown(id: &NodeRef, e: Error) -> ApprovalOutcome {
     ApprovalOutcome {
-        account: String::new(),
-        node_id: parse::clean(id, 64),
+        account: id
+            .account
+            .as_deref()
+            .map(|a| parse::clean(a, 64))
+            .unwrap_or_default(),
+        node_id: parse::clean(&id.node_id, 64),
         result: ApprovalResult::Refused {
             reason: e.to_string(),
         },
@@ -56,18 +60,18 @@ fn unknown(id: &str, e: Error) -> ApprovalOutcome {
 
 impl Core {
     /// The nodes approve-all would approve now.
-    pub(crate) fn approvable(&self, now: Millis) -> Vec<String> {
+    pub(crate) fn approvable(&self, now: Millis) -> Vec<NodeRef> {
         self.nodes
             .keys()
             .filter(|k| !self.visible(k, now).is_empty())
-            .map(|k| k.1.clone())
+            .map(|k| NodeRef::new(&k.0, &k.1))
             .collect()
     }
 
     /// Decides for each node, records the intents and queues the commands.
     pub(crate) fn approve(
         &mut self,
-        ids: Vec<String>,
+        ids: Vec<NodeRef>,
         mode: Mode,
         store: &mut Store,
         now: Millis,
@@ -235,7 +239,7 @@ impl Core {
     /// Approves a node's update now, to be delivered when it is online.
     pub(crate) fn install_when_online(
         &mut self,
-        id: &str,
+        id: &NodeRef,
         store: &mut Store,
         now: Millis,
     ) -> ApprovalOutcome {
@@ -256,7 +260,7 @@ impl Core {
     /// Records an approval to be sent at `at`.
     pub(crate) fn schedule(
         &mut self,
-        id: &str,
+        id: &NodeRef,
         at: Millis,
         store: &mut Store,
         now: Millis,
@@ -271,7 +275,7 @@ impl Core {
     /// job, and tells everyone the outcome.
     fn approve_queued(
         &mut self,
-        id: &str,
+        id: &NodeRef,
         queued: JobState,
         store: &mut Store,
         now: Millis,
@@ -387,13 +391,25 @@ impl Core {
             }
             Err(e) if e.maybe_delivered() => {
                 let reason = format!(
-                    "{}; it may or may not have reached the device, needs your confirmation",
+                    "{} It may or may not have reached the device: confirm before it is sent again.",
                     e.plain()
                 );
                 self.set_state(job_id, JobState::NotConfirmed { reason }, None, now);
             }
+            Err(e) if e.never_sent() => {
+                // Nothing left this computer: the approval stands and goes
+                // out once the account can reach the device again.
+                let waiting = JobState::Queued {
+                    reason: QueueReason::Unreachable {
+                        since: now,
+                        reason: e.plain(),
+                    },
+                };
+                let text = format!("Not sent — nothing reached the device. {}", e.plain());
+                self.set_state(job_id, waiting, Some(text), now);
+            }
             Err(e) => {
-                let reason = format!("not sent — nothing reached the device: {}", e.plain());
+                let reason = format!("Not sent — nothing reached the device. {}", e.plain());
                 self.set_state(job_id, JobState::Failed { reason }, None, now);
             }
         }
@@ -401,6 +417,9 @@ impl Core {
         let result = match (job, result) {
             (Some(job), Ok(())) => ApprovalResult::Sent { job },
             (Some(job), Err(e)) if e.maybe_delivered() => ApprovalResult::NotConfirmed { job },
+            (Some(job), Err(_)) if matches!(job.state, JobState::Queued { .. }) => {
+                ApprovalResult::Queued { job }
+            }
             (_, Err(e)) => ApprovalResult::Failed { reason: e.plain() },
             // Already finished by the node's own reports: it was delivered.
             (None, Ok(())) => match self.closed_job(job_id) {

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use super::{Core, Effect, Key};
-use crate::model::{JobState, Millis, Node, OtaLayout, QueueReason, UpdateKind};
+use crate::model::{JobState, Known, Millis, Node, OtaLayout, QueueReason, UpdateKind};
 use crate::rainmaker::{InfoReport, NodeReport, Via};
 
 /// A node that offers the approved job again sooner than this after the
@@ -64,6 +64,9 @@ impl Core {
         for r in reports {
             seen.insert(r.node_id.clone());
             impact = impact.max(self.apply_node(account, r, observed_at, via, now));
+        }
+        if complete && via == Via::Rest {
+            self.link_swept(account, observed_at, now);
         }
         if complete {
             let gone: Vec<Key> = self
@@ -136,17 +139,19 @@ impl Core {
         let k = (account.to_string(), r.node_id.clone());
         let before = self.visible(&k, now);
         let is_new = !self.nodes.contains_key(&k);
+        let known = self.known_for(account, via == Via::Mqtt, observed_at);
         let node = self.nodes.entry(k.clone()).or_insert_with(|| Node {
             account: account.to_string(),
             node_id: r.node_id.clone(),
             name: None,
             model: None,
             fw_version: None,
-            online: false,
+            online: None,
+            known: Known::Unknown { since: now },
             ota: None,
             ota_layout: None,
             ota_text: None,
-            last_seen: 0,
+            last_seen: None,
         });
         let old = node.clone();
         // The version this very report says the node runs (a config or an
@@ -168,30 +173,32 @@ impl Core {
         if let Some(fw) = r.fw_version {
             node.fw_version = Some(fw);
         }
-        if let Some(o) = r.online {
-            node.online = o;
-        }
         if r.ota_text.is_some() {
             node.ota_text = r.ota_text;
         }
-        // "Last seen" is the last time the node was reported online.
-        if node.online {
-            node.last_seen = observed_at.max(node.last_seen);
+        if let Some(o) = r.online {
+            node.online = Some(o);
+            node.known = known;
+            // "Last seen" is the last time the node was reported online: now
+            // for an online report, the cloud's time of the disconnect for
+            // an offline one.
+            if o {
+                node.last_seen = Some(observed_at.max(node.last_seen.unwrap_or(0)));
+            } else if let Some(t) = r.changed_at.filter(|t| *t <= observed_at) {
+                node.last_seen = Some(t);
+            }
         }
         let node = node.clone();
-        let came_online = node.online && !old.online;
-        let went_offline = !node.online && old.online;
-        let mut changed = node != old;
-        if changed && node.last_seen != old.last_seen && {
-            let mut a = node.clone();
-            a.last_seen = old.last_seen;
-            a == old
-        } {
-            changed = false; // only the timestamp moved: not worth an event
-        }
-        if changed {
+        let came_online = node.is_online() && !old.is_online();
+        let went_offline = node.online == Some(false) && old.online == Some(true);
+        if super::presence::shape(&node) != super::presence::shape(&old) {
             self.push(Effect::SaveNode(node.clone()));
-            self.emit(crate::event::Event::NodeUpdated { node: node.clone() });
+            self.emit(crate::event::Event::NodeUpdated {
+                node: self.node_now(&node),
+            });
+        } else if super::worth_saving(&old, &node) {
+            // Only a timestamp moved: kept for the next start, not announced.
+            self.push(Effect::SaveNode(node.clone()));
         }
         let stock = node.ota_layout == Some(OtaLayout::Stock);
         // The offer this very report carries (not one remembered from before).
@@ -301,7 +308,7 @@ impl Core {
             let back_on_old = away
                 && observed_at > since
                 && Some(fw) == job.from_version.as_deref()
-                && node.online;
+                && node.is_online();
             if back_on_old && live {
                 let reason = format!(
                     "the new firmware did not hold, so the device went back to its previous firmware {fw} after restarting"
@@ -375,10 +382,12 @@ impl Core {
         let waiting_for_device = matches!(
             job.state,
             JobState::Queued {
-                reason: QueueReason::WaitingForNode | QueueReason::NotTaken { .. },
+                reason: QueueReason::WaitingForNode
+                    | QueueReason::NotTaken { .. }
+                    | QueueReason::Unreachable { .. },
             }
         );
-        if waiting_for_device && node.online {
+        if waiting_for_device && node.is_online() {
             match job.kind {
                 // The cloud delivers it: the node only has to be online.
                 UpdateKind::CloudApproval => self.release(id, now),

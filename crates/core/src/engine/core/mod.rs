@@ -19,6 +19,7 @@ mod approvals;
 mod facts;
 mod jobs;
 mod offers;
+mod presence;
 #[cfg(test)]
 mod tests;
 
@@ -26,11 +27,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 pub(crate) use approvals::{CommandResult, Mode, Slot};
 pub(crate) use jobs::StatusFact;
+pub(crate) use presence::worth_saving;
 
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::model::{
-    DownloadWindow, Job, JobState, Millis, Node, OtaNames, PendingUpdate, QuietHours,
+    DownloadWindow, Job, JobState, Known, Millis, Node, NodeRef, OtaNames, PendingUpdate,
+    QuietHours,
 };
 use crate::rainmaker::parse;
 use crate::store::Store;
@@ -168,6 +171,8 @@ pub(crate) struct Core {
     pub(crate) snoozes: HashMap<Key, Millis>,
     pub(crate) auto: HashSet<Key>,
     pub(crate) quiet: Option<QuietHours>,
+    /// Each running account's links, for node presence.
+    pub(crate) links: HashMap<String, presence::Link>,
     out: Vec<Effect>,
 }
 
@@ -190,12 +195,13 @@ impl Core {
             snoozes: HashMap::new(),
             auto: HashSet::new(),
             quiet: None,
+            links: HashMap::new(),
             out: Vec::new(),
         }
     }
 
-    /// Reads what the store remembers: policies, approvals, nodes (none
-    /// believed online), earlier failures and every unfinished job. A job
+    /// Reads what the store remembers: policies, approvals, nodes (whether
+    /// they are online is unknown until a source says), earlier failures and every unfinished job. A job
     /// whose command was being sent when the program stopped becomes "not
     /// confirmed": it is never re-sent without the user.
     pub(crate) fn load(&mut self, store: &mut Store, now: Millis) -> Result<()> {
@@ -208,7 +214,9 @@ impl Core {
             self.earlier.insert(k, e);
         }
         for mut n in store.nodes()? {
-            n.online = false;
+            n.online = None;
+            n.known = Known::Unknown { since: now };
+            n.last_seen = n.last_seen.filter(|t| *t > 0);
             self.nodes.insert((n.account.clone(), n.node_id.clone()), n);
         }
         for mut job in store.unfinished_jobs()? {
@@ -242,7 +250,7 @@ impl Core {
 
     /// Every known node.
     pub(crate) fn nodes(&self) -> Vec<Node> {
-        self.nodes.values().cloned().collect()
+        self.nodes.values().map(|n| self.node_now(n)).collect()
     }
 
     /// Every visible pending update.
@@ -258,13 +266,34 @@ impl Core {
         self.jobs.values().map(|r| r.job.clone()).collect()
     }
 
-    /// A node by id (the first account that has it).
-    pub(crate) fn find(&self, node_id: &str) -> Result<Key> {
-        self.nodes
-            .keys()
-            .find(|k| k.1 == node_id)
-            .cloned()
-            .ok_or_else(|| Error::UnknownNode(parse::clean(node_id, 64)))
+    /// A node as a view names it. Without an account, an id that is in
+    /// more than one account is refused: approving the wrong device is
+    /// worse than asking.
+    pub(crate) fn find(&self, r: &NodeRef) -> Result<Key> {
+        if let Some(a) = &r.account {
+            let k = (a.clone(), r.node_id.clone());
+            if self.nodes.contains_key(&k) {
+                return Ok(k);
+            }
+            return Err(Error::UnknownNode(format!(
+                "{}/{}",
+                parse::clean(a, 64),
+                parse::clean(&r.node_id, 64)
+            )));
+        }
+        let mut found = self.nodes.keys().filter(|k| k.1 == r.node_id);
+        match (found.next(), found.next()) {
+            (Some(k), None) => Ok(k.clone()),
+            (None, _) => Err(Error::UnknownNode(parse::clean(&r.node_id, 64))),
+            (Some(a), Some(b)) => {
+                let mut accounts = vec![a.0.clone(), b.0.clone()];
+                accounts.extend(found.map(|k| k.0.clone()));
+                Err(Error::AmbiguousNode {
+                    node_id: parse::clean(&r.node_id, 64),
+                    accounts,
+                })
+            }
+        }
     }
 
     /// The node's OTA names (default ones when its config was never seen).
@@ -277,7 +306,7 @@ impl Core {
 
     /// Is the node known to be online?
     pub(crate) fn online(&self, k: &Key) -> bool {
-        self.nodes.get(k).is_some_and(|n| n.online)
+        self.nodes.get(k).is_some_and(Node::is_online)
     }
 
     /// What an account's REST sources should do: nodes to check for cloud
@@ -305,7 +334,7 @@ impl Core {
             let online = self
                 .nodes
                 .get(&(j.account.clone(), j.node_id.clone()))
-                .is_none_or(|n| n.online);
+                .is_none_or(Node::is_online);
             let slow = !online
                 || mqtt_live
                 || matches!(
@@ -334,6 +363,7 @@ impl Core {
     /// An account is removed: its nodes and offers go (its history stays).
     pub(crate) fn remove_account(&mut self, name: &str, now: Millis) {
         self.accounts.remove(name);
+        self.links.remove(name);
         let keys: Vec<Key> = self.nodes.keys().filter(|k| k.0 == name).cloned().collect();
         for k in keys {
             self.forget_node(&k, now);

@@ -32,7 +32,9 @@ pub(crate) fn raw_offer(
         kind,
         first_seen,
         snoozed_until: None,
-        node_online: false,
+        node_online: None,
+        node_known: crate::model::Known::Unknown { since: first_seen },
+        node_last_seen: None,
         warning: None,
     }
 }
@@ -58,7 +60,11 @@ impl Core {
             .map(|p| {
                 let mut p = p.clone();
                 p.snoozed_until = self.snoozes.get(k).copied().filter(|u| *u > now);
-                p.node_online = node.is_some_and(|n| n.online);
+                if let Some(n) = node {
+                    p.node_online = n.online;
+                    p.node_known = n.known;
+                    p.node_last_seen = n.last_seen;
+                }
                 p.node_name = node.and_then(|n| n.name.clone());
                 p.from_version = node.and_then(|n| n.fw_version.clone()).or(p.from_version);
                 p.warning = self.warning(k, &p.to_version);

@@ -89,6 +89,7 @@ fn report(online: Option<bool>, config: Option<ConfigInfo>, info: InfoReport) ->
         config,
         fw_version: None,
         online,
+        changed_at: None,
         info,
         ota_text: None,
     }
@@ -602,7 +603,11 @@ fn a_card_follows_its_node_offline_and_a_node_shows_both_offers() {
             _ => None,
         })
         .collect();
-    assert_eq!(offline, vec![false, false], "every card says offline");
+    assert_eq!(
+        offline,
+        vec![Some(false), Some(false)],
+        "every card says offline"
+    );
 }
 
 #[test]
@@ -611,7 +616,7 @@ fn install_when_online_is_delivered_when_the_device_offers_the_same_job_again() 
     r.boot("3.0.0");
     r.node(report(Some(true), None, offer("J1", "3.0.1")));
     r.node(report(Some(false), None, InfoReport::Unknown));
-    let o = r.core.install_when_online(N, &mut r.store, r.now);
+    let o = r.core.install_when_online(&N.into(), &mut r.store, r.now);
     let id = match o.result {
         crate::model::ApprovalResult::Queued { job } => job.id,
         other => panic!("{other:?}"),
@@ -639,7 +644,7 @@ fn install_when_online_is_delivered_when_the_device_offers_the_same_job_again() 
     r.boot("3.0.0");
     r.node(report(Some(true), None, offer("J1", "3.0.1")));
     r.node(report(Some(false), None, InfoReport::Unknown));
-    let o = r.core.install_when_online(N, &mut r.store, r.now);
+    let o = r.core.install_when_online(&N.into(), &mut r.store, r.now);
     let id = match o.result {
         crate::model::ApprovalResult::Queued { job } => job.id,
         other => panic!("{other:?}"),
@@ -670,7 +675,7 @@ fn a_command_that_never_left_is_failed_in_plain_words_and_warns_nothing() {
         r.now,
     );
     assert!(
-        matches!(r.state(id), JobState::Failed { ref reason } if reason.starts_with("not sent — nothing reached the device")),
+        matches!(r.state(id), JobState::Failed { ref reason } if reason.starts_with("Not sent — nothing reached the device")),
         "{:?}",
         r.state(id)
     );
@@ -822,4 +827,206 @@ fn a_device_that_took_the_start_without_a_word_is_not_left_waiting() {
     assert_eq!(job_states(&fx), vec!["success"]);
     assert_eq!(r.state(id), JobState::Success);
     assert_eq!(sends(&fx), 0);
+}
+
+/// A sweep of account `a` listing one node.
+fn sweep(
+    r: &mut Rig,
+    a: &str,
+    online: bool,
+    info: InfoReport,
+    changed_at: Option<Millis>,
+) -> Vec<Effect> {
+    let mut rep = report(Some(online), Some(recipe("1.0.0")), info);
+    rep.changed_at = changed_at;
+    r.core
+        .node_reports(a, vec![rep], true, r.now, Via::Rest, r.now);
+    r.effects()
+}
+
+fn rest_rig() -> Rig {
+    let mut r = rig();
+    r.core.link_start(A, true, r.now);
+    r.core.take();
+    r
+}
+
+#[test]
+fn a_device_is_unknown_until_a_source_says_and_swept_states_carry_their_time() {
+    let mut r = rest_rig();
+    sweep(&mut r, A, true, offer("J1", "1.1.0"), None);
+    let n = &r.core.nodes()[0];
+    assert_eq!(n.online, Some(true));
+    assert_eq!(n.known, crate::model::Known::Swept { at: T0 });
+    // A minute later the next sweep says the same: nothing is announced, but
+    // the views read the time of the newest sweep.
+    r.advance(60 * S);
+    let fx = sweep(&mut r, A, true, offer("J1", "1.1.0"), None);
+    assert!(!fx
+        .iter()
+        .any(|e| matches!(e, Effect::Emit(Event::NodeUpdated { .. }))));
+    assert_eq!(
+        r.core.nodes()[0].known,
+        crate::model::Known::Swept { at: T0 + 60 * S }
+    );
+    assert_eq!(r.core.freshness(A).last_sweep, Some(T0 + 60 * S));
+}
+
+#[test]
+fn when_the_cloud_cannot_be_reached_devices_become_unknown_not_online_or_offline() {
+    let mut r = rest_rig();
+    sweep(&mut r, A, true, offer("J1", "1.1.0"), None);
+    r.advance(30 * S);
+    r.core.link_source(A, "rest", false, r.now);
+    let fx = r.effects();
+    let n = &r.core.nodes()[0];
+    assert_eq!(n.online, None, "nobody can vouch for it");
+    assert_eq!(n.known, crate::model::Known::Unknown { since: T0 + 30 * S });
+    assert_eq!(n.last_seen, Some(T0), "last reported online at the sweep");
+    assert_eq!(r.core.freshness(A).unknown_since, Some(T0 + 30 * S));
+    // The inbox card follows: no longer "online".
+    let cards: Vec<Option<bool>> = events(&fx)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::PendingAdded { pending } => Some(pending.node_online),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cards, vec![None]);
+    // Approving now is "install when online", never a send into the void.
+    let slots = r
+        .core
+        .approve(vec![N.into()], Mode::Explicit, &mut r.store, r.now);
+    assert!(matches!(
+        &slots[..],
+        [Slot::Done(o)] if o.result == crate::model::ApprovalResult::Offline
+    ));
+    let o = r.core.install_when_online(&N.into(), &mut r.store, r.now);
+    let crate::model::ApprovalResult::Queued { job } = o.result else {
+        panic!("{o:?}")
+    };
+    r.effects();
+    // The cloud answers again: the device is online and still offers the
+    // job, so the approval goes out, once.
+    r.advance(60 * S);
+    let fx = sweep(&mut r, A, true, offer("J1", "1.1.0"), None);
+    assert_eq!(sends(&fx), 1);
+    assert_eq!(r.state(job.id), JobState::Requested);
+    assert_eq!(r.core.freshness(A).unknown_since, None);
+}
+
+#[test]
+fn last_seen_is_when_the_device_was_last_online_not_when_it_was_last_listed() {
+    let mut r = rest_rig();
+    sweep(&mut r, A, true, InfoReport::Empty, None);
+    r.advance(120 * S);
+    // Listed offline; the cloud says it disconnected 100 s after the first sweep.
+    let fx = sweep(&mut r, A, false, InfoReport::Empty, Some(T0 + 100 * S));
+    let n = &r.core.nodes()[0];
+    assert_eq!(n.online, Some(false));
+    assert_eq!(n.last_seen, Some(T0 + 100 * S));
+    // And that is what a restart remembers.
+    assert!(fx
+        .iter()
+        .any(|e| matches!(e, Effect::SaveNode(n) if n.last_seen == Some(T0 + 100 * S))));
+}
+
+#[test]
+fn an_approval_that_could_not_leave_waits_and_goes_out_once_the_cloud_is_back() {
+    let mut r = rest_rig();
+    sweep(&mut r, A, true, offer("J1", "1.1.0"), None);
+    let slots = r
+        .core
+        .approve(vec![N.into()], Mode::Explicit, &mut r.store, r.now);
+    let [Slot::Sending(id)] = slots[..] else {
+        panic!("{slots:?}")
+    };
+    r.effects();
+    let refused = crate::Error::network(crate::error::NetKind::Refused, "connection refused");
+    let o = r
+        .core
+        .command_done(id, Err(refused), r.now)
+        .expect("outcome");
+    assert!(
+        matches!(o.result, crate::model::ApprovalResult::Queued { .. }),
+        "{o:?}"
+    );
+    assert!(matches!(
+        r.state(id),
+        JobState::Queued {
+            reason: QueueReason::Unreachable { .. }
+        }
+    ));
+    r.effects();
+    let events = r.store.job_events(id).expect("events");
+    let last = events
+        .last()
+        .and_then(|e| e.text.clone())
+        .unwrap_or_default();
+    assert!(
+        last.starts_with("Not sent — nothing reached the device."),
+        "{last}"
+    );
+    assert!(!last.contains("may or may not"), "{last}");
+    r.effects();
+    r.core.link_source(A, "rest", false, r.now);
+    r.effects();
+    // Back: one delivery, no second approval.
+    r.advance(30 * S);
+    let fx = sweep(&mut r, A, true, offer("J1", "1.1.0"), None);
+    assert_eq!(sends(&fx), 1);
+    let fx = sweep(&mut r, A, true, offer("J1", "1.1.0"), None);
+    assert_eq!(sends(&fx), 0);
+    // A request that may have arrived is still the user's to confirm.
+    let mut r = rest_rig();
+    sweep(&mut r, A, true, offer("J1", "1.1.0"), None);
+    let slots = r
+        .core
+        .approve(vec![N.into()], Mode::Explicit, &mut r.store, r.now);
+    let [Slot::Sending(id)] = slots[..] else {
+        panic!("{slots:?}")
+    };
+    let lost = crate::Error::network(crate::error::NetKind::Timeout, "no answer");
+    r.core.command_done(id, Err(lost), r.now);
+    assert!(matches!(
+        r.state(id),
+        JobState::NotConfirmed { ref reason } if reason.contains("may or may not have reached the device")
+    ));
+}
+
+#[test]
+fn one_device_id_in_two_accounts_is_two_devices() {
+    let mut r = rest_rig();
+    r.core.add_account("work");
+    r.core.link_start("work", true, r.now);
+    sweep(&mut r, A, true, offer("J1", "1.1.0"), None);
+    sweep(&mut r, "work", true, offer("J9", "1.2.0"), None);
+    assert_eq!(r.core.pending(r.now).len(), 2);
+    // By id alone it is ambiguous: refused, naming both accounts.
+    let slots = r
+        .core
+        .approve(vec![N.into()], Mode::Explicit, &mut r.store, r.now);
+    let [Slot::Done(o)] = &slots[..] else {
+        panic!("{slots:?}")
+    };
+    assert!(
+        matches!(&o.result, crate::model::ApprovalResult::Refused { reason } if reason.contains("home") && reason.contains("work")),
+        "{o:?}"
+    );
+    // Approving it in one account leaves the other account's offer alone.
+    let slots = r.core.approve(
+        vec![crate::model::NodeRef::new("work", N)],
+        Mode::Explicit,
+        &mut r.store,
+        r.now,
+    );
+    assert!(matches!(slots[..], [Slot::Sending(_)]));
+    r.effects();
+    let left: Vec<(String, String)> = r
+        .core
+        .pending(r.now)
+        .into_iter()
+        .map(|p| (p.account, p.job_id))
+        .collect();
+    assert_eq!(left, vec![(A.to_string(), "J1".to_string())]);
 }
