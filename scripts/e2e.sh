@@ -4,6 +4,7 @@
 # WebKitWebDriver), then runs ui/e2e/*.test.mjs against the demo fleet.
 # Screenshots go to target/e2e-screenshots/. Skips, saying why, only where
 # no display server can be started.
+# E2E_TESTS="e2e/clouds.test.mjs" runs only the files named (default: all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -14,7 +15,7 @@ if ! need Xvfb && [ -z "${DISPLAY:-}" ]; then
   echo "e2e: SKIPPED — no Xvfb and no display here (scripts/deps.sh installs xvfb)" >&2
   exit 0
 fi
-for b in WebKitWebDriver dbus-run-session import; do
+for b in WebKitWebDriver dbus-run-session import gnome-keyring-daemon; do
   need "$b" || { echo "e2e: $b is missing: run scripts/deps.sh" >&2; exit 1; }
 done
 need tauri-driver || [ -x "$HOME/.cargo/bin/tauri-driver" ] || {
@@ -22,7 +23,8 @@ need tauri-driver || [ -x "$HOME/.cargo/bin/tauri-driver" ] || {
 export PATH="$HOME/.cargo/bin:$PATH"
 
 scripts/ui.sh build
-cargo build -p greenlight-app
+# The simulator binary too: layout.test.mjs runs its own HTTPS cloud.
+cargo build -p greenlight-app -p greenlight-sim
 
 work=$(mktemp -d /tmp/greenlight-e2e.XXXXXX)
 pids=()
@@ -50,17 +52,21 @@ chmod 700 "$work/run"
 export HOME="$work/home" XDG_RUNTIME_DIR="$work/run"
 export WEBKIT_DISABLE_DMABUF_RENDERER=1 GREENLIGHT_DATA_DIR="$work/data"
 export GREENLIGHT_APP="$target/debug/greenlight-app" WEBDRIVER_PORT=$port
+export GREENLIGHT_SIM="$target/debug/greenlight-sim"
 export SCREENSHOT_DIR="$root/target/e2e-screenshots"
 export NO_AT_BRIDGE=1
 
 dbus-run-session -- bash -c '
+  # A real keychain (the Secret Service), unlocked, private to this run:
+  # accounts added through the form keep their passwords there.
+  printf "greenlight-e2e-keyring" | gnome-keyring-daemon --unlock --components=secrets --daemonize >/dev/null 2>&1
   tauri-driver --port "$WEBDRIVER_PORT" --native-port "$1" >"$2/driver.log" 2>&1 &
   driver=$!
   for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$WEBDRIVER_PORT") 2>/dev/null && break
     sleep 0.1
   done
-  cd ui && timeout 1200 node --test --test-concurrency=1 --test-reporter=spec e2e/*.test.mjs
+  cd ui && timeout 1200 node --test --test-concurrency=1 --test-reporter=spec ${E2E_TESTS:-e2e/*.test.mjs}
   rc=$?
   kill $driver 2>/dev/null
   [ $rc -ne 0 ] && { echo "--- tauri-driver log"; tail -40 "$2/driver.log"; }

@@ -74,7 +74,7 @@ describe("History", () => {
     await choose(screen.getByTestId("history-result"), "failure");
     expect(screen.getAllByTestId("history-row").map((r) => r.dataset.node)).toEqual(["c3"]);
     await choose(screen.getByTestId("history-result"), "");
-    await choose(screen.getByTestId("history-device"), "a1");
+    await choose(screen.getByTestId("history-device"), "home\u0000a1");
     expect(screen.getAllByTestId("history-row").map((r) => r.dataset.state)).toEqual(["in_progress", "success"]);
     await choose(screen.getByTestId("history-result"), "failure");
     expect(screen.getByText("Nothing matches")).toBeTruthy();
@@ -90,7 +90,7 @@ describe("History", () => {
     render(History, { model: m });
     await fireEvent.click(screen.getByText("Export CSV"));
     await new Promise((r) => setTimeout(r, 0));
-    expect(calls[0]).toEqual(["export_history_csv", { query: { node_id: null, limit: null } }]);
+    expect(calls[0]).toEqual(["export_history_csv", { query: { account: null, node_id: null, limit: null } }]);
     expect(m.notices.at(-1)?.text).toBe("History saved to /home/ana/Downloads/greenlight-history-1.csv");
   });
   it("names the account of each row when there is more than one, and only then", () => {

@@ -8,7 +8,7 @@ import { job, node, pending } from "../fixtures.test-util";
 function model() {
   const m = new AppModel();
   m.loaded = true;
-  m.accounts = [{ name: "home", cloud_url: null, user: null, mqtt_url: null, pinned_fingerprint: null, state: { state: "connected" } }];
+  m.accounts = [{ name: "home", cloud_url: null, user: null, mqtt_url: null, pinned_fingerprint: null, state: { state: "connected" }, freshness: { live: true, last_sweep: null, unknown_since: null, checking: null } }];
   m.nodes = [node("a1", "Kitchen Plug"), node("b2", "Porch Sensor", { model: "ESP32-C3 Sensor" }), node("c3", "Garage Door", { online: false })];
   m.pending = [
     pending("a1", "Kitchen Plug", { from_version: "1.3.2", to_version: "1.4.0", size: 1_258_291 }),
@@ -65,7 +65,7 @@ describe("Inbox", () => {
     render(Inbox, { model: m });
     const plug = screen.getAllByTestId("pending-card").find((c) => c.dataset.node === "a1")!;
     await fireEvent.click(within(plug).getByTestId("approve"));
-    expect(calls).toContainEqual(["approve", { nodeIds: ["a1"] }]);
+    expect(calls).toContainEqual(["approve", { nodes: [{ account: "home", node_id: "a1" }] }]);
     expect(await within(plug).findByTestId("requesting")).toBeTruthy();
     expect(within(plug).getByText("Requested — waiting for the device")).toBeTruthy();
     answer([{ account: "home", node_id: "a1", result: { result: "sent", job: job(7, "a1", { state: "requested" }) } }]);
@@ -90,12 +90,12 @@ describe("Inbox", () => {
     await fireEvent.click(screen.getByTestId("approve-all"));
     const dialog = screen.getByTestId("confirm-all");
     expect(within(dialog).getByText("Approve 2 update(s)?")).toBeTruthy();
-    expect(dialog.textContent).toContain("1 offline device(s) are left out (Garage Door)");
+    expect(dialog.textContent).toContain("1 device(s) not known to be online are left out (Garage Door)");
     await fireEvent.click(within(dialog).getByTestId("confirm-approve-all"));
     await new Promise((r) => setTimeout(r, 0));
     await new Promise((r) => setTimeout(r, 0));
     expect(m.notices.at(-1)?.text).toBe(
-      "Started 2: Kitchen Plug, Porch Sensor. Left out 1: Garage Door (offline — use Install when online).",
+      "Started 2: Kitchen Plug, Porch Sensor. Left out 1: Garage Door (not known to be online — use Install when online).",
     );
   });
 
@@ -108,7 +108,7 @@ describe("Inbox", () => {
     render(Inbox, { model: model() });
     await fireEvent.click(screen.getByLabelText("Select Porch Sensor"));
     await fireEvent.click(screen.getByTestId("approve-selected"));
-    expect(calls).toContainEqual(["approve", { nodeIds: ["b2"] }]);
+    expect(calls).toContainEqual(["approve", { nodes: [{ account: "home", node_id: "b2" }] }]);
   });
 
   it("shows both offers of a node that has a node-side and a cloud offer, and follows each by its own key", async () => {
@@ -189,7 +189,7 @@ describe("Inbox", () => {
     await fireEvent.click(screen.getByTestId("approve-all"));
     const dialog = screen.getByTestId("confirm-all");
     expect(within(dialog).getByText("Approve 0 update(s)?")).toBeTruthy();
-    expect(dialog.textContent).toContain("2 offline device(s) are left out (Garage Door, Kitchen Plug)");
+    expect(dialog.textContent).toContain("2 device(s) not known to be online are left out (Garage Door, Kitchen Plug)");
 
     // Back online: Approve again.
     m.apply({ type: "node_updated", node: node("a1", "Kitchen Plug", { online: true }) });
@@ -197,6 +197,22 @@ describe("Inbox", () => {
     expect(within(card("a1")).getByTestId("online-state").textContent).toBe("Online");
     expect(within(card("a1")).getByTestId("approve")).toBeTruthy();
     expect(within(dialog).getByText("Approve 1 update(s)?")).toBeTruthy();
+  });
+
+  it("says a device is unknown, not online, when its account cannot be reached, and offers Install when online", async () => {
+    const m = model();
+    m.pending = [pending("a1", "Kitchen Plug")];
+    render(Inbox, { model: m });
+    const card = screen.getByTestId("pending-card");
+    expect(within(card).getByTestId("approve")).toBeTruthy();
+    const since = Date.now() - 60_000;
+    m.accounts = [{ ...m.accounts[0], freshness: { live: false, last_sweep: since - 60_000, unknown_since: since, checking: null } }];
+    m.apply({ type: "node_updated", node: node("a1", "Kitchen Plug", { online: null, known: { how: "unknown", since } }) });
+    await new Promise((r) => setTimeout(r, 0));
+    expect(within(card).getByTestId("online-state").textContent).toBe("Unknown");
+    expect(within(card).getByTestId("presence-detail").textContent).toContain("the cloud cannot be reached");
+    expect(within(card).queryByTestId("approve")).toBeNull();
+    expect(within(card).getByTestId("install-when-online")).toBeTruthy();
   });
 
   it("falls back to the offer's online flag for a node not in the node list", () => {
