@@ -163,7 +163,27 @@ export class AppModel {
     this.unlisten = [];
   }
 
+  /**
+   * Events that arrive while a reload's answers are in flight, per reload:
+   * the answers can predate them, so they are applied again on top of the
+   * answers (in order, each the newest word on its key) instead of being
+   * overwritten by an older snapshot.
+   */
+  private recorders = new Set<EngineEventBody[]>();
+
   async reload() {
+    const during: EngineEventBody[] = [];
+    this.recorders.add(during);
+    try {
+      await this.reloadOnce();
+      for (const ev of during) this.applyNow(ev);
+    } finally {
+      this.recorders.delete(during);
+    }
+    this.loaded = true;
+  }
+
+  private async reloadOnce() {
     await this.act(async () => {
       const [status, accounts, nodes, pending, jobs, history, policies] = await Promise.all([
         call(commands.appStatus()),
@@ -182,11 +202,15 @@ export class AppModel {
       this.history = history;
       this.policies = policies;
     });
-    this.loaded = true;
   }
 
   /** Folds one engine event into the state. */
   apply(ev: EngineEventBody) {
+    for (const r of this.recorders) r.push(ev);
+    this.applyNow(ev);
+  }
+
+  private applyNow(ev: EngineEventBody) {
     switch (ev.type) {
       case "node_updated": {
         const i = this.nodes.findIndex((n) => key(n) === key(ev.node));

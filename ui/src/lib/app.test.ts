@@ -1,0 +1,31 @@
+import { describe, expect, it } from "vitest";
+import { mockIPC } from "@tauri-apps/api/mocks";
+import { AppModel } from "./app.svelte";
+import { pending } from "../fixtures.test-util";
+
+describe("AppModel.reload", () => {
+  it("keeps an event that arrives while the reload's answers are in flight (the answers can be older)", async () => {
+    let release = () => {};
+    const gate = new Promise<void>((r) => (release = r));
+    mockIPC(async (cmd) => {
+      switch (cmd) {
+        case "pending":
+          // The engine answered before the offer below existed.
+          await gate;
+          return [];
+        case "app_status":
+          return { version: "0", demo: true, keychain: { state: "available" }, notifications_paused: false, data_dir: "/d", autostart: null, demo_firmware: null, engine_owner: "app" };
+        case "policies":
+          return { auto_approve: [], quiet_hours: null, skipped: [], snoozed: [] };
+        default:
+          return [];
+      }
+    });
+    const m = new AppModel();
+    const reloading = m.reload();
+    m.apply({ type: "pending_added", pending: pending("p2", "Porch Sensor", { kind: "cloud_approval" }) });
+    release();
+    await reloading;
+    expect(m.pending.map((p) => p.node_id)).toEqual(["p2"]);
+  });
+});
