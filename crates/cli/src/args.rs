@@ -47,7 +47,11 @@ pub enum Command {
     #[command(subcommand)]
     Policy(PolicyCmd),
     /// Run the engine: follow every device, apply policies, print events.
+    /// When the app (or another daemon) already runs it, attach to it.
     Watch,
+    /// Who runs the engine for this data directory (the daemon, the app or
+    /// nobody), and since when.
+    Status,
     /// Blynk legacy server: start, stop and follow over-the-air updates.
     #[command(subcommand)]
     Blynk(BlynkCmd),

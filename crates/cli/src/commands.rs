@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use greenlight_core::control;
 use greenlight_core::rainmaker::rest::RetryPolicy;
 use greenlight_core::{
     now_ms, secret_keys, AccountConfig, AccountState, ApprovalResult, Engine, EngineConfig,
@@ -72,9 +73,52 @@ pub(crate) fn actor() -> String {
     format!("{user} (cli)")
 }
 
+/// The ownership of the data directory, while this process runs its engine.
+static OWNERSHIP: std::sync::Mutex<Option<control::Ownership>> = std::sync::Mutex::new(None);
+
+/// The engine of this data directory: the one its owner runs (the daemon
+/// or the app), over the control socket, or — when nobody runs one — an
+/// engine of this process's own, which then owns the directory (and, for
+/// `watch`, serves it to every other command and the app).
 async fn open_engine(cli: &Cli) -> Res<EngineHandle> {
     let dir = data_dir(cli.data_dir.clone())?;
-    let secrets = keychain().unwrap_or_else(|e| Arc::new(NoKeychain(e.to_string())));
+    let secrets: Arc<dyn SecretStore> =
+        keychain().unwrap_or_else(|e| Arc::new(NoKeychain(e.to_string())));
+    let daemon = matches!(cli.command, Command::Watch);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut said = false;
+    let own = loop {
+        if let Some(remote) = control::connect(&dir, secrets.clone()).await? {
+            return Ok(remote);
+        }
+        let kind = if daemon { "daemon" } else { "command" };
+        if let Some(own) = control::claim(&dir, kind, daemon)? {
+            break own;
+        }
+        // Owned by a process that does not serve (another one-shot
+        // command, or an owner still starting): wait for it.
+        if Instant::now() > deadline {
+            let who = control::owner(&dir)
+                .map(|o| format!("{} (pid {})", o.kind, o.pid))
+                .unwrap_or_else(|| "another process".into());
+            return Err(Failure::Failed(format!(
+                "{who} has been using {} for over a minute; try again when it is done",
+                dir.display()
+            )));
+        }
+        if !said && !cli.json {
+            said = true;
+            if let Some(o) = control::owner(&dir) {
+                eprintln!(
+                    "greenlight: waiting for the {} (pid {}) using {}…",
+                    o.kind,
+                    o.pid,
+                    dir.display()
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let mut cfg = EngineConfig::new(dir, secrets, &actor());
     if !matches!(cli.command, Command::Watch) {
         // A person is waiting for a one-shot command: a cloud that cannot
@@ -87,7 +131,50 @@ async fn open_engine(cli: &Cli) -> Res<EngineHandle> {
             ..RetryPolicy::default()
         };
     }
-    Ok(Engine::open(cfg).await?)
+    let engine = Engine::open(cfg).await?;
+    if daemon {
+        control::serve(&own, engine.clone())?;
+    }
+    if let Ok(mut o) = OWNERSHIP.lock() {
+        *o = Some(own);
+    }
+    Ok(engine)
+}
+
+/// `greenlight status`: who owns the data directory.
+async fn status(cli: &Cli) -> Res {
+    let dir = data_dir(cli.data_dir.clone())?;
+    let owner = control::owner(&dir);
+    if cli.json {
+        output::json(&json!({ "data_dir": dir, "owner": owner }))?;
+        return Ok(());
+    }
+    match owner {
+        Some(o) => {
+            let who = match o.kind.as_str() {
+                "daemon" => "the greenlight daemon (greenlight watch)".to_string(),
+                "app" => "the Greenlight app".to_string(),
+                other => format!("a greenlight {other}"),
+            };
+            println!(
+                "{} is run by {who}, pid {}, since {} ({}){}.",
+                dir.display(),
+                o.pid,
+                output::ago(o.since, now_ms()),
+                o.version,
+                if o.serves {
+                    "; commands talk to it"
+                } else {
+                    ""
+                }
+            );
+        }
+        None => println!(
+            "Nobody runs the engine for {}: each command runs its own while it works. `greenlight watch` keeps one running.",
+            dir.display()
+        ),
+    }
+    Ok(())
 }
 
 /// Runs one command.
@@ -136,6 +223,7 @@ pub async fn run(cli: Cli) -> Res {
         Command::History(a) => history(&cli, a).await,
         Command::Policy(p) => policy(&cli, p).await,
         Command::Watch => watch(&cli).await,
+        Command::Status => status(&cli).await,
         Command::Blynk(b) => crate::blynk::run(&cli, b).await,
     }
 }

@@ -215,6 +215,9 @@ pub enum Error {
     /// A sweep asked for by a view failed (the words of each failure).
     #[error("{0}")]
     Refresh(String),
+    /// An error the owner of the data directory answered (its words).
+    #[error("{0}")]
+    Remote(String),
     /// The engine has stopped.
     #[error("the engine has stopped")]
     EngineStopped,

@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod blynk;
+pub mod control;
 pub mod engine;
 pub mod error;
 pub mod event;

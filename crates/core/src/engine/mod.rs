@@ -32,8 +32,8 @@ use tokio::sync::{broadcast, mpsc, Semaphore};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use handle::EngineHandle;
 
-pub(crate) use self::core::Earlier;
 use self::core::{Core, CoreConfig};
+pub(crate) use self::core::{Earlier, Mode};
 use crate::error::{Error, Result};
 use crate::rainmaker::rest::RetryPolicy;
 use crate::secrets::SecretStore;
