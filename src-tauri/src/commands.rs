@@ -31,6 +31,10 @@ pub struct AppStatus {
     pub autostart: Option<bool>,
     /// The demo's sample Blynk firmware file, while the demo is on.
     pub demo_firmware: Option<String>,
+    /// Who runs the engine: `app` (this app; `greenlight` commands talk to
+    /// it), `daemon` (`greenlight watch`; the app is its client) or `none`
+    /// (the data directory could not be opened).
+    pub engine_owner: String,
 }
 
 /// An account as the Accounts page shows it (no secrets).
@@ -130,6 +134,7 @@ pub async fn app_status(state: State<'_, AppState>) -> AppResult<AppStatus> {
         data_dir: state.data_dir().display().to_string(),
         autostart: state.shell().and_then(|s| s.autostart()),
         demo_firmware: state.demo_firmware().await,
+        engine_owner: state.engine_owner().await.into(),
     })
 }
 

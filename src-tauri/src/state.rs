@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use greenlight_core::blynk::{BlynkAccount, BlynkHandle, BlynkTracker, TrackerConfig};
+use greenlight_core::control;
 use greenlight_core::{
     secret_keys, AccountConfig, Engine, EngineConfig, EngineHandle, KeyringSecretStore,
     MemorySecretStore, SecretError, SecretStore,
@@ -77,6 +78,58 @@ impl AppOptions {
     }
 }
 
+/// The user's engine: the daemon's, when `greenlight watch` runs it (the
+/// app is then its client: one engine, one set of notifications), or the
+/// app's own, which then owns the data directory and serves it to every
+/// `greenlight` command. A one-shot command holding the directory is
+/// waited for, briefly.
+async fn open_real(
+    cfg: EngineConfig,
+    secrets: Arc<dyn SecretStore>,
+) -> Result<(EngineHandle, Option<control::Ownership>), String> {
+    let dir = cfg.data_dir.clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match control::connect(&dir, secrets.clone()).await {
+            Ok(Some(h)) => {
+                tracing::info!(dir = %dir.display(), "the greenlight daemon runs the engine; the app is its client");
+                return Ok((h, None));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "control socket"),
+        }
+        match control::claim(&dir, "app", true) {
+            Ok(Some(own)) => {
+                let h = Engine::open(cfg).await.map_err(|e| {
+                    format!(
+                        "the local database in {} could not be opened: {}",
+                        dir.display(),
+                        e.plain()
+                    )
+                })?;
+                if let Err(e) = control::serve(&own, h.clone()) {
+                    // Commands then wait for the app, or run after it; the
+                    // app itself works.
+                    tracing::warn!(error = %e, "the control socket could not be opened");
+                }
+                return Ok((h, Some(own)));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(format!("{}: {}", dir.display(), e.plain())),
+        }
+        if std::time::Instant::now() > deadline {
+            let who = control::owner(&dir)
+                .map(|o| format!("a greenlight {} (pid {})", o.kind, o.pid))
+                .unwrap_or_else(|| "another process".into());
+            return Err(format!(
+                "{who} is using {}; Greenlight will show your devices once it is done (restart the app)",
+                dir.display()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// `--data-dir PATH` or `--data-dir=PATH` on the command line: a second
 /// profile (and what the end-to-end tests give each app they start).
 fn data_dir_arg(args: impl Iterator<Item = String>) -> Option<PathBuf> {
@@ -103,6 +156,9 @@ struct Demo {
 
 struct Engines {
     real: Result<EngineHandle, String>,
+    /// The data directory, while this app runs its engine (and serves it
+    /// to `greenlight` commands); `None` while it is the daemon's client.
+    owned: Option<control::Ownership>,
     blynk: Result<BlynkHandle, String>,
     demo: Option<Demo>,
 }
@@ -203,21 +259,19 @@ impl AppState {
                 }
             }
         };
-        let mut cfg = EngineConfig::new(&opts.data_dir, secrets, &opts.actor);
+        let mut cfg = EngineConfig::new(&opts.data_dir, secrets.clone(), &opts.actor);
         (opts.tune)(&mut cfg);
         let blynk = BlynkTracker::open_beside(&cfg, TrackerConfig::default())
             .await
             .map_err(|e| format!("the Blynk tracker could not start: {e}"));
-        let real = Engine::open(cfg).await.map_err(|e| {
-            format!(
-                "the local database in {} could not be opened: {}",
-                opts.data_dir.display(),
-                e.plain()
-            )
-        });
+        let (real, owned) = match open_real(cfg, secrets).await {
+            Ok((h, owned)) => (Ok(h), owned),
+            Err(e) => (Err(e), None),
+        };
         AppState {
             engines: tokio::sync::Mutex::new(Engines {
                 real,
+                owned,
                 blynk,
                 demo: None,
             }),
@@ -237,6 +291,16 @@ impl AppState {
     /// The app around the state, once set up.
     pub fn shell(&self) -> Option<Arc<dyn Shell>> {
         self.shell.get().cloned()
+    }
+
+    /// Who runs the user's engine: `app`, `daemon` or `none`.
+    pub async fn engine_owner(&self) -> &'static str {
+        let g = self.engines.lock().await;
+        match (&g.real, &g.owned) {
+            (Err(_), _) => "none",
+            (Ok(_), Some(_)) => "app",
+            (Ok(_), None) => "daemon",
+        }
     }
 
     /// The engine the window shows: the demo's while the demo is on.

@@ -239,3 +239,42 @@ fn tempdir(what: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     d
 }
+
+#[test]
+fn the_app_is_a_client_of_the_daemon_when_it_runs_the_engine() {
+    use greenlight_core::{control, Engine, EngineConfig, MemorySecretStore, QuietHours};
+    let dir = tempdir("client-of-daemon");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // A daemon: owns the directory, runs the engine, serves it.
+    let own = control::claim(&dir, "daemon", true)
+        .unwrap()
+        .expect("the directory is free");
+    let engine = rt
+        .block_on(Engine::open(EngineConfig::new(
+            &dir,
+            std::sync::Arc::new(MemorySecretStore::default()),
+            "daemon",
+        )))
+        .expect("daemon engine");
+    let _served = rt
+        .block_on(async { control::serve(&own, engine.clone()) })
+        .expect("serves");
+    let quiet = QuietHours {
+        start_minute: 22 * 60,
+        end_minute: 7 * 60,
+        utc_offset_minutes: 0,
+    };
+    rt.block_on(engine.set_quiet_hours(Some(quiet))).unwrap();
+
+    // The app opens on the same directory: one engine, the daemon's.
+    let t = common::start(common::options(&dir, true));
+    let status = t.call("app_status", json!({})).expect("status");
+    assert_eq!(status["engine_owner"], "daemon", "{status}");
+    let p = t.call("policies", json!({})).expect("policies");
+    assert_eq!(p["quiet_hours"]["start_minute"], 22 * 60, "{p}");
+    // What the app sets, the daemon's engine holds.
+    t.call("set_quiet_hours", json!({ "quiet": null }))
+        .expect("cleared through the daemon");
+    let held = rt.block_on(engine.policies()).unwrap();
+    assert!(held.quiet_hours.is_none());
+}

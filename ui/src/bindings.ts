@@ -210,6 +210,12 @@ export type AppStatus = {
 	autostart: boolean | null,
 	/**  The demo's sample Blynk firmware file, while the demo is on. */
 	demo_firmware: string | null,
+	/**
+	 *  Who runs the engine: `app` (this app; `greenlight` commands talk to
+	 *  it), `daemon` (`greenlight watch`; the app is its client) or `none`
+	 *  (the data directory could not be opened).
+	 */
+	engine_owner: string,
 };
 
 /**  The result of an approval for one node. */
