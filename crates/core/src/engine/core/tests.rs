@@ -143,8 +143,8 @@ impl Rig {
         self.effects()
     }
 
-    /// Approves the node by name and has the command acknowledged.
-    fn approve_sent(&mut self) -> i64 {
+    /// Approves the node by name; its command is being sent (not answered yet).
+    fn approve_sending(&mut self) -> i64 {
         let slots = self
             .core
             .approve(vec![N.into()], Mode::Explicit, &mut self.store, self.now);
@@ -153,6 +153,12 @@ impl Rig {
             other => panic!("not sent: {other:?}"),
         };
         self.effects();
+        id
+    }
+
+    /// Approves the node by name and has the command acknowledged.
+    fn approve_sent(&mut self) -> i64 {
+        let id = self.approve_sending();
         self.core.command_done(id, Ok(()), self.now);
         self.effects();
         id
@@ -661,12 +667,7 @@ fn a_command_that_never_left_is_failed_in_plain_words_and_warns_nothing() {
     let mut r = rig();
     r.boot("1.0.0");
     r.node(report(Some(true), None, offer("J1", "1.1.0")));
-    let slots = r
-        .core
-        .approve(vec![N.into()], Mode::Explicit, &mut r.store, r.now);
-    let [Slot::Sending(id)] = slots[..] else {
-        panic!("{slots:?}")
-    };
+    let id = r.approve_sending();
     r.core.command_done(
         id,
         Err(crate::Error::Config(
@@ -935,13 +936,7 @@ fn last_seen_is_when_the_device_was_last_online_not_when_it_was_last_listed() {
 fn an_approval_that_could_not_leave_waits_and_goes_out_once_the_cloud_is_back() {
     let mut r = rest_rig();
     sweep(&mut r, A, true, offer("J1", "1.1.0"), None);
-    let slots = r
-        .core
-        .approve(vec![N.into()], Mode::Explicit, &mut r.store, r.now);
-    let [Slot::Sending(id)] = slots[..] else {
-        panic!("{slots:?}")
-    };
-    r.effects();
+    let id = r.approve_sending();
     let refused = crate::Error::network(crate::error::NetKind::Refused, "connection refused");
     let o = r
         .core
@@ -980,12 +975,7 @@ fn an_approval_that_could_not_leave_waits_and_goes_out_once_the_cloud_is_back() 
     // A request that may have arrived is still the user's to confirm.
     let mut r = rest_rig();
     sweep(&mut r, A, true, offer("J1", "1.1.0"), None);
-    let slots = r
-        .core
-        .approve(vec![N.into()], Mode::Explicit, &mut r.store, r.now);
-    let [Slot::Sending(id)] = slots[..] else {
-        panic!("{slots:?}")
-    };
+    let id = r.approve_sending();
     let lost = crate::Error::network(crate::error::NetKind::Timeout, "no answer");
     r.core.command_done(id, Err(lost), r.now);
     assert!(matches!(
