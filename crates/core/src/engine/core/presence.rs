@@ -11,7 +11,8 @@
 //! - When the state becomes unknown, a node that was online is remembered
 //!   as last seen at the last moment it was known online.
 //! - Knowledge comes back only with a report (a sweep, an MQTT message):
-//!   a link coming up asks for a sweep at once when the account has REST.
+//!   a live link lost or back again asks for a sweep at once when the account
+//!   has REST.
 
 use super::{Core, Effect};
 use crate::event::{Checking, Event, Freshness};
@@ -21,15 +22,17 @@ use crate::model::{JobState, Known, Millis, Node, QueueReason, UpdateKind};
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Link {
     pub has_rest: bool,
-    pub mqtt_up: bool,
+    /// The MQTT link was up at some point: coming up again is a reconnect.
+    pub mqtt_was_up: bool,
     /// The last sweep succeeded.
     pub rest_up: bool,
+    /// `fresh.live` is whether the MQTT link is up now.
     pub fresh: Freshness,
 }
 
 impl Link {
     fn knowable(&self) -> bool {
-        self.mqtt_up || (self.rest_up && self.fresh.last_sweep.is_some())
+        self.fresh.live || (self.rest_up && self.fresh.last_sweep.is_some())
     }
 }
 
@@ -96,19 +99,21 @@ impl Core {
         let Some(l) = self.links.get_mut(account) else {
             return;
         };
-        let before = (l.mqtt_up, l.rest_up);
+        let before = (l.fresh.live, l.rest_up);
         match source {
-            "mqtt" => l.mqtt_up = up,
+            "mqtt" => l.fresh.live = up,
             "rest" => l.rest_up = up,
             _ => return,
         }
-        if before == (l.mqtt_up, l.rest_up) {
+        if before == (l.fresh.live, l.rest_up) {
             return;
         }
-        l.fresh.live = l.mqtt_up;
         let has_rest = l.has_rest;
-        let mqtt_came_up = !before.0 && l.mqtt_up;
-        let mqtt_went_down = before.0 && !l.mqtt_up;
+        // The first connect needs no sweep of its own: the sweeper lists the
+        // account when it starts.
+        let mqtt_came_back = !before.0 && l.fresh.live && l.mqtt_was_up;
+        let mqtt_went_down = before.0 && !l.fresh.live;
+        l.mqtt_was_up |= l.fresh.live;
         if mqtt_went_down {
             // What was live was true until now; from here on it ages.
             let keys = self.account_keys(account);
@@ -124,7 +129,7 @@ impl Core {
         }
         // Either way, the cloud's list says at once what is true now: what
         // the live link missed while it was down, or what it no longer tells.
-        if (mqtt_came_up || mqtt_went_down) && has_rest {
+        if (mqtt_came_back || mqtt_went_down) && has_rest {
             self.push(Effect::Sweep(account.to_string()));
         }
         self.relink(account, now);
@@ -238,7 +243,7 @@ impl Core {
 
     /// How a report of a node's connectivity is known.
     pub(crate) fn known_for(&self, account: &str, live: bool, observed_at: Millis) -> Known {
-        let mqtt_up = self.links.get(account).is_some_and(|l| l.mqtt_up);
+        let mqtt_up = self.links.get(account).is_some_and(|l| l.fresh.live);
         if live || mqtt_up {
             Known::Live
         } else {
