@@ -120,7 +120,10 @@ async fn open_engine(cli: &Cli) -> Res<EngineHandle> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let mut cfg = EngineConfig::new(dir, secrets, &actor());
-    if !matches!(cli.command, Command::Watch) {
+    if !daemon {
+        // A one-shot command asks the nodes it needs itself (check_nodes):
+        // a first look at every node would ask them all again.
+        cfg.first_look = false;
         // A person is waiting for a one-shot command: a cloud that cannot
         // be reached is said in seconds, not after the daemon's patient
         // back-off (which `watch` keeps).

@@ -200,6 +200,7 @@ impl Actor {
                 rest.clone(),
                 check_rx,
                 self.cfg.cloud_check_interval,
+                self.cfg.first_look,
                 check_asks,
                 self.facts.clone(),
             ));

@@ -71,6 +71,10 @@ pub struct EngineConfig {
     pub retry: RetryPolicy,
     /// Start the accounts saved in the database.
     pub load_saved_accounts: bool,
+    /// Check every node's cloud offers as soon as an account starts (the
+    /// inbox is complete within seconds). A one-shot command that checks
+    /// the nodes it needs itself turns this off, so as not to ask twice.
+    pub first_look: bool,
     /// A `failed` report that names no last attempt is final after this
     /// long with no newer report for the job (docs/rainmaker.md).
     pub failure_quiet: Duration,
@@ -105,6 +109,7 @@ impl EngineConfig {
             mqtt_ack_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
             load_saved_accounts: true,
+            first_look: true,
             failure_quiet: Duration::from_secs(180),
             verify_window: Duration::from_secs(660),
             clock: Arc::new(SystemClock::default()),

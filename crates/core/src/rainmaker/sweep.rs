@@ -146,11 +146,13 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// with progress facts, so the inbox is complete within seconds of adding
 /// an account), then each node once per `period`, evenly spread, and any
 /// node asked for at once. Nodes whose first check failed for a passing
-/// reason are tried again after a growing pause.
+/// reason are tried again after a growing pause. Without `look_first`,
+/// only the spread checks and the asked-for ones run.
 pub fn spawn_cloud_checker(
     rest: RestClient,
     mut nodes: watch::Receiver<Vec<String>>,
     period: Duration,
+    look_first: bool,
     mut asks: mpsc::Receiver<CheckRequest>,
     facts: mpsc::Sender<Fact>,
 ) -> JoinHandle<()> {
@@ -165,7 +167,7 @@ pub fn spawn_cloud_checker(
             let list = nodes.borrow_and_update().clone();
             let unchecked: Vec<String> = list
                 .iter()
-                .filter(|n| !checked.contains(*n))
+                .filter(|n| look_first && !checked.contains(*n))
                 .cloned()
                 .collect();
             if !unchecked.is_empty() && retry_at.is_none_or(|t| t <= Instant::now()) {
@@ -215,27 +217,46 @@ pub fn spawn_cloud_checker(
                     continue;
                 }
             };
-            match rest.ota_update_check(&node).await {
-                Ok(offer) => {
-                    let f = Fact::CloudOffer {
-                        account: account.clone(),
-                        node_id: node,
-                        offer,
-                        done,
-                    };
-                    if facts.send(f).await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(%account, %node, error = %e, "ota_update check failed");
-                    if matches!(e, Error::NeedsLogin { .. }) {
-                        let _ = facts.send(source_state(&account, &e)).await;
-                    }
-                }
+            let r = rest.ota_update_check(&node).await;
+            if report_check(&facts, &account, node, r, done)
+                .await
+                .is_none()
+            {
+                return;
             }
         }
     })
+}
+
+/// Tells the engine what one `ota_update` check found (or that the login
+/// is needed). `None` when the engine is gone; otherwise `Some(Ok)` when
+/// the cloud answered, `Some(Err(e))` with the error when it did not.
+async fn report_check(
+    facts: &mpsc::Sender<Fact>,
+    account: &str,
+    node: String,
+    r: Result<Option<super::rest::CloudOffer>, Error>,
+    done: Option<oneshot::Sender<()>>,
+) -> Option<Result<(), Error>> {
+    match r {
+        Ok(offer) => {
+            let f = Fact::CloudOffer {
+                account: account.to_string(),
+                node_id: node,
+                offer,
+                done,
+            };
+            facts.send(f).await.ok()?;
+            Some(Ok(()))
+        }
+        Err(e) => {
+            tracing::debug!(%account, %node, error = %e, "ota_update check failed");
+            if matches!(e, Error::NeedsLogin { .. }) {
+                facts.send(source_state(account, &e)).await.ok()?;
+            }
+            Some(Err(e))
+        }
+    }
 }
 
 /// Checks each of `list` once, a few at a time, reporting progress. A node
@@ -276,27 +297,10 @@ async fn first_look(
             all_ok = false;
             continue;
         };
-        match r {
-            Ok(offer) => {
-                checked.insert(node.clone());
-                let f = Fact::CloudOffer {
-                    account: account.to_string(),
-                    node_id: node,
-                    offer,
-                    done: None,
-                };
-                facts.send(f).await.ok()?;
-            }
-            Err(e) => {
-                tracing::debug!(%account, %node, error = %e, "first ota_update check failed");
-                if matches!(e, Error::NeedsLogin { .. }) {
-                    facts.send(source_state(account, &e)).await.ok()?;
-                }
-                if e.is_transient() {
-                    all_ok = false;
-                } else {
-                    checked.insert(node);
-                }
+        match report_check(facts, account, node.clone(), r, None).await? {
+            Err(e) if e.is_transient() => all_ok = false,
+            _ => {
+                checked.insert(node);
             }
         }
         if done < total && told.elapsed() >= PROGRESS_EVERY {
