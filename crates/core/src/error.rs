@@ -77,18 +77,12 @@ impl NetKind {
         let mut text = String::new();
         let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
         while let Some(s) = src {
-            // An I/O error can carry the TLS error inside it (its `source`
-            // skips it), so look there too.
-            let inner_tls = s
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|e| e.downcast_ref::<rustls::Error>());
             if let Some(io) = s.downcast_ref::<std::io::Error>() {
-                if inner_tls.is_none() {
-                    io_kind.get_or_insert(NetKind::of_io(io));
-                }
+                io_kind.get_or_insert(NetKind::of_io(io));
             }
-            if let Some(t) = s.downcast_ref::<rustls::Error>().or(inner_tls) {
+            // The TLS error usually sits inside an I/O error that hides it
+            // from `source`; its text (below) is what is found then.
+            if let Some(t) = s.downcast_ref::<rustls::Error>() {
                 return match t {
                     rustls::Error::General(m) if m.contains("certificate changed") => {
                         NetKind::CertChanged
