@@ -3,75 +3,15 @@
 //! add an account, list pending updates, approve them all, follow the jobs,
 //! read the history; and the exit codes for a wrong password and bad usage.
 
+mod common;
+
 use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::*;
 use greenlight_sim::rainmaker::{BrokerChoice, RainmakerSim, Scenario, SimConfig, Timing};
 use greenlight_tests::{Mosquitto, SecretService};
-use serde_json::Value;
-
-fn greenlight(keyring: &SecretService, data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_greenlight"));
-    c.arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .envs(keyring.envs())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(Stdio::piped());
-    let mut child = c.spawn().expect("spawn greenlight");
-    if let Some(mut i) = child.stdin.take() {
-        if let Some(s) = stdin {
-            i.write_all(s.as_bytes()).unwrap();
-        }
-    }
-    child.wait_with_output().unwrap()
-}
-
-/// Adds the simulator's account as `home` (password on stdin).
-fn add_account(keyring: &SecretService, data: &Path, sim: &RainmakerSim) {
-    let pw = format!("{}\n", sim.info.password);
-    let o = greenlight(
-        keyring,
-        data,
-        &[
-            "account",
-            "add",
-            "rainmaker",
-            "--name",
-            "home",
-            "--url",
-            &sim.info.http,
-            "--user",
-            &sim.info.user,
-            "--mqtt-url",
-            &sim.info.mqtt,
-            "--password-stdin",
-        ],
-        Some(&pw),
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-}
-
-fn json_of(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    })
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn account_pending_approve_jobs_history() {
@@ -607,20 +547,9 @@ async fn approve_stops_following_a_job_the_device_never_starts_and_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_say_unknown_not_offline_when_the_cloud_cannot_be_reached() {
-    let Some(keyring) = SecretService::start() else {
-        panic!(
-            "no Secret Service could be started (dbus-daemon, gnome-keyring): run scripts/deps.sh"
-        );
-    };
+    let keyring = keyring();
     let mosq = Mosquitto::start();
-    let sim = RainmakerSim::start(SimConfig {
-        broker: BrokerChoice::External(mosq.url()),
-        scenario: Scenario::Demo,
-        timing: Timing::fast(),
-        ..SimConfig::default()
-    })
-    .await
-    .expect("simulator");
+    let sim = demo_sim(&mosq).await;
     let data = std::env::temp_dir().join(format!("greenlight-cli-unknown-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     add_account(&keyring, &data, &sim);

@@ -5,49 +5,16 @@
 //! who owns the directory; a daemon killed with SIGKILL leaves nothing that
 //! blocks the next command.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use greenlight_sim::rainmaker::{BrokerChoice, RainmakerSim, Scenario, SimConfig, Timing};
-use greenlight_tests::{Mosquitto, SecretService};
-use serde_json::Value;
+use common::*;
+use greenlight_tests::Mosquitto;
 
 const PLUG: &str = "7CDFA1000001";
-
-fn cmd(keyring: &SecretService, data: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_greenlight"));
-    c.arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .envs(keyring.envs())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(Stdio::piped());
-    c
-}
-
-fn run(keyring: &SecretService, data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = cmd(keyring, data, args).spawn().expect("spawn greenlight");
-    if let (Some(mut i), Some(s)) = (child.stdin.take(), stdin) {
-        i.write_all(s.as_bytes()).unwrap();
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn json_of(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
-}
 
 /// Polls `f` every 200 ms until it returns `Some`, for at most `limit`.
 fn until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
@@ -72,25 +39,14 @@ impl Drop for Daemon {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_are_clients_of_the_daemon_and_a_killed_daemon_blocks_nothing() {
-    let Some(keyring) = SecretService::start() else {
-        panic!(
-            "no Secret Service could be started (dbus-daemon, gnome-keyring): run scripts/deps.sh"
-        );
-    };
+    let keyring = keyring();
     let mosq = Mosquitto::start();
-    let sim = RainmakerSim::start(SimConfig {
-        broker: BrokerChoice::External(mosq.url()),
-        scenario: Scenario::Demo,
-        timing: Timing::fast(),
-        ..SimConfig::default()
-    })
-    .await
-    .expect("simulator");
+    let sim = demo_sim(&mosq).await;
     let data = std::env::temp_dir().join(format!("greenlight-owner-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
 
     // MQTT only: what the engine knows is what it heard.
-    let o = run(
+    let o = greenlight(
         &keyring,
         &data,
         &[
@@ -105,14 +61,14 @@ async fn commands_are_clients_of_the_daemon_and_a_killed_daemon_blocks_nothing()
         None,
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let o = run(&keyring, &data, &["status"], None);
+    let o = greenlight(&keyring, &data, &["status"], None);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("Nobody runs the engine"),
         "{}",
         text(&o)
     );
 
-    let mut child = cmd(&keyring, &data, &["--json", "watch"])
+    let mut child = command(&keyring, &data, &["--json", "watch"])
         .spawn()
         .expect("watch");
     let stdout = child.stdout.take().expect("stdout");
@@ -125,27 +81,27 @@ async fn commands_are_clients_of_the_daemon_and_a_killed_daemon_blocks_nothing()
     });
     let pid = daemon.0.id();
     until("status to name the daemon", Duration::from_secs(30), || {
-        let o = run(&keyring, &data, &["--json", "status"], None);
+        let o = greenlight(&keyring, &data, &["--json", "status"], None);
         let v = json_of(&o);
         (v["owner"]["kind"] == "daemon" && v["owner"]["pid"] == pid).then_some(())
     });
 
     // Ask the devices to check (through the daemon), then the daemon's
     // offers are every command's offers.
-    let o = run(&keyring, &data, &["--json", "pending", "--check"], None);
+    let o = greenlight(&keyring, &data, &["--json", "pending", "--check"], None);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let pending = until(
         "the plug's offer, as the daemon heard it",
         Duration::from_secs(60),
         || {
-            let o = run(&keyring, &data, &["--json", "pending"], None);
+            let o = greenlight(&keyring, &data, &["--json", "pending"], None);
             let v = json_of(&o);
             let list = v["pending"].as_array().or(v.as_array()).cloned()?;
             list.iter().any(|p| p["node_id"] == PLUG).then_some(list)
         },
     );
     assert!(!pending.is_empty());
-    let o = run(&keyring, &data, &["--json", "nodes"], None);
+    let o = greenlight(&keyring, &data, &["--json", "nodes"], None);
     let nodes = json_of(&o)["nodes"].as_array().cloned().unwrap_or_default();
     let plug = nodes
         .iter()
@@ -157,7 +113,7 @@ async fn commands_are_clients_of_the_daemon_and_a_killed_daemon_blocks_nothing()
     );
 
     // An approval by a command is carried out by the daemon, once.
-    let o = run(&keyring, &data, &["--json", "approve", PLUG], None);
+    let o = greenlight(&keyring, &data, &["--json", "approve", PLUG], None);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     until(
         "the daemon to report the plug's success",
@@ -180,13 +136,13 @@ async fn commands_are_clients_of_the_daemon_and_a_killed_daemon_blocks_nothing()
     // SIGKILL: the lock goes with the process; the socket file stays behind
     // and is not mistaken for an owner.
     drop(daemon);
-    let o = run(&keyring, &data, &["status"], None);
+    let o = greenlight(&keyring, &data, &["status"], None);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("Nobody runs the engine"),
         "{}",
         text(&o)
     );
-    let o = run(&keyring, &data, &["--json", "history"], None);
+    let o = greenlight(&keyring, &data, &["--json", "history"], None);
     assert_eq!(
         o.status.code(),
         Some(0),
