@@ -3,7 +3,7 @@
 # starts Xvfb and a private D-Bus session, tauri-driver (which drives
 # WebKitWebDriver), then runs ui/e2e/*.test.mjs against the demo fleet.
 # Screenshots go to target/e2e-screenshots/. Skips, saying why, only where
-# no display server can be started.
+# no display server can be started, and never under CI=true.
 # E2E_TESTS="e2e/clouds.test.mjs" runs only the files named (default: all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,11 @@ target=${CARGO_TARGET_DIR:-$root/target}
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need Xvfb && [ -z "${DISPLAY:-}" ]; then
+  # Under CI a missing prerequisite is a failure, never a skip.
+  if [ "${CI:-}" = true ]; then
+    echo "e2e: no Xvfb and no display here: run scripts/deps.sh (installs xvfb)" >&2
+    exit 1
+  fi
   echo "e2e: SKIPPED — no Xvfb and no display here (scripts/deps.sh installs xvfb)" >&2
   exit 0
 fi
