@@ -414,3 +414,100 @@ pub mod db {
         .collect()
     }
 }
+
+/// Whether this run is CI: `CI=true` (or `1`, `yes`) in the environment, as
+/// `.ci/run` and CI services set it. There a missing prerequisite fails the
+/// test instead of skipping it.
+pub fn in_ci() -> bool {
+    std::env::var("CI")
+        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+}
+
+/// `test` (or a part of it) cannot run here because of `what` (say what is
+/// missing and how to get it). Under CI ([`in_ci`]) that is a failure: this
+/// panics. Elsewhere it prints `SKIPPED <test>: <what>` on stderr, so a skip
+/// is never silent, and returns; the caller then skips that part. The line
+/// goes to the process's stderr itself, not through `eprintln!`, which the
+/// test harness swallows for a test that passes.
+#[track_caller]
+pub fn missing_prerequisite(test: &str, what: &str) {
+    if in_ci() {
+        panic!("{test}: {what} (CI=true: a missing prerequisite is a failure, not a skip)");
+    }
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "SKIPPED {test}: {what} (with CI=true this is a failure)"
+    );
+}
+
+/// Waits until the simulated RainMaker node `node` has caught up with its
+/// cloud, both ways: two param writes (`Light.Brightness`) go from the cloud
+/// to the node and the node's reports of them come back. The cloud publishes
+/// everything (forwarded REST writes such as `Operation=start`, `otaurl`
+/// pushes and answers) through one MQTT client, and the node handles its
+/// messages one by one and publishes through one client, so the first round
+/// trip proves the cloud has read everything the node had published before
+/// (fetches, reports), and the second that the node has handled everything
+/// the cloud had sent it before: counters such as `starts_received` are
+/// final for whatever happened until now. Panics after `timeout` (a node
+/// that is offline never answers).
+pub async fn node_caught_up(
+    sim: &greenlight_sim::rainmaker::RainmakerSim,
+    node: &str,
+    timeout: Duration,
+) {
+    let brightness = |sim: &greenlight_sim::rainmaker::RainmakerSim| {
+        sim.cloud
+            .state()
+            .nodes
+            .get(node)
+            .and_then(|n| n.params["Light"]["Brightness"].as_i64())
+    };
+    let mut value = brightness(sim).unwrap_or(0);
+    for _ in 0..2 {
+        // Always a new value (0..=100, the node's range), so its report is
+        // told apart from the one before.
+        value = (value + 1) % 101;
+        sim.cloud
+            .forward_params(node, &serde_json::json!({"Light": {"Brightness": value}}));
+        eventually(
+            timeout,
+            &format!("{node} to report its brightness {value} back"),
+            || async { (brightness(sim) == Some(value)).then_some(()) },
+        )
+        .await;
+    }
+}
+
+/// Waits until the engine has swept `account`'s node list again on its own
+/// timer (its freshness shows a newer `last_sweep` than when called): the
+/// engine has had a sweep's facts, and its ticks in between, to act on
+/// everything it knew. Panics after `timeout`.
+pub async fn swept_again(e: &greenlight_core::EngineHandle, account: &str, timeout: Duration) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut rx = e.subscribe();
+    let before = e
+        .freshness()
+        .await
+        .expect("the engine answers")
+        .into_iter()
+        .find(|(a, _)| a == account)
+        .and_then(|(_, f)| f.last_sweep);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(greenlight_core::Event::AccountFreshness {
+                account: a,
+                freshness,
+            })) if a == account && freshness.last_sweep > before => return,
+            Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {}
+            Ok(Err(RecvError::Closed)) => {
+                panic!("the engine stopped before sweeping {account} again")
+            }
+            Err(_) => panic!(
+                "timed out after {timeout:?} waiting for a sweep of {account} newer than {before:?}"
+            ),
+        }
+    }
+}

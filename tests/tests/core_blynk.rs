@@ -100,19 +100,31 @@ fn name_of(sim: &BlynkSim, token: &str) -> String {
 }
 
 /// Takes a simulated device off the network and back: a fresh login, the
-/// moment the server decides about campaigns.
+/// moment the server decides about campaigns. Returns once the server has
+/// answered that login's info: it writes the OTA command before the info's
+/// OK, and a device that gets the command hangs up without reading on, so
+/// either `ota_urls_received` or `info_acks` has grown since the device was
+/// off, and an acknowledged info proves that no OTA was sent for that login.
 async fn bounce(sim: &BlynkSim, token: &str) {
-    let before = sim.device_stats(token).expect("simulated").logins;
     assert!(sim.set_online(token, false));
-    eventually(WAIT, "device to go offline", || async {
-        (!sim.device_stats(token)?.online).then_some(())
+    // Off: no session past its login, so nothing more is counted for any
+    // login before this one.
+    let off = eventually(WAIT, "device to go offline", || async {
+        let s = sim.device_stats(token)?;
+        (!s.online).then_some(s)
     })
     .await;
     assert!(sim.set_online(token, true));
-    eventually(WAIT, "device to log in again", || async {
-        let s = sim.device_stats(token)?;
-        (s.logins > before).then_some(())
-    })
+    eventually(
+        WAIT,
+        "the server to answer the device's new login",
+        || async {
+            let s = sim.device_stats(token)?;
+            (s.logins > off.logins
+                && (s.info_acks > off.info_acks || s.ota_urls_received > off.ota_urls_received))
+                .then_some(())
+        },
+    )
     .await;
 }
 
@@ -435,10 +447,10 @@ async fn stop_ends_every_campaign_and_waiting_devices_get_nothing() {
             .iter()
             .all(|d| matches!(d.state, DeviceState::NotUpdated { .. })));
     }
+    // Each login after the stop has had its answer (see `bounce`).
     for t in &sim.ready.tokens {
         bounce(&sim, t).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
     for s in sim.all_device_stats() {
         assert_eq!((s.ota_urls_received, s.build.as_str()), (0, DEFAULT_BUILD));
     }
@@ -567,15 +579,28 @@ async fn flash_failure_is_detected_as_a_reboot_loop() {
 
     // Stopping ends the loop: the device stays on its old build, online.
     h.stop("home").await.unwrap();
+    let at_stop = sim.device_stats(&bad).unwrap();
     let c = h.campaign(c.id).await.unwrap().unwrap();
     assert!(matches!(
         state_of(&c, &bad_name),
         DeviceState::NotUpdated { .. }
     ));
-    let n = sim.device_stats(&bad).unwrap().ota_urls_received;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let s = sim.device_stats(&bad).unwrap();
-    assert!(s.ota_urls_received <= n + 1, "{s:?}");
+    // While the campaign stood, every login of the device on its old build
+    // got the URL and never the info's OK (the server writes the OTA command
+    // first, and the device hangs up on it). An acknowledged info is a login
+    // the server answered after the stop: the loop is over, and at most one
+    // URL (for a login answered before the stop) was still on its way.
+    let s = eventually(WAIT, "a login answered without the URL", || async {
+        let s = sim.device_stats(&bad)?;
+        (s.info_acks > at_stop.info_acks).then_some(s)
+    })
+    .await;
+    assert!(
+        s.ota_urls_received <= at_stop.ota_urls_received + 1,
+        "{s:?}"
+    );
+    assert_eq!(s.build, DEFAULT_BUILD, "{s:?}");
+    assert!(s.online, "{s:?}");
     h.shutdown().await;
     sim.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);

@@ -20,7 +20,9 @@ use common::*;
 use greenlight_core::rainmaker::rest::RetryPolicy;
 use greenlight_core::{ApprovalResult, Engine, Event, JobState, UpdateKind};
 use greenlight_sim::rainmaker::{Fault, JobKind, Timing};
-use greenlight_tests::{db, eventually, Mosquitto};
+use greenlight_tests::{
+    db, eventually, missing_prerequisite, node_caught_up, swept_again, Mosquitto,
+};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 
 fn fault(path: Option<&str>, status: u16, count: u32, delay_ms: u64) -> Fault {
@@ -35,6 +37,13 @@ fn fault(path: Option<&str>, status: u16, count: u32, delay_ms: u64) -> Fault {
 
 fn is_sent(r: &ApprovalResult) -> bool {
     matches!(r, ApprovalResult::Sent { .. })
+}
+
+/// The job `id` is still waiting for the user's confirmation.
+async fn assert_not_confirmed(e: &greenlight_core::EngineHandle, id: i64) {
+    let jobs = e.jobs().await.unwrap();
+    let j = jobs.iter().find(|j| j.id == id).expect("the job is open");
+    assert!(matches!(j.state, JobState::NotConfirmed { .. }), "{j:?}");
 }
 
 /// A raw MQTT client: what "the node" (or anyone on the broker) publishes.
@@ -125,8 +134,11 @@ async fn hanging_cloud_leaves_the_approval_unconfirmed_and_a_slow_one_still_fini
         matches!(&job.state, JobState::NotConfirmed { reason } if reason.contains("may or may not")),
         "{job:?}"
     );
-    // Never re-sent by itself.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Never re-sent by itself: not on a sweep of the engine's own timer, nor
+    // on its ticks in between. The engine records a command before sending
+    // it, so the job would have left "not confirmed".
+    swept_again(&e, "home", WAIT).await;
+    assert_not_confirmed(&e, job.id).await;
     let approvals = |sim: &greenlight_sim::rainmaker::RainmakerSim| {
         sim.cloud
             .state()
@@ -136,6 +148,7 @@ async fn hanging_cloud_leaves_the_approval_unconfirmed_and_a_slow_one_still_fini
             .unwrap_or(0)
     };
     assert_eq!(approvals(&sim), 1);
+    node_caught_up(&sim, &porch, WAIT).await;
     assert_eq!(sim.fleet.node(&porch).unwrap().downloads_started, 0);
 
     // The user confirms; the cloud is slow now (every call 700 ms), not dead.
@@ -193,7 +206,11 @@ async fn storms_of_423_and_5xx_on_the_approval_command() {
     let ApprovalResult::NotConfirmed { job } = &out[0].result else {
         panic!("a 500 on the command is not a confirmation: {out:?}")
     };
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Not repeated by itself: not on a sweep of the engine's own timer, nor
+    // on its ticks in between; and nothing reached the node.
+    swept_again(&e, "home", WAIT).await;
+    assert_not_confirmed(&e, job.id).await;
+    node_caught_up(&sim, &plug, WAIT).await;
     assert_eq!(sim.fleet.node(&plug).unwrap().starts_received, 0);
     // 502/503/504 from a proxy in front of the cloud, then through.
     for s in [502, 503, 504] {
@@ -343,45 +360,82 @@ async fn hostile_ids_names_and_notes_from_the_cloud_and_the_broker() {
 
 // ---- a data directory that is read-only, or full ------------------------------
 
-/// A small tmpfs of our own (root only): the honest way to make a full disk
-/// or a read-only file system (root ignores file permissions). Unmounted on drop.
+/// A small tmpfs of our own: the honest way to make a full disk or a
+/// read-only file system (root ignores file permissions). Mounted with
+/// root's rights (see [`privileged`]), owned by whoever runs the test;
+/// unmounted on drop.
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    fn mount(name: &str, size: &str) -> Option<Tmpfs> {
+    /// Mounts one, or says why it could not.
+    fn mount(name: &str, size: &str) -> Result<Tmpfs, String> {
         let d = data_dir(name);
-        std::fs::create_dir_all(&d).ok()?;
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&d)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        ok.then(|| Tmpfs(d))
+        std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+        let opts = format!("size={size},mode=0700,uid={},gid={}", id("-u"), id("-g"));
+        let mut c = privileged("mount");
+        c.args(["-t", "tmpfs", "-o", &opts, "tmpfs"]).arg(&d);
+        match run(c) {
+            Ok(()) => Ok(Tmpfs(d)),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&d);
+                Err(e)
+            }
+        }
     }
     fn remount(&self, mode: &str) {
-        let s = Command::new("mount")
-            .args(["-o", &format!("remount,{mode}")])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(s.success(), "remount {mode}");
+        let mut c = privileged("mount");
+        c.args(["-o", &format!("remount,{mode}")]).arg(&self.0);
+        if let Err(e) = run(c) {
+            panic!("remount {mode}: {e}");
+        }
     }
 }
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = privileged("umount").arg(&self.0).status();
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
-fn is_root() -> bool {
+/// `id FLAG` (`-u`, `-g`) of this process.
+fn id(flag: &str) -> String {
     Command::new("id")
-        .arg("-u")
+        .arg(flag)
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn is_root() -> bool {
+    id("-u") == "0"
+}
+
+/// `cmd` with root's rights: itself when we are root, else through `sudo -n`
+/// (passwordless sudo, as CI machines have; it fails at once rather than
+/// asking for a password).
+fn privileged(cmd: &str) -> Command {
+    if is_root() {
+        Command::new(cmd)
+    } else {
+        let mut c = Command::new("sudo");
+        c.args(["-n", cmd]);
+        c
+    }
+}
+
+/// Runs `c`; `Err` says what failed and what it printed.
+fn run(mut c: Command) -> Result<(), String> {
+    let what = format!("{c:?}");
+    match c.output() {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!(
+            "{what}: {} {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Err(format!("{what}: {e}")),
+    }
 }
 
 /// Fills the file system holding `dir` (one file, written until it is full).
@@ -407,18 +461,34 @@ fn fill(dir: &Path) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_or_full_data_directory_is_a_clear_error_without_damage() {
+    const TEST: &str = "read_only_or_full_data_directory_is_a_clear_error_without_damage";
     let _serial = serial().await;
     init_logs();
-    let root = is_root();
-    let fs = if root {
-        Tmpfs::mount("tmpfs", "16m")
-    } else {
-        None
+    // Both halves want a tmpfs of their own. Without one, the read-only half
+    // falls back on file permissions (not as root, which ignores them) and
+    // the full-disk half cannot run: under CI either is a failure.
+    let fs = match Tmpfs::mount("tmpfs", "16m") {
+        Ok(t) => Some(t),
+        Err(why) => {
+            let what = format!(
+                "no tmpfs could be mounted for a read-only or full data directory \
+                 (it needs root, or passwordless sudo for mount): {why}"
+            );
+            if is_root() {
+                // Root ignores file permissions: nothing is left to test.
+                missing_prerequisite(
+                    TEST,
+                    &format!("{what}; as root nothing else makes a directory read-only, so neither half can run"),
+                );
+                return;
+            }
+            missing_prerequisite(
+                TEST,
+                &format!("{what}; the full-disk half cannot run (the read-only half uses file permissions)"),
+            );
+            None
+        }
     };
-    if root && fs.is_none() {
-        eprintln!("SKIPPED read-only/full data directory: running as root but no tmpfs could be mounted here (root ignores file permissions, so chmod cannot make a directory read-only)");
-        return;
-    }
     let (_mosq, sim) = mosq_and_sim(Timing::fast()).await;
     let dir = match &fs {
         Some(t) => t.0.join("data"),
@@ -451,13 +521,22 @@ async fn read_only_or_full_data_directory_is_a_clear_error_without_damage() {
             );
         }
         Ok(e) => {
-            // Opened for reading: any approval must fail to record, and so not be sent.
+            // Opened for reading: any approval must fail to record, and so
+            // not be sent. Just opened, the engine counts no node online
+            // until a source has reported: a sweep first (its writes may
+            // fail too), so that the approval meets the store, not "offline".
+            let _ = e.refresh().await;
             let out = e.approve(std::slice::from_ref(&plug)).await.unwrap();
-            assert!(!is_sent(&out[0].result), "{out:?}");
+            eprintln!("read-only data directory: approval: {:?}", out[0].result);
+            assert!(
+                matches!(&out[0].result, ApprovalResult::Failed { reason } if reason.contains("could not record")),
+                "{out:?}"
+            );
             e.shutdown().await;
         }
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Whatever the cloud was given has reached the node by now.
+    node_caught_up(&sim, &plug, WAIT).await;
     assert_eq!(sim.fleet.node(&plug).unwrap().starts_received, 0);
     match &fs {
         Some(t) => t.remount("rw"),
@@ -501,8 +580,9 @@ async fn read_only_or_full_data_directory_is_a_clear_error_without_damage() {
             assert!(err.to_string().contains("No space left"), "{err}");
         }
         std::fs::remove_file(filler).unwrap();
-        tokio::time::sleep(Duration::from_secs(1)).await;
         if !sent {
+            // Whatever the cloud was given has reached the node by now.
+            node_caught_up(&sim, &plug, WAIT).await;
             assert_eq!(sim.fleet.node(&plug).unwrap().starts_received, 0);
         }
         assert_eq!(db::integrity_check(&dir.join("greenlight.db")), "ok");
@@ -514,6 +594,9 @@ async fn read_only_or_full_data_directory_is_a_clear_error_without_damage() {
         .unwrap();
     if !sent {
         pending_for(&e, &plug, UpdateKind::NodeSide).await;
+        // Just reopened, the engine counts no node online until a source has
+        // reported: a sweep first, or the approval may meet "offline".
+        e.refresh().await.unwrap();
         let out = e.approve(std::slice::from_ref(&plug)).await.unwrap();
         assert!(is_sent(&out[0].result), "{out:?}");
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::*;
 use greenlight_core::{ApprovalResult, JobState, UpdateKind};
 use greenlight_sim::rainmaker::Timing;
+use greenlight_tests::eventually;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,6 +27,12 @@ async fn hostile_payloads_do_not_disturb_other_nodes() {
     );
     let before = pending_for(&e, &plug, UpdateKind::NodeSide).await;
     pending_for(&e, &porch, UpdateKind::CloudApproval).await;
+    // The thermostat's own config (before the flood garbles the cloud's
+    // copies): renamed, it marks the end of the flood below.
+    let thermo = sim.info.nodes[5].clone();
+    let mut marker = sim.cloud.state().nodes[&thermo].config.clone();
+    assert_eq!(marker["node_id"], thermo.as_str(), "{marker}");
+    marker["info"]["name"] = serde_json::json!("Thermostat, after the flood");
 
     let mut o = MqttOptions::new("hostile", "127.0.0.1", mosq.port);
     o.set_max_packet_size(4 << 20, 4 << 20);
@@ -92,8 +99,24 @@ async fn hostile_payloads_do_not_disturb_other_nodes() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    // Let the flood arrive (it is processed in order before later facts).
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A last, well-formed message from the same client, about a node none of
+    // the checks below looks at: the broker delivers one client's messages in
+    // order and the engine applies what it reads in order, so once the engine
+    // shows it, every message of the flood has been read and handled.
+    c.publish(
+        format!("node/{thermo}/config"),
+        QoS::AtLeastOnce,
+        false,
+        marker.to_string(),
+    )
+    .await
+    .unwrap();
+    eventually(WAIT, "the engine to read past the flood", || async {
+        e.nodes().await.unwrap().into_iter().find(|n| {
+            n.node_id == thermo && n.name.as_deref() == Some("Thermostat, after the flood")
+        })
+    })
+    .await;
 
     let nodes = e.nodes().await.unwrap();
     assert!(nodes

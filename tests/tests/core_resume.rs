@@ -6,12 +6,11 @@
 #[path = "core_common/mod.rs"]
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use greenlight_core::store::{NewJob, Store};
 use greenlight_core::{ApprovalResult, Engine, JobState, UpdateKind};
 use greenlight_sim::rainmaker::Timing;
+use greenlight_tests::{node_caught_up, swept_again};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_finishes_under_a_new_engine_and_appears_once() {
@@ -93,9 +92,20 @@ async fn unsent_intent_needs_confirmation_and_is_not_resent() {
         .find(|j| j.node_id == plug)
         .expect("the intent is shown");
     assert!(matches!(j.state, JobState::NotConfirmed { .. }), "{j:?}");
-    // Give the engine every chance to (wrongly) send it.
+    // Give the engine every chance to (wrongly) send it: a sweep asked for,
+    // then one of its own timer (and its ticks in between).
     b.refresh().await.unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    swept_again(&b, "home", WAIT).await;
+    // The engine records a command before it sends it: the job would have
+    // left "not confirmed".
+    let still = b.jobs().await.unwrap();
+    let still = still.iter().find(|x| x.id == j.id).expect("the intent");
+    assert!(
+        matches!(still.state, JobState::NotConfirmed { .. }),
+        "{still:?}"
+    );
+    // And nothing reached the node (it has handled all the cloud sent it).
+    node_caught_up(&sim, &plug, WAIT).await;
     assert_eq!(sim.fleet.node(&plug).unwrap().starts_received, 0);
     // A second approval is refused while it waits for confirmation.
     let again = b.approve(std::slice::from_ref(&plug)).await.unwrap();

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use greenlight_sim::blynk::protocol::{cmd, read_frame, status, Frame, FrameDecoder, OTA_MSG_ID};
 use greenlight_sim::blynk::{
-    hash_password, make_firmware, BlynkConfig, BlynkSim, BlynkTiming, DeviceBehaviour, UserSpec,
-    DEFAULT_BUILD,
+    hash_password, make_firmware, BlynkConfig, BlynkSim, BlynkTiming, DeviceBehaviour, DeviceStats,
+    UserSpec, DEFAULT_BUILD,
 };
 use greenlight_tests::eventually;
 use serde_json::Value;
@@ -196,19 +196,34 @@ async fn owners(admin: &Admin, cookie: &str) -> Vec<(String, String, String)> {
 }
 
 /// Takes a simulated device off the network and back: a fresh login.
-async fn bounce(sim: &BlynkSim, token: &str) {
-    let before = sim.device_stats(token).expect("simulated").logins;
+/// Returns once the server has answered that login's info, with the device's
+/// stats from while it was off. The server decides on campaigns when it reads
+/// the info and writes the OTA command before the info's OK, and a device that
+/// gets the command hangs up without reading on: so either
+/// `ota_urls_received` or `info_acks` has grown since the returned stats, and
+/// an acknowledged info proves that no OTA was sent for that login.
+async fn bounce(sim: &BlynkSim, token: &str) -> DeviceStats {
     assert!(sim.set_online(token, false));
-    eventually(WAIT, "device to go offline", || async {
-        (!sim.device_stats(token)?.online).then_some(())
+    // Off: no session past its login, so nothing more is counted for any
+    // login before this one.
+    let off = eventually(WAIT, "device to go offline", || async {
+        let s = sim.device_stats(token)?;
+        (!s.online).then_some(s)
     })
     .await;
     assert!(sim.set_online(token, true));
-    eventually(WAIT, "device to log in again", || async {
-        let s = sim.device_stats(token)?;
-        (s.logins > before).then_some(())
-    })
+    eventually(
+        WAIT,
+        "the server to answer the device's new login",
+        || async {
+            let s = sim.device_stats(token)?;
+            (s.logins > off.logins
+                && (s.info_acks > off.info_acks || s.ota_urls_received > off.ota_urls_received))
+                .then_some(())
+        },
+    )
     .await;
+    off
 }
 
 async fn wait_build(sim: &BlynkSim, token: &str, build: &str) {
@@ -309,13 +324,37 @@ async fn all_target_reaches_every_device_on_reconnect_and_tracks_to_updated() {
     let sim = start(vec![DeviceBehaviour::Normal; 4]).await;
     let admin = Admin::new(&sim);
     let cookie = admin.login().await;
+    // A device of our own, online on the old build before the campaign: it
+    // reads every frame the server sends it, in order.
+    let probe = sim.ready.external_tokens[0].clone();
+    let (mut ps, mut pdec) = raw_login(&sim.ready.hardware, &probe).await;
+    send(&mut ps, info(DEFAULT_BUILD)).await;
+    assert_eq!(
+        next(&mut ps, &mut pdec).await,
+        Some(Frame::response(2, status::OK))
+    );
     let fw = make_firmware(NEW_BUILD, 128 * 1024);
     let (s, path) = admin.start("", &fw).await;
     assert_eq!(s, 200, "{path}");
     assert_eq!(sim.server.campaigns(), 1);
 
-    // Online devices are not told: the server only decides on login.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Online devices are not told: the server only decides on login. A token
+    // OTA to the probe goes down the same per-connection queue as anything
+    // the campaign could have sent it, after it: so it is the first frame
+    // the probe reads, and what the campaign sent the simulated devices (at
+    // the same moment, the same way) has had its time to arrive.
+    let (s, token_path) = admin.start(&format!("?token={probe}"), &fw).await;
+    assert_eq!(s, 200, "{token_path}");
+    let first = next(&mut ps, &mut pdec).await.expect("the token OTA");
+    assert_eq!(
+        (first.id(), first.parts()),
+        (
+            OTA_MSG_ID,
+            vec!["ota".to_string(), format!("{}{token_path}", sim.ready.http)]
+        ),
+        "the campaign reached an online device"
+    );
+    drop(ps);
     assert!(sim
         .all_device_stats()
         .iter()
@@ -425,10 +464,10 @@ async fn stop_drops_every_campaign_but_sent_urls_stay_downloadable() {
     assert_eq!(sim.server.campaigns(), 2);
     assert_eq!(admin.stop().await, 200);
     assert_eq!(sim.server.campaigns(), 0);
+    // Each login after the stop has had its answer (see `bounce`).
     for t in &sim.ready.tokens {
         bounce(&sim, t).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
     for s in sim.all_device_stats() {
         assert_eq!((s.ota_urls_received, s.build.as_str()), (0, DEFAULT_BUILD));
     }
@@ -597,13 +636,15 @@ async fn flash_failure_is_a_reboot_loop_on_the_old_build() {
     wait_build(&sim, &good, NEW_BUILD).await;
     assert_eq!(sim.device_stats(&good).unwrap().ota_urls_received, 1);
 
-    // Stop ends the loop at the next login.
+    // Stop ends the loop at the next login: the first login after it (its
+    // info answered, see `bounce`) gets the info's OK and no URL, and the
+    // device stays online on its old build.
     assert_eq!(admin.stop().await, 200);
-    bounce(&sim, &bad).await;
-    let n = sim.device_stats(&bad).unwrap().ota_urls_received;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let off = bounce(&sim, &bad).await;
     let s = sim.device_stats(&bad).unwrap();
-    assert!(s.ota_urls_received <= n + 1, "{s:?}");
+    assert_eq!(s.ota_urls_received, off.ota_urls_received, "{s:?}");
+    assert!(s.info_acks > off.info_acks, "{s:?}");
+    assert_eq!(s.build, DEFAULT_BUILD);
     assert!(s.online);
     sim.shutdown().await;
 }

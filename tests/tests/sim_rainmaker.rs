@@ -14,7 +14,7 @@ use greenlight_sim::rainmaker::{
     Behaviour, BrokerChoice, DownloadWindow, Fault, JobKind, JobSpec, NodeSpec, OtaLayout,
     RainmakerSim, Scenario, SimConfig, Timing,
 };
-use greenlight_tests::{eventually, Mosquitto, Raw};
+use greenlight_tests::{eventually, node_caught_up, Mosquitto, Raw};
 use reqwest::Method;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
@@ -209,8 +209,14 @@ async fn cloud_user_approval_end_to_end() {
         (st["status"].as_str(), st["ts_source"].as_str()),
         (Some("triggered"), Some("CLOUD"))
     );
-    // Nothing reaches the node before approval.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Nothing reaches the node before approval: once its boot-time fetch is
+    // out and the node has caught up with the cloud both ways, that fetch
+    // has been answered (or not) and the answer handled.
+    eventually(WAIT, "the node's boot-time fetch", || async {
+        (sim.fleet.node(node)?.fetches >= 1).then_some(())
+    })
+    .await;
+    node_caught_up(&sim, node, WAIT).await;
     assert_eq!(sim.fleet.node(node).unwrap().downloads_started, 0);
     assert_eq!(fw_version(&raw, node).await, "0.9.1");
 
@@ -350,6 +356,19 @@ async fn same_version_slow_flapping_and_sleepy_nodes() {
             extra("FLAPPY", Behaviour::Flapping, true),
             extra("SLEEPY", Behaviour::Sleepy, true),
         ],
+        // The same-version job exists before SAMEVER connects, so its only
+        // `otaurl` before the approval answers its boot-time fetch, and the
+        // offer seen below is that answer: no fetch of the node is still
+        // open when the start goes out. (Created once the simulator was up
+        // instead, the job was pushed at once while the boot-time fetch could
+        // still be in flight; a start landing between that fetch and its
+        // answer left two answers for one approval, and the later one,
+        // arriving after the rejection, was offered again: "Waiting for
+        // Approval" for good.)
+        extra_jobs: vec![JobSpec {
+            description: "same".into(),
+            ..JobSpec::new(&["SAMEVER".into()], "1.0.0", JobKind::Plain)
+        }],
         ..SimConfig::default()
     })
     .await
@@ -357,10 +376,9 @@ async fn same_version_slow_flapping_and_sleepy_nodes() {
     let mut raw = Raw::new(&sim.info.http);
     raw.login(&sim.info.user, &sim.info.password).await;
 
-    let job = sim
-        .create_job(&["SAMEVER".into()], "1.0.0", "same", JobKind::Plain)
-        .unwrap();
-    pending_info(&raw, "SAMEVER").await;
+    let info = pending_info(&raw, "SAMEVER").await;
+    assert_eq!(info["fw_version"], "1.0.0");
+    let job = info["job_id"].as_str().unwrap().to_string();
     approve_node_side(&raw, "SAMEVER").await;
     let seen = follow(&raw, "SAMEVER", &job).await;
     assert_eq!(
@@ -656,8 +674,13 @@ async fn rest_contract() {
     let mut short = Raw::new(&sim.info.http);
     short.login(&sim.info.user, &sim.info.password).await;
     short.get("/v1/user/nodes").await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let (s, b) = short.send(Method::GET, "/v1/user/nodes", None).await;
+    // The simulator's tokens expire on its wall clock (one-second TTL): wait
+    // for the refusal itself rather than sleeping past the expiry.
+    let (s, b) = eventually(WAIT, "the one-second token to expire", || async {
+        let (s, b) = short.send(Method::GET, "/v1/user/nodes", None).await;
+        (s != 200).then_some((s, b))
+    })
+    .await;
     assert_eq!((s, b["status"].as_str()), (401, Some("failure")));
     sim.cloud.set_token_ttl(3600);
     let (s, _) = raw
@@ -1399,15 +1422,23 @@ async fn stock_node_has_the_stock_layout_and_ignores_operation() {
 
     // A job is installed without asking; Status/Info follow as strings.
     let job = plain_job(&sim, "STOCK", "1.1.0");
-    let end = tap
+    let success = tap
         .first(
             "STOCK",
             "success: OTA Upgrade finished and verified successfully",
         )
         .await;
+    // Its mirror in the params comes next; the tap may not have it yet.
+    let end = tap
+        .next(
+            "STOCK",
+            success,
+            "Status success | OTA Upgrade finished and verified successfully",
+        )
+        .await;
     let start = tap.first("STOCK", &format!("otaurl {job}")).await;
     assert_eq!(
-        tap.slice("STOCK", start, end + 1, |_| true),
+        tap.slice("STOCK", start, end, |_| true),
         [
             format!("otaurl {job}"),
             attempt(1),
