@@ -170,6 +170,11 @@ pub fn presence_words(online: Option<bool>, known: Known, now: Millis) -> String
         Known::Swept { at } if now - at < 90_000 => state.into(),
         Known::Swept { at } => format!("{state} (as of {})", ago(at, now)),
         Known::Unknown { since } => format!("unknown since {}", ago(since, now)),
+        Known::Remembered { online, at } => format!(
+            "{} {} (not confirmed since)",
+            if online { "was online" } else { "was offline" },
+            ago(at, now)
+        ),
     }
 }
 
@@ -221,10 +226,13 @@ pub fn pending_rows(p: &[PendingUpdate], now: Millis) -> Vec<Vec<String>> {
             if note.chars().count() > 48 {
                 note = note.chars().take(47).collect::<String>() + "…";
             }
-            let snoozed = match u.snoozed_until {
-                Some(t) if t > now => " (snoozed)",
-                _ => "",
+            let mut snoozed = match u.snoozed_until {
+                Some(t) if t > now => " (snoozed)".to_string(),
+                _ => String::new(),
             };
+            if let Some(t) = u.remembered {
+                snoozed.push_str(&format!(" (heard {}, not confirmed since)", ago(t, now)));
+            }
             vec![
                 format!(
                     "{}{snoozed}",

@@ -3,7 +3,8 @@
 //! its client and sees what the daemon heard (offers, online state); an
 //! approval made by a command is carried out by the daemon; `status` says
 //! who owns the directory; a daemon killed with SIGKILL leaves nothing that
-//! blocks the next command.
+//! blocks the next command, and the next daemon shows what the killed one
+//! heard at once, before any device reports again.
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::*;
-use greenlight_tests::Mosquitto;
+use greenlight_tests::{Mosquitto, SecretService};
 
 const PLUG: &str = "7CDFA1000001";
 
@@ -68,23 +69,7 @@ async fn commands_are_clients_of_the_daemon_and_a_killed_daemon_blocks_nothing()
         text(&o)
     );
 
-    let mut child = command(&keyring, &data, &["--json", "watch"])
-        .spawn()
-        .expect("watch");
-    let stdout = child.stdout.take().expect("stdout");
-    let daemon = Daemon(child);
-    let (seen_tx, seen_rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = seen_tx.send(line);
-        }
-    });
-    let pid = daemon.0.id();
-    until("status to name the daemon", Duration::from_secs(30), || {
-        let o = greenlight(&keyring, &data, &["--json", "status"], None);
-        let v = json_of(&o);
-        (v["owner"]["kind"] == "daemon" && v["owner"]["pid"] == pid).then_some(())
-    });
+    let (daemon, seen_rx) = start_daemon(&keyring, &data);
 
     // Ask the devices to check (through the daemon), then the daemon's
     // offers are every command's offers.
@@ -156,4 +141,126 @@ async fn commands_are_clients_of_the_daemon_and_a_killed_daemon_blocks_nothing()
     );
     let _ = std::fs::remove_dir_all(&data);
     sim.shutdown().await;
+}
+
+/// Starts `greenlight watch` and waits until `status` names it.
+fn start_daemon(
+    keyring: &SecretService,
+    data: &std::path::Path,
+) -> (Daemon, std::sync::mpsc::Receiver<String>) {
+    let mut child = command(keyring, data, &["--json", "watch"])
+        .spawn()
+        .expect("watch");
+    let stdout = child.stdout.take().expect("stdout");
+    let daemon = Daemon(child);
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = seen_tx.send(line);
+        }
+    });
+    let pid = daemon.0.id();
+    until("status to name the daemon", Duration::from_secs(30), || {
+        let o = greenlight(keyring, data, &["--json", "status"], None);
+        let v = json_of(&o);
+        (v["owner"]["kind"] == "daemon" && v["owner"]["pid"] == pid).then_some(())
+    });
+    (daemon, seen_rx)
+}
+
+fn list(o: &std::process::Output, key: &str) -> Vec<serde_json::Value> {
+    let v = json_of(o);
+    v[key]
+        .as_array()
+        .or(v.as_array())
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_started_after_a_kill_shows_what_the_last_one_heard_at_once() {
+    let keyring = keyring();
+    let mosq = Mosquitto::start();
+    let sim = demo_sim(&mosq).await;
+    let data = std::env::temp_dir().join(format!("greenlight-owner-heard-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let o = greenlight(
+        &keyring,
+        &data,
+        &[
+            "account",
+            "add",
+            "mqtt",
+            "--name",
+            "lan",
+            "--mqtt-url",
+            &mosq.url(),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    let (daemon, _events) = start_daemon(&keyring, &data);
+    let o = greenlight(&keyring, &data, &["--json", "pending", "--check"], None);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let heard = until("the plug's offer", Duration::from_secs(60), || {
+        let l = list(
+            &greenlight(&keyring, &data, &["--json", "pending"], None),
+            "pending",
+        );
+        l.iter().any(|p| p["node_id"] == PLUG).then_some(l)
+    });
+    let key = |p: &serde_json::Value| (p["node_id"].to_string(), p["job_id"].to_string());
+    let mut heard: Vec<_> = heard.iter().map(key).collect();
+    heard.sort();
+
+    // SIGKILL, and the devices and their broker go away too: nothing can
+    // repeat what the first daemon heard.
+    drop(daemon);
+    sim.shutdown().await;
+    drop(mosq);
+
+    let (_daemon, _events) = start_daemon(&keyring, &data);
+    let pending = list(
+        &greenlight(&keyring, &data, &["--json", "pending"], None),
+        "pending",
+    );
+    let mut shown: Vec<_> = pending.iter().map(key).collect();
+    shown.sort();
+    assert_eq!(shown, heard, "the same offers, at once: {pending:?}");
+    for p in &pending {
+        assert!(
+            p["remembered"].is_i64(),
+            "marked with when it was heard: {p}"
+        );
+        assert!(p["node_online"].is_null(), "nobody vouches for it now: {p}");
+    }
+    let nodes = list(
+        &greenlight(&keyring, &data, &["--json", "nodes"], None),
+        "nodes",
+    );
+    let plug = nodes
+        .iter()
+        .find(|n| n["node_id"] == PLUG)
+        .expect("the plug");
+    assert!(
+        plug["online"].is_null(),
+        "nobody vouches for it now: {plug}"
+    );
+    // As last heard (online, and when) until the broker is found gone;
+    // then unknown, with the last time it was seen online.
+    let known = &plug["known"];
+    assert!(
+        (known["how"] == "remembered" && known["online"] == true && known["at"].is_i64())
+            || (known["how"] == "unknown" && plug["last_seen"].is_i64()),
+        "{plug}"
+    );
+    // The words a person reads say the same.
+    let o = greenlight(&keyring, &data, &["pending"], None);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("not confirmed since"),
+        "{}",
+        text(&o)
+    );
+    let _ = std::fs::remove_dir_all(&data);
 }

@@ -101,6 +101,15 @@ pub enum Known {
         /// Since when.
         since: Millis,
     },
+    /// What Greenlight last heard before it restarted: `online` as of `at`.
+    /// Nobody vouches for it now ([`Node::online`] is `None`), but it is
+    /// shown at once instead of a blank until the device reports again.
+    Remembered {
+        /// Whether the device was online then.
+        online: bool,
+        /// When that was last heard.
+        at: Millis,
+    },
 }
 
 impl Default for Known {
@@ -253,6 +262,18 @@ pub struct PendingUpdate {
     /// Auto-approve never approves an update that carries one.
     #[serde(default)]
     pub warning: Option<String>,
+    /// `Some(t)`: remembered from before Greenlight restarted, last heard
+    /// at `t`; no source has repeated it since. `None`: reported by a
+    /// source since this start.
+    #[serde(default)]
+    pub remembered: Option<Millis>,
+}
+
+impl PendingUpdate {
+    /// "Remind me later" holds at `now`.
+    pub fn is_snoozed(&self, now: Millis) -> bool {
+        self.snoozed_until.is_some_and(|t| t > now)
+    }
 }
 
 /// Why an approved job has not been sent yet.

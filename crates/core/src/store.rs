@@ -136,6 +136,19 @@ CREATE TABLE blynk_device_events (
 );
 CREATE INDEX blynk_device_events_campaign ON blynk_device_events (campaign_id);
 "#,
+    // 4: what the owner heard, so a restart shows it at once: the time each
+    // node record was written (its state was true then), and the offers.
+    r#"
+ALTER TABLE nodes ADD COLUMN saved_at INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE offers (
+    account TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    offer TEXT NOT NULL,
+    heard_at INTEGER NOT NULL,
+    PRIMARY KEY (account, node_id, kind)
+);
+"#,
 ];
 
 /// An approval to record.
@@ -304,32 +317,80 @@ impl Store {
             .execute("DELETE FROM accounts WHERE name = ?1", params![name])?;
         self.conn
             .execute("DELETE FROM nodes WHERE account = ?1", params![name])?;
+        self.conn
+            .execute("DELETE FROM offers WHERE account = ?1", params![name])?;
         Ok(())
     }
 
     // ---- nodes -----------------------------------------------------------------
 
-    /// Remembers a node as last heard of.
-    pub fn save_node(&self, n: &crate::model::Node) -> Result<()> {
+    /// Remembers a node as last heard of at `at`.
+    pub fn save_node(&self, n: &crate::model::Node, at: Millis) -> Result<()> {
         self.conn.execute(
-            "INSERT INTO nodes (account, node_id, node) VALUES (?1, ?2, ?3)
-             ON CONFLICT(account, node_id) DO UPDATE SET node = excluded.node",
-            params![n.account, n.node_id, json(n)],
+            "INSERT INTO nodes (account, node_id, node, saved_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(account, node_id) DO UPDATE SET node = excluded.node, saved_at = excluded.saved_at",
+            params![n.account, n.node_id, json(n), at],
         )?;
         Ok(())
     }
 
-    /// Every node last heard of, of the saved accounts.
-    pub fn nodes(&self) -> Result<Vec<crate::model::Node>> {
-        let mut st = self.conn.prepare(
-            "SELECT node FROM nodes WHERE account IN (SELECT name FROM accounts) ORDER BY account, node_id",
+    /// Every node last heard of, of the saved accounts, with when its
+    /// record was written (0: before Greenlight kept that).
+    pub fn nodes(&self) -> Result<Vec<(crate::model::Node, Millis)>> {
+        self.json_rows(
+            "SELECT node, saved_at FROM nodes WHERE account IN (SELECT name FROM accounts) ORDER BY account, node_id",
+            "node",
+        )
+    }
+
+    /// Replaces what is remembered of a node's offers (at most one per
+    /// kind), heard at `at`.
+    pub fn save_offers(
+        &mut self,
+        account: &str,
+        node_id: &str,
+        offers: &[crate::model::PendingUpdate],
+        at: Millis,
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "DELETE FROM offers WHERE account = ?1 AND node_id = ?2",
+            params![account, node_id],
         )?;
-        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        for o in offers {
+            tx.execute(
+                "INSERT OR REPLACE INTO offers (account, node_id, kind, offer, heard_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![account, node_id, json(&o.kind), json(o), at],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every remembered offer of the saved accounts, with when it was last
+    /// heard.
+    pub fn offers(&self) -> Result<Vec<(crate::model::PendingUpdate, Millis)>> {
+        self.json_rows(
+            "SELECT offer, heard_at FROM offers WHERE account IN (SELECT name FROM accounts) ORDER BY account, node_id, kind",
+            "offer",
+        )
+    }
+
+    /// Rows of (JSON record, time); an unreadable record is logged and
+    /// skipped, never fatal (it was written by another version).
+    fn json_rows<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        what: &str,
+    ) -> Result<Vec<(T, Millis)>> {
+        let mut st = self.conn.prepare(sql)?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         let mut out = vec![];
         for r in rows {
-            match serde_json::from_str(&r?) {
-                Ok(n) => out.push(n),
-                Err(e) => tracing::warn!(error = %e, "skipping an unreadable node record"),
+            let (text, at) = r?;
+            match serde_json::from_str(&text) {
+                Ok(v) => out.push((v, at)),
+                Err(e) => tracing::warn!(error = %e, "skipping an unreadable {what} record"),
             }
         }
         Ok(out)
@@ -729,6 +790,30 @@ impl Store {
             .optional()?;
         Ok(v.and_then(|s| serde_json::from_str(&s).ok()))
     }
+
+    /// Pauses or resumes notifications (the app's and `greenlight watch`'s).
+    pub fn set_notifications_paused(&self, paused: bool) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO settings (key, value) VALUES ('notifications_paused', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![json(&paused)],
+        )?;
+        Ok(())
+    }
+
+    /// Whether notifications are paused (not, until someone pauses them).
+    pub fn notifications_paused(&self) -> Result<bool> {
+        let v: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM settings WHERE key = 'notifications_paused'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or(false))
+    }
 }
 
 #[cfg(test)]
@@ -803,8 +888,11 @@ mod tests {
             .unwrap();
             s.save_account(&AccountConfig::mqtt_only("x", "mqtt://h:1"))
                 .unwrap();
+            assert!(!s.notifications_paused().unwrap(), "not paused at first");
+            s.set_notifications_paused(true).unwrap();
         }
         let s = Store::open(&d).unwrap();
+        assert!(s.notifications_paused().unwrap());
         assert_eq!(
             s.skips()
                 .unwrap()

@@ -59,6 +59,13 @@ describe("presence", () => {
     expect(p.detail).toMatch(/last seen online 10:38\b/);
   });
 
+  it("shows the state last heard before a restart, without vouching for it", () => {
+    const p = presence(null, { how: "remembered", online: true, at: t(10, 31) }, t(10, 31), fresh({ unknown_since: t(10, 44) }), now);
+    expect(p.state).toBe("unknown");
+    expect(p.label).toBe("Was online");
+    expect(p.detail).toMatch(/at 10:31( AM)?, before a restart — not confirmed yet/);
+  });
+
   it("says checking while an account has not answered yet", () => {
     const p = presence(null, { how: "unknown", since: t(10, 44) }, null, fresh({ unknown_since: t(10, 44) }), now);
     expect(p.detail).toBe("checking…");

@@ -43,7 +43,7 @@ export function at(ms: number, now: number = Date.now()): string {
 /** Whether a device is online, and how Greenlight knows it. */
 export type Presence = {
   state: "online" | "offline" | "unknown";
-  /** "Online", "Offline", "Unknown". */
+  /** "Online", "Offline", "Unknown", "Was online" (remembered from before a restart). */
   label: string;
   /** "live", "as of 10:42", "since 10:40 — the cloud cannot be reached", with the last time seen online when it is not now. */
   detail: string;
@@ -64,6 +64,11 @@ export function presence(
   const known: Known = knownOrOld ?? { how: "unknown", since: 0 };
   const seen = lastSeen != null && online !== true ? `last seen online ${at(lastSeen, now)}` : "";
   const join = (...parts: string[]) => parts.filter((x) => x !== "").join(" · ");
+  if (known.how === "remembered") {
+    // Last heard before Greenlight restarted: shown, but vouched for by nobody.
+    const label = known.online ? "Was online" : "Was offline";
+    return { state: "unknown", label, detail: `at ${at(known.at, now)}, before a restart — not confirmed yet` };
+  }
   if (online == null || known.how === "unknown") {
     let why: string;
     if (fresh && fresh.unknown_since == null) {

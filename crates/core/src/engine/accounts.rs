@@ -241,6 +241,11 @@ impl Actor {
             state,
             AccountState::Connected | AccountState::Degraded { .. }
         );
+        // Tried and failed, not merely starting.
+        let failed = matches!(
+            state,
+            AccountState::Reconnecting { .. } | AccountState::NeedsLogin { .. }
+        );
         rt.sources.insert(source, state);
         let expected = usize::from(rt.cfg.rest.is_some()) + usize::from(rt.cfg.mqtt.is_some());
         let combined = combine(&rt.sources, expected);
@@ -253,6 +258,9 @@ impl Actor {
         }
         let now = self.clock.now();
         self.core.link_source(account, source, up, now);
+        if failed {
+            self.core.link_failed(account, now);
+        }
         self.flush();
         // MQTT up or down changes how fast the poller needs to go.
         if source == "mqtt" {

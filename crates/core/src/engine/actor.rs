@@ -111,7 +111,14 @@ impl Actor {
                     written = self.write("a job change", |s| s.save_job(&job, true));
                 }
                 Effect::SaveNode(node) => {
-                    written = self.write("a node", |s| s.save_node(&node));
+                    let now = self.clock.now();
+                    written = self.write("a node", |s| s.save_node(&node, now));
+                }
+                Effect::SaveOffers { key, offers } => {
+                    let now = self.clock.now();
+                    written = self.write("a node's offers", |s| {
+                        s.save_offers(&key.0, &key.1, &offers, now)
+                    });
                 }
                 Effect::ClearSkip((account, node)) => {
                     written = self.write("a skip", |s| s.set_skip(&account, &node, None));
@@ -293,7 +300,13 @@ impl Actor {
                 account,
                 source,
                 state,
-            } => self.set_source_state(&account, source, state),
+                done,
+            } => {
+                self.set_source_state(&account, source, state);
+                if let Some(d) = done {
+                    let _ = d.send(());
+                }
+            }
         }
     }
 
@@ -437,7 +450,18 @@ impl Actor {
             Request::QuietHours(q, reply) => {
                 let res = self.store.set_quiet_hours(q.as_ref()).map(|_| {
                     self.core.quiet = q;
+                    self.emit_now(Event::QuietHoursChanged { quiet_hours: q });
                 });
+                let _ = reply.send(res);
+            }
+            Request::NotificationsPaused(reply) => {
+                let _ = reply.send(self.store.notifications_paused());
+            }
+            Request::SetNotificationsPaused(paused, reply) => {
+                let res = self
+                    .store
+                    .set_notifications_paused(paused)
+                    .map(|_| self.emit_now(Event::NotificationsPaused { paused }));
                 let _ = reply.send(res);
             }
             Request::CheckNow(id, reply) => {

@@ -39,6 +39,8 @@ pub(crate) enum Request {
     Skip(NodeRef, Reply<()>),
     AutoApprove(NodeRef, bool, Reply<()>),
     QuietHours(Option<QuietHours>, Reply<()>),
+    NotificationsPaused(Reply<bool>),
+    SetNotificationsPaused(bool, Reply<()>),
     CheckNow(NodeRef, Reply<oneshot::Receiver<()>>),
     Refresh(Reply<Vec<oneshot::Receiver<std::result::Result<(), String>>>>),
     Shutdown(oneshot::Sender<()>),
@@ -222,9 +224,26 @@ impl EngineHandle {
         self.ask(Request::Policies).await
     }
 
-    /// Sets or clears quiet hours.
+    /// Sets or clears quiet hours; every subscriber hears
+    /// [`Event::QuietHoursChanged`].
     pub async fn set_quiet_hours(&self, q: Option<QuietHours>) -> Result<()> {
+        if let Some(q) = &q {
+            crate::policy::check_quiet_hours(q)?;
+        }
         self.ask(|r| Request::QuietHours(q, r)).await
+    }
+
+    /// Whether notifications are paused. Kept in the data directory, so the
+    /// app and `greenlight watch` share it and it survives a restart.
+    pub async fn notifications_paused(&self) -> Result<bool> {
+        self.ask(Request::NotificationsPaused).await
+    }
+
+    /// Pauses or resumes notifications; every subscriber (the app's tray,
+    /// the daemon's notifier) hears [`Event::NotificationsPaused`].
+    pub async fn set_notifications_paused(&self, paused: bool) -> Result<()> {
+        self.ask(|r| Request::SetNotificationsPaused(paused, r))
+            .await
     }
 
     /// Checks one node for updates now (cloud jobs through REST; node-side

@@ -130,5 +130,7 @@ pub enum Fact {
         source: &'static str,
         /// State.
         state: AccountState,
+        /// Told once the state is applied (a sweep's waiters then see it).
+        done: Option<tokio::sync::oneshot::Sender<()>>,
     },
 }

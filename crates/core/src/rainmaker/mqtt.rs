@@ -260,6 +260,7 @@ async fn run(
         account: account.clone(),
         source: "mqtt",
         state: s,
+        done: None,
     };
     loop {
         let (client, mut el) = AsyncClient::new(opts.clone(), 64);

@@ -22,7 +22,7 @@ use crate::event::AccountState;
 /// A request for a sweep now; answered when its facts are applied.
 pub type SweepRequest = oneshot::Sender<Result<(), String>>;
 
-fn source_state(account: &str, e: &Error) -> Fact {
+fn source_state(account: &str, e: &Error, done: Option<oneshot::Sender<()>>) -> Fact {
     let state = match e {
         Error::NeedsLogin { reason, .. } => AccountState::NeedsLogin {
             reason: reason.clone(),
@@ -35,6 +35,7 @@ fn source_state(account: &str, e: &Error) -> Fact {
         account: account.to_string(),
         source: "rest",
         state,
+        done,
     }
 }
 
@@ -114,13 +115,23 @@ pub fn spawn_sweeper(
                             account: account.clone(),
                             source: "rest",
                             state: AccountState::Connected,
+                            done: None,
                         })
                         .await;
                     Ok(())
                 }
                 Err(e) => {
                     tracing::debug!(%account, error = %e, "node sweep failed");
-                    let _ = facts.send(source_state(&account, &e)).await;
+                    // Applied before the waiters hear of the failure, so a
+                    // view asking next sees what it changed.
+                    let (tx, rx) = oneshot::channel();
+                    if facts
+                        .send(source_state(&account, &e, Some(tx)))
+                        .await
+                        .is_ok()
+                    {
+                        let _ = rx.await;
+                    }
                     Err(e.plain())
                 }
             };
@@ -252,7 +263,7 @@ async fn report_check(
         Err(e) => {
             tracing::debug!(%account, %node, error = %e, "ota_update check failed");
             if matches!(e, Error::NeedsLogin { .. }) {
-                facts.send(source_state(account, &e)).await.ok()?;
+                facts.send(source_state(account, &e, None)).await.ok()?;
             }
             Some(Err(e))
         }
@@ -360,7 +371,7 @@ pub fn spawn_poller(
                     Err(e) => {
                         tracing::debug!(%account, node = %t.node_id, error = %e, "ota_status failed");
                         if matches!(e, Error::NeedsLogin { .. }) {
-                            let _ = facts.send(source_state(&account, &e)).await;
+                            let _ = facts.send(source_state(&account, &e, None)).await;
                         }
                     }
                 }

@@ -32,8 +32,7 @@ pub(crate) use presence::worth_saving;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::model::{
-    DownloadWindow, Job, JobState, Known, Millis, Node, NodeRef, OtaNames, PendingUpdate,
-    QuietHours,
+    DownloadWindow, Job, JobState, Millis, Node, NodeRef, OtaNames, PendingUpdate, QuietHours,
 };
 use crate::rainmaker::parse;
 use crate::store::Store;
@@ -87,6 +86,13 @@ pub(crate) enum Effect {
         account: String,
         /// Now (a job's pace changed) or on the next tick (a node appeared).
         now: bool,
+    },
+    /// Remember a node's offers (node-side and cloud) across restarts.
+    SaveOffers {
+        /// The node.
+        key: Key,
+        /// Its offers now, as the sources reported them.
+        offers: Vec<PendingUpdate>,
     },
     /// Ask the account for a node sweep now (to learn a running version).
     Sweep(String),
@@ -153,6 +159,8 @@ pub(crate) struct Core {
     pub(crate) node_pending: HashMap<Key, PendingUpdate>,
     /// The cloud's user-approval offer.
     pub(crate) cloud_pending: HashMap<Key, PendingUpdate>,
+    /// A node's offers as last written to the store, and when.
+    pub(crate) offers_saved: HashMap<Key, (Vec<PendingUpdate>, Millis)>,
     /// Unfinished jobs by local id.
     pub(crate) jobs: BTreeMap<i64, JobRt>,
     /// Jobs that ended as failed or rolled back in this run, kept so that a
@@ -185,6 +193,7 @@ impl Core {
             nodes: BTreeMap::new(),
             node_pending: HashMap::new(),
             cloud_pending: HashMap::new(),
+            offers_saved: HashMap::new(),
             jobs: BTreeMap::new(),
             closed: HashMap::new(),
             finished: BTreeMap::new(),
@@ -200,8 +209,10 @@ impl Core {
         }
     }
 
-    /// Reads what the store remembers: policies, approvals, nodes (whether
-    /// they are online is unknown until a source says), earlier failures and every unfinished job. A job
+    /// Reads what the store remembers: policies, approvals, nodes (their
+    /// online state as last heard, vouched for by nobody until a source
+    /// says), the offers last heard, earlier failures and every unfinished
+    /// job. A job
     /// whose command was being sent when the program stopped becomes "not
     /// confirmed": it is never re-sent without the user.
     pub(crate) fn load(&mut self, store: &mut Store, now: Millis) -> Result<()> {
@@ -213,11 +224,14 @@ impl Core {
         for (k, e) in store.earlier_outcomes()? {
             self.earlier.insert(k, e);
         }
-        for mut n in store.nodes()? {
+        for (mut n, saved_at) in store.nodes()? {
+            n.known = presence::remembered(&n, saved_at, now);
             n.online = None;
-            n.known = Known::Unknown { since: now };
             n.last_seen = n.last_seen.filter(|t| *t > 0);
             self.nodes.insert((n.account.clone(), n.node_id.clone()), n);
+        }
+        for (p, heard_at) in store.offers()? {
+            self.restore_offer(p, heard_at);
         }
         for mut job in store.unfinished_jobs()? {
             if job.state == JobState::Requested {

@@ -11,6 +11,10 @@ use crate::event::Event;
 use crate::model::{Millis, OtaLayout, PendingUpdate, UpdateKind};
 use crate::rainmaker::rest::CloudOffer;
 
+/// A remembered offer a source keeps repeating is rewritten at most this
+/// often (a restart then says "last heard" at most this long ago).
+const HEARD_SAVE_EVERY: Millis = 5 * 60_000;
+
 /// A raw offer as a source reported it; [`Core::visible`] fills in what the
 /// node record knows (name, running version, online state, warning).
 pub(crate) fn raw_offer(
@@ -36,6 +40,7 @@ pub(crate) fn raw_offer(
         node_known: crate::model::Known::Unknown { since: first_seen },
         node_last_seen: None,
         warning: None,
+        remembered: None,
     }
 }
 
@@ -101,6 +106,7 @@ impl Core {
         before: Vec<PendingUpdate>,
         now: Millis,
     ) -> bool {
+        self.remember_offers(k, now);
         let after = self.visible(k, now);
         let mut added = false;
         for p in &after {
@@ -123,6 +129,56 @@ impl Core {
             }
         }
         added
+    }
+
+    /// Keeps the store's copy of a node's offers in step: written when they
+    /// change, and again when a source repeats them after a while, so that
+    /// "last heard" after a restart is at most [`HEARD_SAVE_EVERY`] old.
+    fn remember_offers(&mut self, k: &Key, now: Millis) {
+        let raw: Vec<PendingUpdate> = [self.node_pending.get(k), self.cloud_pending.get(k)]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let heard = raw.iter().any(|p| p.remembered.is_none());
+        let write = match self.offers_saved.get(k) {
+            None => !raw.is_empty(),
+            Some((saved, at)) => *saved != raw || (heard && now - at >= HEARD_SAVE_EVERY),
+        };
+        if !write {
+            return;
+        }
+        if raw.is_empty() {
+            self.offers_saved.remove(k);
+        } else {
+            self.offers_saved.insert(k.clone(), (raw.clone(), now));
+        }
+        self.push(Effect::SaveOffers {
+            key: k.clone(),
+            offers: raw,
+        });
+    }
+
+    /// Offers remembered from before a restart, shown until a source
+    /// repeats or withdraws them.
+    pub(crate) fn restore_offer(&mut self, mut p: PendingUpdate, heard_at: Millis) {
+        let k = (p.account.clone(), p.node_id.clone());
+        if !self.nodes.contains_key(&k) {
+            return;
+        }
+        // An offer saved while itself remembered keeps its first hearing.
+        p.remembered = Some(p.remembered.unwrap_or(heard_at));
+        let map = match p.kind {
+            UpdateKind::NodeSide => &mut self.node_pending,
+            UpdateKind::CloudApproval => &mut self.cloud_pending,
+        };
+        map.insert(k.clone(), p);
+        let raw: Vec<PendingUpdate> = [self.node_pending.get(&k), self.cloud_pending.get(&k)]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        self.offers_saved.insert(k, (raw, heard_at));
     }
 
     /// A cloud user-approval check answered for a node.

@@ -10,6 +10,10 @@
 //!   or absent and the last sweep failed, or nothing answered yet).
 //! - When the state becomes unknown, a node that was online is remembered
 //!   as last seen at the last moment it was known online.
+//! - After a restart, each node shows what was last heard of it
+//!   (*remembered*, with when), vouched for by nobody: it is not "online"
+//!   for any decision until a source reports. When a source is tried and
+//!   fails and none can say, it becomes *unknown* like the rest.
 //! - Knowledge comes back only with a report (a sweep, an MQTT message):
 //!   a live link lost or back again asks for a sweep at once when the account
 //!   has REST.
@@ -61,6 +65,34 @@ pub(crate) fn worth_saving(old: &Node, new: &Node) -> bool {
             (Some(a), Some(b)) => b - a >= SEEN_SAVE_EVERY,
             (a, b) => a != b,
         }
+}
+
+/// How a node read back from the store is shown until a source reports:
+/// its state as last heard, and when (`saved_at` is when its record was
+/// written; the state was true then).
+pub(crate) fn remembered(n: &Node, saved_at: Millis, now: Millis) -> Known {
+    let Some(online) = n.online else {
+        return match n.known {
+            r @ Known::Remembered { .. } => r,
+            _ => Known::Unknown { since: now },
+        };
+    };
+    let at = match n.known {
+        Known::Live => saved_at,
+        Known::Swept { at } => at.max(saved_at),
+        Known::Remembered { at, .. } => at,
+        Known::Unknown { .. } => 0,
+    };
+    let at = if online {
+        at.max(n.last_seen.unwrap_or(0))
+    } else {
+        at
+    };
+    if at > 0 {
+        Known::Remembered { online, at }
+    } else {
+        Known::Unknown { since: now }
+    }
 }
 
 impl Core {
@@ -228,6 +260,38 @@ impl Core {
             n.known = Known::Unknown { since: now };
             let n = n.clone();
             self.push(Effect::SaveNode(n.clone()));
+            self.emit(Event::NodeUpdated { node: n });
+            self.pending_diff(&k, before, now);
+        }
+    }
+
+    /// A source of an account was tried and failed (not merely starting).
+    /// When none can say, what was remembered from before the restart
+    /// gives way to "unknown since" (with the last time seen online), which
+    /// also says why.
+    pub(crate) fn link_failed(&mut self, account: &str, now: Millis) {
+        let Some(l) = self.links.get(account) else {
+            return;
+        };
+        if l.knowable() {
+            return;
+        }
+        let since = l.fresh.unknown_since.unwrap_or(now);
+        tracing::debug!(%account, "a source failed and none can say: remembered states become unknown");
+        self.forget_remembered(account, since, now);
+    }
+
+    fn forget_remembered(&mut self, account: &str, since: Millis, now: Millis) {
+        for k in self.account_keys(account) {
+            let before = self.visible(&k, now);
+            let Some(n) = self.nodes.get_mut(&k) else {
+                continue;
+            };
+            if !matches!(n.known, Known::Remembered { .. }) {
+                continue;
+            }
+            n.known = Known::Unknown { since };
+            let n = n.clone();
             self.emit(Event::NodeUpdated { node: n });
             self.pending_diff(&k, before, now);
         }

@@ -3,7 +3,9 @@
 //! must see. No broker, no sleeps; the store is a real SQLite file.
 
 use super::*;
-use crate::model::{Attempt, DelayReason, DownloadWindow, OtaLayout, QueueReason, UpdateKind};
+use crate::model::{
+    Attempt, DelayReason, DownloadWindow, Known, OtaLayout, QueueReason, UpdateKind,
+};
 use crate::rainmaker::parse::{ConfigInfo, OtaInfo, StockNames};
 use crate::rainmaker::rest::CloudOffer;
 use crate::rainmaker::{InfoReport, NodeReport, Via};
@@ -110,7 +112,11 @@ impl Rig {
         for e in &fx {
             match e {
                 Effect::SaveJob(j) => self.store.save_job(j, true).expect("save job"),
-                Effect::SaveNode(n) => self.store.save_node(n).expect("save node"),
+                Effect::SaveNode(n) => self.store.save_node(n, self.now).expect("save node"),
+                Effect::SaveOffers { key, offers } => self
+                    .store
+                    .save_offers(&key.0, &key.1, offers, self.now)
+                    .expect("save offers"),
                 _ => {}
             }
         }
@@ -1019,4 +1025,170 @@ fn one_device_id_in_two_accounts_is_two_devices() {
         .map(|p| (p.account, p.job_id))
         .collect();
     assert_eq!(left, vec![(A.to_string(), "J1".to_string())]);
+}
+
+impl Rig {
+    /// The program stops and starts again on the same store, `later` after
+    /// now: a new core reads back what the old one wrote.
+    fn restart(&mut self, later: Millis) {
+        self.now += later;
+        let mut core = Core::new(self.core.cfg.clone());
+        core.add_account(A);
+        core.load(&mut self.store, self.now).expect("load");
+        self.core = core;
+    }
+}
+
+#[test]
+fn a_restart_shows_the_offers_and_states_last_heard_and_a_report_confirms_them() {
+    let mut r = rig();
+    r.store
+        .save_account(&crate::model::AccountConfig::mqtt_only(
+            A,
+            "mqtt://127.0.0.1:1",
+        ))
+        .expect("account");
+    r.boot("1.0.0");
+    r.node(report(Some(true), None, offer("J1", "1.1.0")));
+    let heard = r.now;
+    r.restart(60 * S);
+
+    // At once, before any source answers: the offer, marked as remembered,
+    // and the device's state as last heard, vouched for by nobody.
+    let p = r.core.pending(r.now);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(
+        (p[0].job_id.as_str(), p[0].to_version.as_str()),
+        ("J1", "1.1.0")
+    );
+    assert_eq!(p[0].remembered, Some(heard));
+    assert_eq!(p[0].first_seen, heard);
+    assert_eq!(p[0].node_online, None);
+    assert_eq!(
+        p[0].node_known,
+        Known::Remembered {
+            online: true,
+            at: heard
+        }
+    );
+    let n = &r.core.nodes()[0];
+    assert_eq!((n.online, n.name.as_deref()), (None, Some("Kitchen Plug")));
+    // Not online for any decision: nothing is sent to a device nobody
+    // vouches for.
+    let slots = r
+        .core
+        .approve(vec![N.into()], Mode::Explicit, &mut r.store, r.now);
+    assert!(
+        matches!(&slots[..], [Slot::Done(o)] if o.result == crate::model::ApprovalResult::Offline),
+        "{slots:?}"
+    );
+
+    // The device repeats its offer: no longer remembered (the card is
+    // updated in place), and it can be approved.
+    let fx = r.node(report(Some(true), None, offer("J1", "1.1.0")));
+    assert!(
+        events(&fx)
+            .iter()
+            .any(|e| matches!(e, Event::PendingAdded { pending } if pending.remembered.is_none())),
+        "{fx:?}"
+    );
+    assert_eq!(r.core.pending(r.now)[0].remembered, None);
+    r.approve_sending();
+    assert_eq!(r.core.nodes()[0].known, Known::Live);
+}
+
+#[test]
+fn a_withdrawn_offer_is_forgotten_for_the_next_restart_too() {
+    let mut r = rig();
+    r.store
+        .save_account(&crate::model::AccountConfig::mqtt_only(
+            A,
+            "mqtt://127.0.0.1:1",
+        ))
+        .expect("account");
+    r.boot("1.0.0");
+    r.node(report(Some(true), None, offer("J1", "1.1.0")));
+    r.restart(60 * S);
+    assert_eq!(r.core.pending(r.now).len(), 1);
+    let fx = r.node(report(Some(false), None, InfoReport::Empty));
+    assert!(
+        events(&fx)
+            .iter()
+            .any(|e| matches!(e, Event::PendingRemoved { job_id, .. } if job_id == "J1")),
+        "{fx:?}"
+    );
+    r.restart(60 * S);
+    assert!(r.core.pending(r.now).is_empty());
+    let at = r.now - 60 * S;
+    assert_eq!(
+        r.core.nodes()[0].known,
+        Known::Remembered { online: false, at }
+    );
+}
+
+#[test]
+fn an_offer_repeated_for_a_long_time_is_last_heard_recently_not_when_it_first_came() {
+    let mut r = rig();
+    r.store
+        .save_account(&crate::model::AccountConfig::mqtt_only(
+            A,
+            "mqtt://127.0.0.1:1",
+        ))
+        .expect("account");
+    r.boot("1.0.0");
+    let first = r.now;
+    r.node(report(Some(true), None, offer("J1", "1.1.0")));
+    // Repeated every minute for an hour: rewritten every 5 minutes, not 60 times.
+    let mut writes = 0;
+    for _ in 0..60 {
+        r.advance(60 * S);
+        let fx = r.node(report(Some(true), None, offer("J1", "1.1.0")));
+        writes += fx
+            .iter()
+            .filter(|e| matches!(e, Effect::SaveOffers { .. }))
+            .count();
+    }
+    assert!((11..=13).contains(&writes), "{writes} writes");
+    let last = r.now;
+    r.restart(10 * S);
+    let p = r.core.pending(r.now);
+    let heard = p[0].remembered.expect("remembered");
+    assert!(
+        last - heard <= 5 * 60 * S,
+        "heard {} s before the stop",
+        (last - heard) / S
+    );
+    assert_eq!(p[0].first_seen, first);
+}
+
+#[test]
+fn after_a_restart_a_failed_source_turns_what_was_remembered_into_unknown() {
+    let mut r = rig();
+    r.store
+        .save_account(&crate::model::AccountConfig::mqtt_only(
+            A,
+            "mqtt://127.0.0.1:1",
+        ))
+        .expect("account");
+    r.boot("1.0.0");
+    let seen = r.now;
+    r.restart(60 * S);
+    r.core.link_start(A, true, r.now);
+    assert!(matches!(
+        r.core.nodes()[0].known,
+        Known::Remembered { online: true, .. }
+    ));
+    // Starting is not failing.
+    r.core.link_source(A, "rest", false, r.now);
+    assert!(matches!(r.core.nodes()[0].known, Known::Remembered { .. }));
+    r.advance(2 * S);
+    r.core.link_failed(A, r.now);
+    let n = &r.core.nodes()[0];
+    assert_eq!(
+        n.known,
+        Known::Unknown {
+            since: r.now - 2 * S
+        }
+    );
+    assert_eq!((n.online, n.last_seen), (None, Some(seen)));
 }
