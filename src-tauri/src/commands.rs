@@ -5,11 +5,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use greenlight_core::{
-    now_ms, secret_keys, tls, AccountConfig, AccountState, ApprovalOutcome, Freshness,
-    HistoryFilter, Job, JobEvent, MqttConfig, Node, NodeRef, PendingUpdate, Policies, QuietHours,
+    now_ms, AccountState, ApprovalOutcome, Freshness, HistoryFilter, Job, JobEvent, Node, NodeRef,
+    PendingUpdate, Policies, QuietHours,
 };
 use serde::{Deserialize, Serialize};
 use tauri::State;
+
+use greenlight_core::setup::{self, NewAccount, NewBroker, NewCloud};
 
 use crate::error::{AppError, AppResult};
 use crate::state::{AppState, KeychainStatus};
@@ -23,7 +25,9 @@ pub struct AppStatus {
     pub demo: bool,
     /// Whether passwords can be kept in the OS keychain.
     pub keychain: KeychainStatus,
-    /// Notifications paused from the tray or settings.
+    /// Notifications paused (from the tray, the settings or `greenlight
+    /// notifications pause`; kept with the user's data, shared with
+    /// `greenlight watch`).
     pub notifications_paused: bool,
     /// Where the user's data lives.
     pub data_dir: String,
@@ -104,17 +108,6 @@ pub struct HistoryQuery {
     pub limit: Option<u32>,
 }
 
-/// The public ESP RainMaker service (core's, shared with the CLI).
-pub const PUBLIC_RAINMAKER: &str = greenlight_core::rainmaker::rest::PUBLIC_BASE;
-
-fn clean(s: &str, what: &str) -> AppResult<String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err(AppError::invalid(format!("{what} is empty")));
-    }
-    Ok(s.to_string())
-}
-
 fn opt(s: &Option<String>) -> Option<String> {
     s.as_deref()
         .map(str::trim)
@@ -130,7 +123,7 @@ pub async fn app_status(state: State<'_, AppState>) -> AppResult<AppStatus> {
         version: env!("CARGO_PKG_VERSION").into(),
         demo: state.demo_active().await,
         keychain: state.keychain.clone(),
-        notifications_paused: state.notifier.lock().map(|n| n.paused).unwrap_or(false),
+        notifications_paused: crate::notify::paused(&state).await,
         data_dir: state.data_dir().display().to_string(),
         autostart: state.shell().and_then(|s| s.autostart()),
         demo_firmware: state.demo_firmware().await,
@@ -171,67 +164,26 @@ pub async fn add_rainmaker_account(
     input: RainmakerAccountInput,
 ) -> AppResult<u32> {
     let e = state.real_engine().await?;
-    let name = clean(&input.name, "the account name")?;
-    let user = clean(&input.user, "the email")?;
-    if input.password.is_empty() {
-        return Err(AppError::invalid("the password is empty"));
-    }
-    let url = opt(&Some(input.url.clone())).unwrap_or_else(|| PUBLIC_RAINMAKER.into());
-    let url = greenlight_core::rainmaker::rest::canonical_base(&url)
-        .map_err(|e| AppError::invalid(e.to_string()))?;
-    if e.accounts().await?.iter().any(|(c, _)| c.name == name) {
-        return Err(AppError::invalid(format!(
-            "there is already an account named {name}"
-        )));
-    }
-    let mut cfg = AccountConfig::rest(&name, &url, &user);
-    match tls::decide_trust(&url, opt(&input.trust_fingerprint).as_deref()).await? {
-        tls::Trust::System => {}
-        tls::Trust::Pinned(fp) => {
-            if let Some(r) = cfg.rest.as_mut() {
-                r.pinned_sha256 = Some(fp);
-            }
-        }
-        tls::Trust::Unknown { fingerprint } => {
-            return Err(AppError::UntrustedCertificate {
-                message: format!(
-                    "{url} shows a certificate your system does not trust. If this is your server, compare its fingerprint {} and trust it.",
-                    tls::pretty(&fingerprint)
-                ),
-                fingerprint,
-            })
-        }
-    }
-    if let Some(m) = opt(&input.mqtt_url) {
-        cfg = cfg.with_mqtt(&m);
-    }
-    let secrets = e.secrets();
-    secrets.set(&name, secret_keys::PASSWORD, &input.password)?;
-    let rest = cfg
-        .rest
-        .as_ref()
-        .ok_or_else(|| AppError::failed("no cloud"))?;
-    if let Err(err) =
-        greenlight_core::rainmaker::rest::verify_login(&name, rest, secrets.clone()).await
-    {
-        return Err(match err {
-            greenlight_core::Error::NeedsLogin { reason, .. } => AppError::NeedsLogin {
-                account: name,
-                message: format!("could not log in: {reason}"),
-            },
-            other => AppError::failed(format!(
-                "could not reach {url}: {}; the account was not added",
-                other.plain()
-            )),
-        });
-    }
-    e.add_account(cfg).await?;
+    let new = NewAccount {
+        name: input.name,
+        cloud: Some(NewCloud {
+            url: input.url,
+            user: input.user,
+            password: input.password,
+            trust_fingerprint: input.trust_fingerprint,
+        }),
+        broker: opt(&input.mqtt_url).map(|url| NewBroker {
+            url,
+            ..NewBroker::default()
+        }),
+    };
+    let cfg = setup::add_account(&e, new).await?;
     let _ = tokio::time::timeout(Duration::from_secs(20), e.refresh()).await;
     let n = e
         .nodes()
         .await?
         .iter()
-        .filter(|n| n.account == name)
+        .filter(|n| n.account == cfg.name)
         .count();
     Ok(n as u32)
 }
@@ -244,36 +196,19 @@ pub async fn add_mqtt_account(
     input: MqttAccountInput,
 ) -> AppResult<()> {
     let e = state.real_engine().await?;
-    let name = clean(&input.name, "the account name")?;
-    let url = clean(&input.url, "the broker URL")?;
-    if !(url.starts_with("mqtt://") || url.starts_with("mqtts://")) {
-        return Err(AppError::invalid(
-            "the broker URL must start with mqtt:// or mqtts://",
-        ));
-    }
-    if e.accounts().await?.iter().any(|(c, _)| c.name == name) {
-        return Err(AppError::invalid(format!(
-            "there is already an account named {name}"
-        )));
-    }
-    let username = opt(&input.username);
-    if let (Some(_), Some(pw)) = (&username, input.password.as_ref().filter(|p| !p.is_empty())) {
-        e.secrets().set(&name, secret_keys::MQTT_PASSWORD, pw)?;
-    }
-    let cfg = AccountConfig {
-        name: name.clone(),
-        rest: None,
-        mqtt: Some(MqttConfig {
-            url,
-            ca_file: opt(&input.ca_file),
-            client_cert: opt(&input.client_cert),
-            client_key: opt(&input.client_key),
-            username,
-            basic_ingest: true,
-            client_id: None,
+    let new = NewAccount {
+        name: input.name,
+        cloud: None,
+        broker: Some(NewBroker {
+            url: input.url,
+            username: input.username,
+            password: input.password,
+            ca_file: input.ca_file,
+            client_cert: input.client_cert,
+            client_key: input.client_key,
         }),
     };
-    e.add_account(cfg).await?;
+    setup::add_account(&e, new).await?;
     Ok(())
 }
 
@@ -399,11 +334,7 @@ pub async fn set_quiet_hours(
     state: State<'_, AppState>,
     quiet: Option<QuietHours>,
 ) -> AppResult<()> {
-    if let Some(q) = &quiet {
-        if q.start_minute >= 24 * 60 || q.end_minute >= 24 * 60 {
-            return Err(AppError::invalid("quiet hours must be times of day"));
-        }
-    }
+    // Checked by core (policy::check_quiet_hours), for every front end.
     state.engine().await?.set_quiet_hours(quiet).await?;
     if let Ok(mut n) = state.notifier.lock() {
         n.quiet_hours = quiet;
@@ -504,6 +435,8 @@ pub async fn demo_start(state: State<'_, AppState>) -> AppResult<()> {
 #[specta::specta]
 pub async fn demo_stop(state: State<'_, AppState>) -> AppResult<()> {
     let (real, blynk) = state.stop_demo().await;
+    // The user's settings again (the demo's quiet hours were its own).
+    crate::notify::sync(&state).await;
     if let Some(shell) = state.shell() {
         let generation = state.generation.load(Ordering::SeqCst);
         if let Some(e) = real {
@@ -517,17 +450,12 @@ pub async fn demo_stop(state: State<'_, AppState>) -> AppResult<()> {
     Ok(())
 }
 
-/// Pauses or resumes notifications (also in the tray menu).
+/// Pauses or resumes notifications (also in the tray menu), for the app
+/// and `greenlight watch` alike, until changed again.
 #[tauri::command]
 #[specta::specta]
 pub async fn set_notifications_paused(state: State<'_, AppState>, paused: bool) -> AppResult<()> {
-    if let Ok(mut n) = state.notifier.lock() {
-        n.paused = paused;
-    }
-    if let Some(shell) = state.shell() {
-        shell.paused(paused);
-    }
-    Ok(())
+    crate::notify::set_paused(&state, paused).await
 }
 
 /// Turns "start Greenlight when I log in" on or off (desktop).

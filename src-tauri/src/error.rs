@@ -62,23 +62,32 @@ impl AppError {
 }
 
 impl From<greenlight_core::Error> for AppError {
+    /// Core decides what kind of failure it is (one table for the app's
+    /// error kinds and the CLI's exit codes).
     fn from(e: greenlight_core::Error) -> Self {
-        match &e {
-            greenlight_core::Error::NeedsLogin { account, .. } => AppError::NeedsLogin {
-                account: account.clone(),
-                message: e.plain(),
-            },
-            greenlight_core::Error::Secret(greenlight_core::SecretError::NoKeychain(_)) => {
-                AppError::NoKeychain {
-                    message: format!("no keychain answered ({e}); nothing was saved"),
+        use greenlight_core::setup::ErrorClass;
+        match (e.class(), e) {
+            (_, greenlight_core::Error::UntrustedCertificate { url, fingerprint }) => {
+                AppError::UntrustedCertificate {
+                    message: format!(
+                        "{url} shows a certificate your system does not trust. If this is your server, compare its fingerprint {} and trust it.",
+                        greenlight_core::tls::pretty(&fingerprint)
+                    ),
+                    fingerprint,
                 }
             }
-            greenlight_core::Error::InvalidNodeId(_)
-            | greenlight_core::Error::UnknownAccount(_)
-            | greenlight_core::Error::UnknownNode(_)
-            | greenlight_core::Error::AmbiguousNode { .. }
-            | greenlight_core::Error::Config(_) => AppError::Invalid { message: e.plain() },
-            _ => AppError::Failed { message: e.plain() },
+            (ErrorClass::Auth, e) => AppError::NeedsLogin {
+                account: match &e {
+                    greenlight_core::Error::NeedsLogin { account, .. } => account.clone(),
+                    _ => String::new(),
+                },
+                message: e.plain(),
+            },
+            (ErrorClass::Keychain, e) => AppError::NoKeychain {
+                message: format!("no keychain answered ({e}); nothing was saved"),
+            },
+            (ErrorClass::Usage, e) => AppError::Invalid { message: e.plain() },
+            (_, e) => AppError::Failed { message: e.plain() },
         }
     }
 }

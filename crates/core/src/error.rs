@@ -206,6 +206,18 @@ pub enum Error {
         /// The accounts that have it.
         accounts: Vec<String>,
     },
+    /// An account of that name exists already.
+    #[error("there is already an account named {0}; remove it first to add it again")]
+    AccountExists(String),
+    /// A server shows a certificate the system does not trust: the user
+    /// must compare its fingerprint and accept it (it is then pinned).
+    #[error("{url} shows a certificate your system does not trust (self-signed?). Its SHA-256 fingerprint is {}. If this is your server, compare the fingerprint and trust it", crate::tls::pretty(fingerprint))]
+    UntrustedCertificate {
+        /// The server.
+        url: String,
+        /// Its certificate's SHA-256 fingerprint (hex).
+        fingerprint: String,
+    },
     /// A sweep asked for by a view failed (the words of each failure).
     #[error("{0}")]
     Refresh(String),
