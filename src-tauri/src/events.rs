@@ -1,5 +1,5 @@
 //! Events to the front end, typed, and the task that forwards the engine's
-//! events to the window, the tray badge and the notifier.
+//! events to the window, the tray (badge, pause tick) and the notifier.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -10,6 +10,7 @@ use tauri::{AppHandle, Manager, Runtime};
 use tauri_specta::Event as _;
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::notify;
 use crate::state::AppState;
 
 /// Something changed in the engine (the core's own event, as it is).
@@ -67,7 +68,12 @@ pub fn attach<R: Runtime>(app: &AppHandle<R>, engine: EngineHandle, generation: 
                 ev = rx.recv() => match ev {
                     Ok(ev) => {
                         badge_stale |= matches!(ev, Event::PendingAdded { .. } | Event::PendingRemoved { .. });
-                        notify(&app, |n| n.on_event(&ev, now_ms()));
+                        // The notifier follows the settings' events itself;
+                        // the tray's tick follows a pause set elsewhere.
+                        if let Event::NotificationsPaused { paused } = &ev {
+                            crate::tray::reflect_paused(&app, *paused);
+                        }
+                        notify::fold(&app, |n| n.on_event(&ev, now_ms()));
                         let _ = EngineEvent { event: ev }.emit(&app);
                     }
                     Err(RecvError::Lagged(n)) => {
@@ -78,7 +84,7 @@ pub fn attach<R: Runtime>(app: &AppHandle<R>, engine: EngineHandle, generation: 
                     Err(RecvError::Closed) => break,
                 },
                 _ = tick.tick() => {
-                    notify(&app, |n| n.flush(now_ms()).into_iter().collect());
+                    notify::fold(&app, |n| n.flush(now_ms()).into_iter().collect());
                     if std::mem::take(&mut badge_stale) {
                         refresh_badge(&app, &engine).await;
                     }
@@ -101,7 +107,7 @@ pub fn attach_blynk<R: Runtime>(
             match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
                 Err(_) => continue,
                 Ok(Ok(ev)) => {
-                    notify(&app, |n| n.on_blynk(&ev, now_ms()));
+                    notify::fold(&app, |n| n.on_blynk(&ev, now_ms()));
                     let _ = BlynkEventMsg { event: ev }.emit(&app);
                 }
                 Ok(Err(RecvError::Lagged(_))) => reload_window(&app).await,
@@ -128,40 +134,10 @@ pub async fn reload_window<R: Runtime>(app: &AppHandle<R>) {
     let _ = AppChanged { demo }.emit(app);
 }
 
-fn notify<R: Runtime>(
-    app: &AppHandle<R>,
-    f: impl FnOnce(&mut crate::notify::Notifier) -> Vec<crate::notify::Note>,
-) {
-    let Some(state) = app.try_state::<AppState>() else {
-        return;
-    };
-    let notes = match state.notifier.lock() {
-        Ok(mut n) => f(&mut n),
-        Err(_) => return,
-    };
-    for note in notes {
-        show(app, &note);
-    }
-}
-
-/// Shows a notification through the plugin, when it is there (not under
-/// the tests' mock runtime, nor without a notification service).
-fn show<R: Runtime>(app: &AppHandle<R>, note: &crate::notify::Note) {
-    tracing::info!(title = %note.title, body = %note.body, "notification");
-    if let Some(n) = app.try_state::<tauri_plugin_notification::Notification<R>>() {
-        if let Err(e) = n.builder().title(&note.title).body(&note.body).show() {
-            tracing::warn!(error = %e, "could not show a notification");
-        }
-    }
-}
-
 async fn refresh_badge<R: Runtime>(app: &AppHandle<R>, engine: &EngineHandle) {
     let now = now_ms();
     let n = match engine.pending().await {
-        Ok(p) => p
-            .iter()
-            .filter(|p| p.snoozed_until.is_none_or(|t| t <= now))
-            .count(),
+        Ok(p) => p.iter().filter(|p| !p.is_snoozed(now)).count(),
         Err(_) => return,
     };
     crate::tray::set_count(app, n);

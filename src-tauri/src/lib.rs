@@ -126,11 +126,7 @@ pub fn wire<R: Runtime>(
                     events::attach_blynk(&handle, b, state.generation.load(Ordering::SeqCst));
                 }
                 if let Ok(e) = state.real_engine().await {
-                    if let Ok(p) = e.policies().await {
-                        if let Ok(mut n) = state.notifier.lock() {
-                            n.quiet_hours = p.quiet_hours;
-                        }
-                    }
+                    notify::sync(&state).await;
                     events::attach(&handle, e, state.generation.load(Ordering::SeqCst));
                 }
             });

@@ -12,14 +12,13 @@ use greenlight_core::blynk::{BlynkAccount, BlynkHandle, BlynkTracker, TrackerCon
 use greenlight_core::control;
 use greenlight_core::{
     secret_keys, AccountConfig, Engine, EngineConfig, EngineHandle, KeyringSecretStore,
-    MemorySecretStore, SecretError, SecretStore,
+    MemorySecretStore, Notifier, SecretError, SecretStore,
 };
 use greenlight_sim::blynk::{BlynkConfig, BlynkSim, BlynkTiming, DeviceBehaviour};
 use greenlight_sim::rainmaker::{BrokerChoice, RainmakerSim, Scenario, SimConfig, Timing};
 use serde::Serialize;
 
 use crate::error::{AppError, AppResult};
-use crate::notify::Notifier;
 
 /// Whether passwords can be kept in the OS keychain.
 #[derive(Debug, Clone, Serialize, specta::Type)]
@@ -54,11 +53,8 @@ impl AppOptions {
     /// The defaults for a real run: platform data directory, OS keychain.
     pub fn from_env() -> AppOptions {
         let data_dir = data_dir_arg(std::env::args())
-            .or_else(|| std::env::var_os("GREENLIGHT_DATA_DIR").map(PathBuf::from))
-            .or_else(|| {
-                directories::ProjectDirs::from("dev", "greenlight", "greenlight")
-                    .map(|p| p.data_dir().to_path_buf())
-            })
+            // GREENLIGHT_DATA_DIR, else the directory the CLI uses too.
+            .or_else(greenlight_core::setup::default_data_dir)
             .unwrap_or_else(|| std::env::temp_dir().join("greenlight"));
         let actor = std::env::var("USER")
             .or_else(|_| std::env::var("USERNAME"))
@@ -79,7 +75,8 @@ impl AppOptions {
 }
 
 /// The user's engine: the daemon's, when `greenlight watch` runs it (the
-/// app is then its client: one engine, one set of notifications), or the
+/// app is then its client, and says it is the app: the daemon leaves the
+/// notifications to it while it is attached), or the
 /// app's own, which then owns the data directory and serves it to every
 /// `greenlight` command. A one-shot command holding the directory is
 /// waited for, briefly.
@@ -90,7 +87,7 @@ async fn open_real(
     let dir = cfg.data_dir.clone();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        match control::connect(&dir, secrets.clone()).await {
+        match control::connect_as(&dir, secrets.clone(), control::ClientKind::App).await {
             Ok(Some(h)) => {
                 tracing::info!(dir = %dir.display(), "the greenlight daemon runs the engine; the app is its client");
                 return Ok((h, None));
@@ -261,13 +258,22 @@ impl AppState {
         };
         let mut cfg = EngineConfig::new(&opts.data_dir, secrets.clone(), &opts.actor);
         (opts.tune)(&mut cfg);
-        let blynk = BlynkTracker::open_beside(&cfg, TrackerConfig::default())
-            .await
-            .map_err(|e| format!("the Blynk tracker could not start: {e}"));
-        let (real, owned) = match open_real(cfg, secrets).await {
+        let (real, owned) = match open_real(cfg.clone(), secrets).await {
             Ok((h, owned)) => (Ok(h), owned),
             Err(e) => (Err(e), None),
         };
+        // One poller per data directory: a client of the daemon leaves the
+        // timer polls to it (`greenlight watch` follows every campaign).
+        let background = !(real.is_ok() && owned.is_none());
+        let blynk = BlynkTracker::open_beside(
+            &cfg,
+            TrackerConfig {
+                background,
+                ..TrackerConfig::default()
+            },
+        )
+        .await
+        .map_err(|e| format!("the Blynk tracker could not start: {e}"));
         AppState {
             engines: tokio::sync::Mutex::new(Engines {
                 real,

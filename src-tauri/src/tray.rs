@@ -103,15 +103,17 @@ mod desktop {
                     .emit(app);
                 }
                 "pause" => {
-                    if let Some(state) = app.try_state::<AppState>() {
-                        if let Ok(mut n) = state.notifier.lock() {
-                            n.paused = !n.paused;
-                            super::reflect_paused(app, n.paused);
-                        }
-                    }
-                    // The window shows the setting too: have it reload.
+                    // Kept by the engine, so `greenlight watch` follows it.
                     let app = app.clone();
                     tauri::async_runtime::spawn(async move {
+                        if let Some(state) = app.try_state::<AppState>() {
+                            let paused = !state.notifier.lock().map(|n| n.paused).unwrap_or(false);
+                            if let Err(e) = crate::notify::set_paused(&state, paused).await {
+                                tracing::warn!(error = %e, "could not pause notifications");
+                                super::reflect_paused(&app, !paused);
+                            }
+                        }
+                        // The window shows the setting too: have it reload.
                         crate::events::reload_window(&app).await;
                     });
                 }

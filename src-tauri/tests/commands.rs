@@ -259,6 +259,7 @@ fn the_app_is_a_client_of_the_daemon_when_it_runs_the_engine() {
     let _served = rt
         .block_on(async { control::serve(&own, engine.clone()) })
         .expect("serves");
+    let mut apps = own.attached_apps();
     let quiet = QuietHours {
         start_minute: 22 * 60,
         end_minute: 7 * 60,
@@ -277,4 +278,15 @@ fn the_app_is_a_client_of_the_daemon_when_it_runs_the_engine() {
         .expect("cleared through the daemon");
     let held = rt.block_on(engine.policies()).unwrap();
     assert!(held.quiet_hours.is_none());
+    // The app said what it is: the daemon leaves notifications to it.
+    assert_eq!(*apps.borrow_and_update(), 1, "the app is counted");
+    // A pause set in the app is the daemon's (shared, kept); one set
+    // elsewhere is the app's.
+    assert_eq!(status["notifications_paused"], false, "{status}");
+    t.call("set_notifications_paused", json!({ "paused": true }))
+        .expect("paused through the daemon");
+    assert!(rt.block_on(engine.notifications_paused()).unwrap());
+    rt.block_on(engine.set_notifications_paused(false)).unwrap();
+    let status = t.call("app_status", json!({})).expect("status");
+    assert_eq!(status["notifications_paused"], false, "{status}");
 }

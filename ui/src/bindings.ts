@@ -73,7 +73,10 @@ export const commands = {
 	demoStart: () => typedError<null, AppError>(__TAURI_INVOKE("demo_start")),
 	/**  Leaves the demo fleet and shows the user's own accounts again. */
 	demoStop: () => typedError<null, AppError>(__TAURI_INVOKE("demo_stop")),
-	/**  Pauses or resumes notifications (also in the tray menu). */
+	/**
+	 *  Pauses or resumes notifications (also in the tray menu), for the app
+	 *  and `greenlight watch` alike, until changed again.
+	 */
 	setNotificationsPaused: (paused: boolean) => typedError<null, AppError>(__TAURI_INVOKE("set_notifications_paused", { paused })),
 	/**  Turns "start Greenlight when I log in" on or off (desktop). */
 	setAutostart: (on: boolean) => typedError<null, AppError>(__TAURI_INVOKE("set_autostart", { on })),
@@ -202,7 +205,11 @@ export type AppStatus = {
 	demo: boolean,
 	/**  Whether passwords can be kept in the OS keychain. */
 	keychain: KeychainStatus,
-	/**  Notifications paused from the tray or settings. */
+	/**
+	 *  Notifications paused (from the tray, the settings or `greenlight
+	 *  notifications pause`; kept with the user's data, shared with
+	 *  `greenlight watch`).
+	 */
 	notifications_paused: boolean,
 	/**  Where the user's data lives. */
 	data_dir: string,
@@ -589,7 +596,18 @@ freshness: Freshness } |
 /**  The outcome of an approval of one node. */
 { type: "approval"; 
 /**  Outcome. */
-outcome: ApprovalOutcome };
+outcome: ApprovalOutcome } | 
+/**
+ *  Notifications were paused or resumed (by the app, its tray or
+ *  `greenlight notifications`); sent on every set, changed or not.
+ */
+{ type: "notifications_paused"; 
+/**  Paused now. */
+paused: boolean } | 
+/**  Quiet hours were set or cleared. */
+{ type: "quiet_hours_changed"; 
+/**  The quiet hours now (`None`: off). */
+quiet_hours: QuietHours | null };
 
 /**  What a firmware file holds, checked before anything is uploaded. */
 export type FirmwareInfo = {
@@ -769,7 +787,17 @@ at: number } |
  */
 { how: "unknown"; 
 /**  Since when. */
-since: number };
+since: number } | 
+/**
+ *  What Greenlight last heard before it restarted: `online` as of `at`.
+ *  Nobody vouches for it now ([`Node::online`] is `None`), but it is
+ *  shown at once instead of a blank until the device reports again.
+ */
+{ how: "remembered"; 
+/**  Whether the device was online then. */
+online: boolean; 
+/**  When that was last heard. */
+at: number };
 
 /**  Server timestamps the tracker remembers between polls (server clock, ms). */
 export type Marks = {
@@ -931,6 +959,12 @@ export type PendingUpdate = {
 	 *  Auto-approve never approves an update that carries one.
 	 */
 	warning?: string | null,
+	/**
+	 *  `Some(t)`: remembered from before Greenlight restarted, last heard
+	 *  at `t`; no source has repeated it since. `None`: reported by a
+	 *  source since this start.
+	 */
+	remembered?: number | null,
 };
 
 /**  Every policy in force: what `policy show` and the app's settings list. */

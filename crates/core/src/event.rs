@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ApprovalOutcome, Job, Millis, Node, PendingUpdate};
+use crate::model::{ApprovalOutcome, Job, Millis, Node, PendingUpdate, QuietHours};
 
 /// How an account's sources are doing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,5 +108,16 @@ pub enum Event {
     Approval {
         /// Outcome.
         outcome: ApprovalOutcome,
+    },
+    /// Notifications were paused or resumed (by the app, its tray or
+    /// `greenlight notifications`); sent on every set, changed or not.
+    NotificationsPaused {
+        /// Paused now.
+        paused: bool,
+    },
+    /// Quiet hours were set or cleared.
+    QuietHoursChanged {
+        /// The quiet hours now (`None`: off).
+        quiet_hours: Option<QuietHours>,
     },
 }

@@ -33,9 +33,11 @@ pub mod error;
 pub mod event;
 pub mod export;
 pub mod model;
+pub mod notify;
 pub mod policy;
 pub mod rainmaker;
 pub mod secrets;
+pub mod setup;
 pub mod store;
 pub mod tls;
 pub mod words;
@@ -44,4 +46,5 @@ pub use engine::{Clock, Engine, EngineConfig, EngineHandle, ManualClock, SystemC
 pub use error::{Error, Result};
 pub use event::{AccountState, Checking, Event, Freshness};
 pub use model::*;
+pub use notify::{Note, Notifier, BATCH_WINDOW_MS};
 pub use secrets::{KeyringSecretStore, MemorySecretStore, SecretError, SecretStore};

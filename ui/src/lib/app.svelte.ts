@@ -257,6 +257,14 @@ export class AppModel {
       }
       case "approval":
         break;
+      // Settings changed anywhere (this window, the tray, another process
+      // such as `greenlight notifications pause`).
+      case "notifications_paused":
+        if (this.status) this.status = { ...this.status, notifications_paused: ev.paused };
+        break;
+      case "quiet_hours_changed":
+        if (this.policies) this.policies = { ...this.policies, quiet_hours: ev.quiet_hours };
+        break;
     }
   }
 

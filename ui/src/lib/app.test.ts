@@ -29,3 +29,16 @@ describe("AppModel.reload", () => {
     expect(m.pending.map((p) => p.node_id)).toEqual(["p2"]);
   });
 });
+
+describe("AppModel.apply", () => {
+  it("follows a pause and quiet hours set elsewhere (the tray, `greenlight notifications pause`)", () => {
+    const m = new AppModel();
+    m.status = { version: "0", demo: false, keychain: { state: "available" }, notifications_paused: false, data_dir: "/d", autostart: null, demo_firmware: null, engine_owner: "daemon" };
+    m.policies = { auto_approve: [], quiet_hours: null, skipped: [], snoozed: [] };
+    m.apply({ type: "notifications_paused", paused: true });
+    expect(m.status.notifications_paused).toBe(true);
+    const quiet = { start_minute: 1320, end_minute: 420, utc_offset_minutes: 60 };
+    m.apply({ type: "quiet_hours_changed", quiet_hours: quiet });
+    expect(m.policies.quiet_hours).toEqual(quiet);
+  });
+});

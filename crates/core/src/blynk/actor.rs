@@ -159,8 +159,39 @@ impl Actor {
                         for a in accounts {
                             self.poll(&a).await;
                         }
+                    } else {
+                        self.follow_store();
                     }
                 }
+            }
+        }
+    }
+
+    /// Without a timer of its own (the daemon owns the directory and polls
+    /// the servers), follows what the poller writes: every campaign that is
+    /// active, or was when last read, is read again and announced when it
+    /// changed. A store read, not a request to any server.
+    fn follow_store(&mut self) {
+        let mut ids: HashSet<i64> = match self.store.campaigns(None, &["active"], 1000) {
+            Ok(v) => v.into_iter().map(|c| c.id).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read campaigns");
+                return;
+            }
+        };
+        ids.extend(
+            self.tracked
+                .values()
+                .filter(|c| c.status == CampaignStatus::Active)
+                .map(|c| c.id),
+        );
+        for id in ids {
+            let Ok(Some(c)) = self.store.campaign(id) else {
+                continue;
+            };
+            if self.tracked.get(&id) != Some(&c) {
+                self.tracked.insert(id, c.clone());
+                self.emit(BlynkEvent::CampaignChanged { campaign: c });
             }
         }
     }
@@ -263,6 +294,9 @@ impl Actor {
                 let _ = reply.send(Ok(waits));
             }
             Request::Status(account, reply) => {
+                if !self.cfg.background {
+                    self.follow_store();
+                }
                 let v = self
                     .tracked
                     .values()

@@ -1,7 +1,8 @@
 //! A client's side: an [`EngineHandle`] whose requests go to the owner of
 //! the data directory over its control socket. The views use it exactly
 //! like a local one; `shutdown` only closes the connection (the owner's
-//! engine keeps running).
+//! engine keeps running). The client says what it is first
+//! ([`ClientKind`]; see `wire.rs`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,8 +15,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::codec::{Framed, LinesCodec};
 
-use super::wire::{Answer, Call, Envelope, MAX_LINE, PROTOCOL};
-use super::SOCKET_FILE;
+use super::wire::{Answer, Call, ClientKind, Envelope, MAX_LINE, PROTOCOL};
 use crate::engine::handle::{Reply, Request};
 use crate::engine::{EngineHandle, Mode};
 use crate::error::{Error, Result};
@@ -25,10 +25,22 @@ use crate::secrets::SecretStore;
 type Adapter = Box<dyn FnOnce(Result<Value>) + Send>;
 type Waiting = Arc<Mutex<HashMap<u64, Adapter>>>;
 
-/// Connects to the owner of `dir`, if one serves it. `Ok(None)`: nobody
+/// Connects to the owner of `dir`, if one serves it, as a one-shot command
+/// ([`connect_as`] with [`ClientKind::Command`]). `Ok(None)`: nobody
 /// listens (no owner, or one that does not serve) — run an engine here.
 pub async fn connect(dir: &Path, secrets: Arc<dyn SecretStore>) -> Result<Option<EngineHandle>> {
-    let path = dir.join(SOCKET_FILE);
+    connect_as(dir, secrets, ClientKind::Command).await
+}
+
+/// Connects to the owner of `dir`, if one serves it, saying what this
+/// client is (the owner counts the apps attached). `Ok(None)`: nobody
+/// listens — run an engine here.
+pub async fn connect_as(
+    dir: &Path,
+    secrets: Arc<dyn SecretStore>,
+    kind: ClientKind,
+) -> Result<Option<EngineHandle>> {
+    let path = super::socket_path(dir)?;
     let stream = match UnixStream::connect(&path).await {
         Ok(s) => s,
         Err(e)
@@ -48,6 +60,22 @@ pub async fn connect(dir: &Path, secrets: Arc<dyn SecretStore>) -> Result<Option
     };
     let (mut sink, mut lines) =
         Framed::new(stream, LinesCodec::new_with_max_length(MAX_LINE)).split();
+    // Hello first, under id 0 (no request uses it): its answer is not
+    // waited for, and an owner from before it answers with an error that
+    // is ignored the same way.
+    let hello = Envelope {
+        v: PROTOCOL,
+        id: 0,
+        call: Call::Hello { kind },
+    };
+    if sink
+        .send(serde_json::to_string(&hello).unwrap_or_default())
+        .await
+        .is_err()
+    {
+        // The owner went away between accepting and reading.
+        return Ok(None);
+    }
     let (tx, mut rx) = mpsc::channel::<Request>(64);
     let (events, _) = broadcast::channel(1024);
     let waiting: Waiting = Arc::default();
@@ -176,6 +204,8 @@ fn translate(req: Request) -> Translated {
         Request::Skip(n, r) => C(Call::Skip(n), reply(r)),
         Request::AutoApprove(n, on, r) => C(Call::AutoApprove(n, on), reply(r)),
         Request::QuietHours(q, r) => C(Call::QuietHours(q), reply(r)),
+        Request::NotificationsPaused(r) => C(Call::NotificationsPaused, reply(r)),
+        Request::SetNotificationsPaused(p, r) => C(Call::SetNotificationsPaused(p), reply(r)),
         // The owner answers once the check is done.
         Request::CheckNow(n, r) => C(
             Call::CheckNow(n),

@@ -1,18 +1,20 @@
 //! The owner's side: the control socket, one task per client, each request
 //! run on the owner's engine handle in a task of its own (a client
 //! following a long approval does not hold up its other requests), and
-//! every engine event forwarded to every client.
+//! every engine event forwarded to every client. A client that says it is
+//! the app is counted while it stays connected
+//! ([`Ownership::attached_apps`](super::Ownership::attached_apps)).
 
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::codec::{Framed, LinesCodec};
 
-use super::wire::{Answer, Call, Envelope, WireError, MAX_LINE, PROTOCOL};
+use super::wire::{Answer, Call, ClientKind, Envelope, WireError, MAX_LINE, PROTOCOL};
 use super::{Owner, Ownership};
 use crate::engine::EngineHandle;
 use crate::error::{Error, Result};
@@ -20,7 +22,7 @@ use crate::error::{Error, Result};
 /// Listens on the directory's control socket (replacing a stale one) and
 /// serves `handle` to every client until the task is aborted.
 pub fn serve(own: &Ownership, handle: EngineHandle) -> Result<JoinHandle<()>> {
-    let path = own.socket_path();
+    let path = own.socket_path()?;
     // Only the owner gets here, so a socket file is a dead owner's.
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).map_err(|e| Error::Io {
@@ -33,11 +35,12 @@ pub fn serve(own: &Ownership, handle: EngineHandle) -> Result<JoinHandle<()>> {
         let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
     }
     let owner = Arc::new(own.owner().clone());
+    let apps = own.apps.clone();
     Ok(tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
-                    tokio::spawn(client(stream, handle.clone(), owner.clone()));
+                    tokio::spawn(client(stream, handle.clone(), owner.clone(), apps.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "control socket: accept failed");
@@ -48,7 +51,28 @@ pub fn serve(own: &Ownership, handle: EngineHandle) -> Result<JoinHandle<()>> {
     }))
 }
 
-async fn client(stream: UnixStream, handle: EngineHandle, owner: Arc<Owner>) {
+/// Counts one attached app while it lives (a client that said so).
+struct AppAttached(Arc<watch::Sender<usize>>);
+
+impl AppAttached {
+    fn new(apps: Arc<watch::Sender<usize>>) -> AppAttached {
+        apps.send_modify(|n| *n += 1);
+        AppAttached(apps)
+    }
+}
+
+impl Drop for AppAttached {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+async fn client(
+    stream: UnixStream,
+    handle: EngineHandle,
+    owner: Arc<Owner>,
+    apps: Arc<watch::Sender<usize>>,
+) {
     let (mut sink, mut lines) =
         Framed::new(stream, LinesCodec::new_with_max_length(MAX_LINE)).split();
     let (out, mut outgoing) = mpsc::channel::<String>(1024);
@@ -77,6 +101,7 @@ async fn client(stream: UnixStream, handle: EngineHandle, owner: Arc<Owner>) {
             }
         }
     });
+    let mut app: Option<AppAttached> = None;
     while let Some(line) = lines.next().await {
         let line = match line {
             Ok(l) => l,
@@ -85,8 +110,10 @@ async fn client(stream: UnixStream, handle: EngineHandle, owner: Arc<Owner>) {
                 break;
             }
         };
-        let env: Envelope = match serde_json::from_str(&line) {
-            Ok(env) => env,
+        // The version and id first, so that a call this owner does not know
+        // (a newer client's) is answered under its id, not left waiting.
+        let head: Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
             Err(e) => {
                 let err = WireError::Other {
                     message: format!("not a request: {e}"),
@@ -95,14 +122,37 @@ async fn client(stream: UnixStream, handle: EngineHandle, owner: Arc<Owner>) {
                 continue;
             }
         };
-        if env.v != PROTOCOL {
+        let id = head.get("id").and_then(Value::as_u64).unwrap_or(0);
+        let v = head.get("v").and_then(Value::as_u64).unwrap_or(0);
+        if v != u64::from(PROTOCOL) {
             let err = WireError::Other {
                 message: format!(
-                    "this Greenlight ({}) speaks control protocol {PROTOCOL}, the client {}: use the same version",
-                    owner.version, env.v
+                    "this Greenlight ({}) speaks control protocol {PROTOCOL}, the client {v}: use the same version",
+                    owner.version
                 ),
             };
-            let _ = out.send(answer(env.id, Err(err))).await;
+            let _ = out.send(answer(id, Err(err))).await;
+            continue;
+        }
+        let env: Envelope = match serde_json::from_value(head) {
+            Ok(env) => env,
+            Err(e) => {
+                let err = WireError::Other {
+                    message: format!(
+                        "this Greenlight ({}) does not know that request ({e}): use the same version",
+                        owner.version
+                    ),
+                };
+                let _ = out.send(answer(id, Err(err))).await;
+                continue;
+            }
+        };
+        // Said before any other request, and handled in order.
+        if let Call::Hello { kind } = env.call {
+            if kind == ClientKind::App && app.is_none() {
+                app = Some(AppAttached::new(apps.clone()));
+            }
+            let _ = out.send(answer(env.id, Ok(Value::Null))).await;
             continue;
         }
         let (handle, out, owner) = (handle.clone(), out.clone(), owner.clone());
@@ -113,6 +163,7 @@ async fn client(stream: UnixStream, handle: EngineHandle, owner: Arc<Owner>) {
             let _ = out.send(answer(env.id, r)).await;
         });
     }
+    drop(app);
     forwarder.abort();
     drop(out);
     let _ = writer.await;
@@ -163,6 +214,10 @@ async fn run(h: &EngineHandle, call: Call, owner: &Owner) -> Result<Value> {
         Call::Skip(n) => to_value(h.skip(n).await?),
         Call::AutoApprove(n, on) => to_value(h.set_auto_approve(n, on).await?),
         Call::QuietHours(q) => to_value(h.set_quiet_hours(q).await?),
+        Call::NotificationsPaused => to_value(h.notifications_paused().await?),
+        Call::SetNotificationsPaused(p) => to_value(h.set_notifications_paused(p).await?),
+        // Answered where it is read (it changes the connection).
+        Call::Hello { .. } => Ok(Value::Null),
         Call::CheckNow(n) => to_value(h.check_now(n).await?),
         Call::Refresh => to_value(h.refresh().await?),
         Call::Owner => to_value(owner),

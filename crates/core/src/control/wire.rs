@@ -2,6 +2,17 @@
 //! [`Envelope`] carries a [`Call`] (the engine handle's requests, by name);
 //! the owner answers with an [`Answer`] of the same id, and streams every
 //! engine event as an `{"event": ...}` line.
+//!
+//! A client says what it is first: `{"v":1,"id":0,"call":{"method":"hello",
+//! "params":{"kind":"app"}}}` ([`Call::Hello`], a [`ClientKind`]). The owner
+//! counts the apps attached (`greenlight watch` shows desktop notifications
+//! only while none is: an attached app shows its own) and answers
+//! `{"id":0,"ok":null}`, which the client does not wait for. Saying hello
+//! is optional, so protocol 1 holds: a client from before it is a client of
+//! no particular kind (never an app), and an owner from before it answers
+//! the hello with an error the client ignores. A call the owner does not
+//! know is answered with an error under the call's own id, so a newer
+//! client is never left waiting.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -28,10 +39,27 @@ pub(crate) struct Envelope {
     pub call: Call,
 }
 
+/// What a client of the control socket is, as it says in its first line
+/// (`{"method":"hello","params":{"kind":"app"}}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    /// The desktop app: it shows notifications itself.
+    App,
+    /// `greenlight watch` attached to another owner.
+    Watch,
+    /// A one-shot `greenlight` command.
+    Command,
+}
+
 /// What a client can ask: the engine handle's requests.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "method", content = "params", rename_all = "snake_case")]
 pub(crate) enum Call {
+    /// The client says what it is (first, once; see the module docs).
+    Hello {
+        kind: ClientKind,
+    },
     AddAccount(Box<AccountConfig>),
     RemoveAccount(String),
     Accounts,
@@ -57,6 +85,8 @@ pub(crate) enum Call {
     Skip(NodeRef),
     AutoApprove(NodeRef, bool),
     QuietHours(Option<QuietHours>),
+    NotificationsPaused,
+    SetNotificationsPaused(bool),
     CheckNow(NodeRef),
     Refresh,
     /// Who the owner is (for `greenlight status`).
