@@ -46,15 +46,45 @@ pub enum Command {
     /// Policies: per-device auto-approve, quiet hours.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Pause or resume desktop notifications (the app's and `greenlight
+    /// watch`'s alike), or show whether they are paused.
+    #[command(subcommand)]
+    Notifications(NotificationsCmd),
     /// Run the engine: follow every device, apply policies, print events.
     /// When the app (or another daemon) already runs it, attach to it.
     Watch,
     /// Who runs the engine for this data directory (the daemon, the app or
     /// nobody), and since when.
     Status,
+    /// Run `greenlight watch` as a systemd user service (Linux): install,
+    /// uninstall, or show its state.
+    #[command(subcommand)]
+    Service(ServiceCmd),
     /// Blynk legacy server: start, stop and follow over-the-air updates.
     #[command(subcommand)]
     Blynk(BlynkCmd),
+}
+
+/// `service` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ServiceCmd {
+    /// Write a systemd user unit that runs `greenlight watch` (this binary,
+    /// this data directory), enable it and start it.
+    Install(ServiceInstallArgs),
+    /// Stop and disable the service and remove its unit file.
+    Uninstall,
+    /// The unit file, whether systemd has it enabled and running, and who
+    /// runs the engine for the data directory.
+    Status,
+}
+
+/// `service install`.
+#[derive(Debug, Args)]
+pub struct ServiceInstallArgs {
+    /// Write and enable the unit without starting it now (it starts with
+    /// the next user session, or at boot with lingering).
+    #[arg(long)]
+    pub no_start: bool,
 }
 
 /// `blynk` subcommands.
@@ -367,4 +397,15 @@ pub enum PolicyCmd {
         /// HH:MM-HH:MM (local time), or `off`.
         window: String,
     },
+}
+
+/// `notifications` subcommands.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum NotificationsCmd {
+    /// Show none until resumed (kept across restarts).
+    Pause,
+    /// Show them again.
+    Resume,
+    /// Whether they are paused.
+    Status,
 }

@@ -8,18 +8,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use greenlight_core::blynk::{BlynkHandle, BlynkTracker, TrackerConfig};
 use greenlight_core::control;
+use greenlight_core::policy;
 use greenlight_core::rainmaker::rest::RetryPolicy;
+use greenlight_core::setup::{self, ErrorClass, NewAccount, NewBroker, NewCloud};
 use greenlight_core::{
-    now_ms, secret_keys, AccountConfig, AccountState, ApprovalResult, Engine, EngineConfig,
-    EngineHandle, Event, HistoryFilter, Job, JobState, KeyringSecretStore, MqttConfig, NodeRef,
-    QuietHours, SecretError, SecretStore,
+    now_ms, secret_keys, AccountState, ApprovalResult, Engine, EngineConfig, EngineHandle, Event,
+    HistoryFilter, Job, JobState, KeyringSecretStore, NodeRef, SecretError, SecretStore,
 };
 use serde_json::json;
 
 use crate::args::{
-    AccountAdd, AccountCmd, ApproveArgs, Cli, Command, HistoryArgs, PolicyCmd, ResultFilter,
-    TlsArgs,
+    AccountAdd, AccountCmd, ApproveArgs, Cli, Command, HistoryArgs, NotificationsCmd, PolicyCmd,
+    ResultFilter, TlsArgs,
 };
 use crate::output::{self, node_label};
 use crate::Failure;
@@ -31,13 +33,9 @@ pub fn data_dir(arg: Option<PathBuf>) -> Res<PathBuf> {
     if let Some(d) = arg {
         return Ok(d);
     }
-    directories::ProjectDirs::from("dev", "greenlight", "greenlight")
-        .map(|p| p.data_dir().to_path_buf())
-        .ok_or_else(|| {
-            Failure::Failed(
-                "no home directory to keep Greenlight's data in; pass --data-dir".into(),
-            )
-        })
+    setup::default_data_dir().ok_or_else(|| {
+        Failure::Failed("no home directory to keep Greenlight's data in; pass --data-dir".into())
+    })
 }
 
 /// A secret store that only says the keychain is unreachable: commands that
@@ -76,6 +74,10 @@ pub(crate) fn actor() -> String {
 /// The ownership of the data directory, while this process runs its engine.
 static OWNERSHIP: std::sync::Mutex<Option<control::Ownership>> = std::sync::Mutex::new(None);
 
+/// The configuration of the engine this process runs (as the owner): what
+/// `watch` opens the Blynk tracker beside (same directory, keychain, actor).
+static OWNED_CONFIG: std::sync::Mutex<Option<EngineConfig>> = std::sync::Mutex::new(None);
+
 /// The engine of this data directory: the one its owner runs (the daemon
 /// or the app), over the control socket, or — when nobody runs one — an
 /// engine of this process's own, which then owns the directory (and, for
@@ -88,7 +90,12 @@ async fn open_engine(cli: &Cli) -> Res<EngineHandle> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut said = false;
     let own = loop {
-        if let Some(remote) = control::connect(&dir, secrets.clone()).await? {
+        let as_kind = if daemon {
+            control::ClientKind::Watch
+        } else {
+            control::ClientKind::Command
+        };
+        if let Some(remote) = control::connect_as(&dir, secrets.clone(), as_kind).await? {
             return Ok(remote);
         }
         let kind = if daemon { "daemon" } else { "command" };
@@ -134,12 +141,16 @@ async fn open_engine(cli: &Cli) -> Res<EngineHandle> {
             ..RetryPolicy::default()
         };
     }
+    let kept = cfg.clone();
     let engine = Engine::open(cfg).await?;
     if daemon {
         control::serve(&own, engine.clone())?;
     }
     if let Ok(mut o) = OWNERSHIP.lock() {
         *o = Some(own);
+    }
+    if let Ok(mut c) = OWNED_CONFIG.lock() {
+        *c = Some(kept);
     }
     Ok(engine)
 }
@@ -152,6 +163,13 @@ async fn status(cli: &Cli) -> Res {
         output::json(&json!({ "data_dir": dir, "owner": owner }))?;
         return Ok(());
     }
+    println!("{}", owner_sentence(&dir, owner.as_ref()));
+    Ok(())
+}
+
+/// Who runs the engine for `dir`, in one sentence (`status` and
+/// `service status` say it the same way).
+pub(crate) fn owner_sentence(dir: &std::path::Path, owner: Option<&control::Owner>) -> String {
     match owner {
         Some(o) => {
             let who = match o.kind.as_str() {
@@ -159,7 +177,7 @@ async fn status(cli: &Cli) -> Res {
                 "app" => "the Greenlight app".to_string(),
                 other => format!("a greenlight {other}"),
             };
-            println!(
+            format!(
                 "{} is run by {who}, pid {}, since {} ({}){}.",
                 dir.display(),
                 o.pid,
@@ -170,14 +188,13 @@ async fn status(cli: &Cli) -> Res {
                 } else {
                     ""
                 }
-            );
+            )
         }
-        None => println!(
+        None => format!(
             "Nobody runs the engine for {}: each command runs its own while it works. `greenlight watch` keeps one running.",
             dir.display()
         ),
     }
-    Ok(())
 }
 
 /// Runs one command.
@@ -225,8 +242,10 @@ pub async fn run(cli: Cli) -> Res {
         Command::Jobs => jobs(&cli).await,
         Command::History(a) => history(&cli, a).await,
         Command::Policy(p) => policy(&cli, p).await,
+        Command::Notifications(n) => notifications(&cli, *n).await,
         Command::Watch => watch(&cli).await,
         Command::Status => status(&cli).await,
+        Command::Service(s) => crate::service::run(&cli, s),
         Command::Blynk(b) => crate::blynk::run(&cli, b).await,
     }
 }
@@ -314,13 +333,7 @@ fn parse_duration(s: &str) -> Res<Duration> {
 }
 
 fn parse_hhmm(s: &str) -> Res<u16> {
-    let bad = || Failure::Usage(format!("{s:?} is not a time like 22:30"));
-    let (h, m) = s.trim().split_once(':').ok_or_else(bad)?;
-    let (h, m): (u16, u16) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-    if h > 23 || m > 59 {
-        return Err(bad());
-    }
-    Ok(h * 60 + m)
+    policy::parse_hhmm(s).map_err(|e| Failure::Usage(e.plain()))
 }
 
 /// Brings the state up to date (one sweep); a failure is reported, not fatal,
@@ -452,30 +465,6 @@ pub(crate) fn read_password(from_stdin: bool, prompt: &str) -> Res<String> {
     Ok(pw)
 }
 
-fn mqtt_config(url: &str, tls: &TlsArgs, username: Option<String>) -> Res<MqttConfig> {
-    if !(url.starts_with("mqtt://") || url.starts_with("mqtts://")) {
-        return Err(Failure::Usage(format!(
-            "{url:?}: the broker URL must start with mqtt:// or mqtts://"
-        )));
-    }
-    let path = |p: &Option<PathBuf>| -> Res<Option<String>> {
-        match p {
-            None => Ok(None),
-            Some(p) if p.is_file() => Ok(Some(p.to_string_lossy().into_owned())),
-            Some(p) => Err(Failure::Usage(format!("{}: no such file", p.display()))),
-        }
-    };
-    Ok(MqttConfig {
-        url: url.to_string(),
-        ca_file: path(&tls.ca)?,
-        client_cert: path(&tls.cert)?,
-        client_key: path(&tls.key)?,
-        username,
-        basic_ingest: true,
-        client_id: None,
-    })
-}
-
 /// Decides how to trust an `https://` server: the system's roots when they
 /// vouch for it; otherwise only the fingerprint the user accepted — given
 /// with `--trust-fingerprint`, or shown and confirmed at a terminal.
@@ -492,106 +481,111 @@ pub(crate) async fn trust(url: &str, given: Option<&str>) -> Res<Option<String>>
             )))
         }
     };
-    let question = format!("{url} has a certificate your system does not trust (self-signed?).\nSHA-256 fingerprint: {}\nTrust this certificate for this account?", tls::pretty(&seen));
-    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
-        let yes = dialoguer::Confirm::new()
-            .with_prompt(question)
-            .default(false)
-            .interact()
-            .map_err(|e| Failure::Failed(e.to_string()))?;
-        if yes {
-            return Ok(Some(seen));
-        }
-        return Err(Failure::Failed(
-            "not trusted; the account was not added".into(),
-        ));
-    }
-    Err(Failure::Failed(format!(
-        "{url} has a certificate your system does not trust (self-signed?). Its SHA-256 fingerprint is {}. If that is your server, run again with --trust-fingerprint {seen}",
-        tls::pretty(&seen)
-    )))
+    confirm_certificate(url, &seen)?;
+    Ok(Some(seen))
 }
 
+/// The broker side of a new account, from the command line.
+fn new_broker(
+    url: &str,
+    tls: &TlsArgs,
+    username: Option<String>,
+    password: Option<String>,
+) -> NewBroker {
+    let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned());
+    NewBroker {
+        url: url.to_string(),
+        username,
+        password,
+        ca_file: path(&tls.ca),
+        client_cert: path(&tls.cert),
+        client_key: path(&tls.key),
+    }
+}
+
+/// Adds an account through core's one flow ([`setup::add_account`]),
+/// through the owner of the data directory when one runs. The CLI's part is
+/// asking: the password, and whether to trust an unknown certificate.
 async fn add_account(cli: &Cli, kind: &AccountAdd) -> Res {
-    let (cfg, password, secret_key) = match kind {
+    let mut new = match kind {
         AccountAdd::Rainmaker(a) => {
-            let url = greenlight_core::rainmaker::rest::canonical_base(&a.url)
-                .map_err(|e| Failure::Usage(e.to_string()))?;
-            let mut cfg = AccountConfig::rest(&a.name, &url, &a.user);
-            if let Some(r) = cfg.rest.as_mut() {
-                r.pinned_sha256 = trust(&url, a.trust_fingerprint.as_deref()).await?;
-            }
-            if let Some(u) = &a.mqtt_url {
-                cfg.mqtt = Some(mqtt_config(u, &a.tls, None)?);
-            }
-            let pw = read_password(
+            let password = read_password(
                 a.password_stdin,
                 &format!("RainMaker password for {}", a.user),
             )?;
-            (cfg, Some(pw), secret_keys::PASSWORD)
+            NewAccount {
+                name: a.name.clone(),
+                cloud: Some(NewCloud {
+                    url: a.url.clone(),
+                    user: a.user.clone(),
+                    password,
+                    trust_fingerprint: a.trust_fingerprint.clone(),
+                }),
+                broker: a
+                    .mqtt_url
+                    .as_ref()
+                    .map(|u| new_broker(u, &a.tls, None, None)),
+            }
         }
         AccountAdd::Mqtt(a) => {
-            let cfg = AccountConfig {
-                name: a.name.clone(),
-                rest: None,
-                mqtt: Some(mqtt_config(&a.mqtt_url, &a.tls, a.username.clone())?),
-            };
-            let pw = if a.username.is_some() {
+            let password = if a.username.is_some() {
                 Some(read_password(a.password_stdin, "Broker password")?)
             } else {
                 None
             };
-            (cfg, pw, secret_keys::MQTT_PASSWORD)
+            NewAccount {
+                name: a.name.clone(),
+                cloud: None,
+                broker: Some(new_broker(
+                    &a.mqtt_url,
+                    &a.tls,
+                    a.username.clone(),
+                    password,
+                )),
+            }
         }
     };
-    // The keychain must be there before anything is saved: a password is
-    // never kept anywhere else.
-    let secrets = keychain().map_err(keychain_failure)?;
-    if let Some(pw) = &password {
-        secrets
-            .set(&cfg.name, secret_key, pw)
-            .map_err(keychain_failure)?;
-    }
-    if let Some(rest) = &cfg.rest {
-        // Log in once now, so a wrong password is said at once and nothing is kept.
-        if let Err(err) =
-            greenlight_core::rainmaker::rest::verify_login(&cfg.name, rest, secrets.clone()).await
-        {
-            return Err(match err {
-                greenlight_core::Error::NeedsLogin { reason, .. } => {
-                    Failure::Auth(format!("could not log in to {}: {reason}", cfg.name))
+    let e = open_engine(cli).await?;
+    let added = match setup::add_account(&e, new.clone()).await {
+        Err(greenlight_core::Error::UntrustedCertificate { url, fingerprint }) => {
+            match confirm_certificate(&url, &fingerprint) {
+                Ok(()) => {
+                    if let Some(c) = new.cloud.as_mut() {
+                        c.trust_fingerprint = Some(fingerprint);
+                    }
+                    setup::add_account(&e, new).await
                 }
-                other => Failure::Failed(format!(
-                    "could not reach {}: {}; the account was not added",
-                    rest.base_url,
-                    other.plain()
+                Err(f) => {
+                    e.shutdown().await;
+                    return Err(f);
+                }
+            }
+        }
+        other => other,
+    };
+    let cfg = match added {
+        Ok(cfg) => cfg,
+        Err(err) => {
+            e.shutdown().await;
+            return Err(match err.class() {
+                ErrorClass::Keychain => match err {
+                    greenlight_core::Error::Secret(s) => keychain_failure(s),
+                    other => Failure::Auth(other.plain()),
+                },
+                ErrorClass::Auth => Failure::Auth(format!(
+                    "could not log in to {}: {}",
+                    new_name(kind),
+                    match &err {
+                        greenlight_core::Error::NeedsLogin { reason, .. } => reason.clone(),
+                        other => other.plain(),
+                    }
                 )),
+                _ => err.into(),
             });
         }
-    }
-    let dir = data_dir(cli.data_dir.clone())?;
-    let e = Engine::open(EngineConfig::new(dir, secrets.clone(), &actor())).await?;
-    e.add_account(cfg.clone()).await?;
+    };
     if cfg.rest.is_some() {
         refresh(cli, &e).await;
-        let state = e
-            .accounts()
-            .await?
-            .into_iter()
-            .find(|(c, _)| c.name == cfg.name)
-            .map(|(_, s)| s);
-        if let Some(AccountState::NeedsLogin { reason }) = state {
-            // Leave nothing half-configured behind a wrong password.
-            let _ = e.remove_account(&cfg.name).await;
-            for k in [secret_keys::PASSWORD, secret_keys::REFRESH_TOKEN] {
-                let _ = secrets.delete(&cfg.name, k);
-            }
-            e.shutdown().await;
-            return Err(Failure::Auth(format!(
-                "could not log in to {}: {reason}",
-                cfg.name
-            )));
-        }
     }
     let n = e
         .nodes()
@@ -609,6 +603,37 @@ async fn add_account(cli: &Cli, kind: &AccountAdd) -> Res {
     );
     e.shutdown().await;
     Ok(())
+}
+
+fn new_name(kind: &AccountAdd) -> &str {
+    match kind {
+        AccountAdd::Rainmaker(a) => &a.name,
+        AccountAdd::Mqtt(a) => &a.name,
+    }
+}
+
+/// Shows an untrusted certificate's fingerprint and asks at a terminal
+/// whether to trust it; without a terminal, says how to pass it.
+fn confirm_certificate(url: &str, seen: &str) -> Res<()> {
+    use greenlight_core::tls;
+    let question = format!("{url} has a certificate your system does not trust (self-signed?).\nSHA-256 fingerprint: {}\nTrust this certificate for this account?", tls::pretty(seen));
+    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        let yes = dialoguer::Confirm::new()
+            .with_prompt(question)
+            .default(false)
+            .interact()
+            .map_err(|e| Failure::Failed(e.to_string()))?;
+        if yes {
+            return Ok(());
+        }
+        return Err(Failure::Failed(
+            "not trusted; the account was not added".into(),
+        ));
+    }
+    Err(Failure::Failed(format!(
+        "{url} has a certificate your system does not trust (self-signed?). Its SHA-256 fingerprint is {}. If that is your server, run again with --trust-fingerprint {seen}",
+        tls::pretty(seen)
+    )))
 }
 
 async fn nodes(cli: &Cli) -> Res {
@@ -720,7 +745,7 @@ async fn approve(cli: &Cli, a: &ApproveArgs) -> Res {
                 .pending()
                 .await?
                 .into_iter()
-                .filter(|p| p.snoozed_until.is_none_or(|u| u <= now_ms()))
+                .filter(|p| !p.is_snoozed(now_ms()))
                 .map(|p| NodeRef::new(&p.account, &p.node_id))
                 .collect();
             e.approve_at(&ids, at).await?
@@ -1031,6 +1056,30 @@ async fn history(cli: &Cli, a: &HistoryArgs) -> Res {
     Ok(())
 }
 
+/// `greenlight notifications pause|resume|status`: one setting for the app
+/// and the daemon, kept in the data directory (through the owner, when one
+/// runs: its notifier and the app's tray follow at once).
+async fn notifications(cli: &Cli, n: NotificationsCmd) -> Res {
+    let e = open_engine(cli).await?;
+    let paused = match n {
+        NotificationsCmd::Pause => e.set_notifications_paused(true).await.map(|_| true),
+        NotificationsCmd::Resume => e.set_notifications_paused(false).await.map(|_| false),
+        NotificationsCmd::Status => e.notifications_paused().await,
+    };
+    e.shutdown().await;
+    let paused = paused?;
+    say(
+        cli,
+        json!({ "paused": paused }),
+        if paused {
+            "Notifications are paused: neither the app nor `greenlight watch` shows any until `greenlight notifications resume` (the inbox and `greenlight pending` still list what waits)."
+        } else {
+            "Notifications are on (outside quiet hours)."
+        },
+    );
+    Ok(())
+}
+
 async fn policy(cli: &Cli, p: &PolicyCmd) -> Res {
     let e = open_engine(cli).await?;
     match p {
@@ -1113,16 +1162,12 @@ async fn policy(cli: &Cli, p: &PolicyCmd) -> Res {
                 e.set_quiet_hours(None).await?;
                 say(cli, json!({"quiet_hours": null}), "Quiet hours off.");
             } else {
-                let (a, b) = window.split_once('-').ok_or_else(|| {
-                    Failure::Usage(format!(
-                        "{window:?}: give quiet hours as HH:MM-HH:MM, or off"
-                    ))
-                })?;
-                let q = QuietHours {
-                    start_minute: parse_hhmm(a)?,
-                    end_minute: parse_hhmm(b)?,
-                    utc_offset_minutes: local_offset_minutes(),
-                };
+                let q = policy::parse_quiet_hours(window, local_offset_minutes())
+                    .map_err(|e| Failure::Usage(format!("{}, or off", e.plain())))?;
+                let b = window
+                    .split_once('-')
+                    .map(|(_, b)| b.trim())
+                    .unwrap_or_default();
                 e.set_quiet_hours(Some(q)).await?;
                 say(
                     cli,
@@ -1174,6 +1219,31 @@ fn local_offset_minutes() -> i16 {
 
 async fn watch(cli: &Cli) -> Res {
     let e = open_engine(cli).await?;
+    // The owner shows desktop notifications while no app is attached (an
+    // attached daemon leaves them to its owner).
+    let apps = OWNERSHIP
+        .lock()
+        .ok()
+        .and_then(|o| o.as_ref().map(|o| o.attached_apps()));
+    // The owner also follows the Blynk campaigns started from any process
+    // (`greenlight blynk start`, the app), on a timer: one poller per data
+    // directory (an app attached as a client polls none; a daemon attached
+    // to the app leaves it to the app: it has no engine configuration).
+    let owned = OWNED_CONFIG.lock().ok().and_then(|c| c.clone());
+    let blynk = match owned {
+        Some(cfg) => open_blynk(&cfg).await,
+        None => None,
+    };
+    let _notes = apps.map(|apps| {
+        crate::notify::spawn(
+            e.clone(),
+            blynk.as_ref().map(BlynkHandle::subscribe),
+            apps,
+            crate::notify::desktop(),
+        )
+    });
+    let mut blynk_events = blynk.as_ref().map(BlynkHandle::subscribe);
+    let mut campaigns = HashMap::new();
     let mut events = e.subscribe();
     let names = std::sync::Mutex::new(HashMap::<String, String>::new());
     for n in e.nodes().await? {
@@ -1228,11 +1298,41 @@ async fn watch(cli: &Cli) -> Res {
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => eprintln!("greenlight: {n} events skipped (too many at once)"),
                 Err(_) => break,
+            },
+            ev = crate::notify::next_blynk(&mut blynk_events) => match ev {
+                Ok(ev) => {
+                    if cli.json {
+                        output::json_line(&json!({"at": now_ms(), "blynk_event": ev}))?;
+                    } else if let Some(line) = crate::blynk::describe_event(&ev, &mut campaigns) {
+                        println!("{line}");
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => eprintln!("greenlight: {n} Blynk events skipped (too many at once)"),
+                // The tracker stopped on its own; RainMaker is still watched.
+                Err(_) => blynk_events = None,
             }
         }
     }
+    if let Some(b) = &blynk {
+        b.shutdown().await;
+    }
     e.shutdown().await;
     Ok(())
+}
+
+/// The daemon's Blynk tracker, polling on a timer, beside its engine. One
+/// that cannot open is said and done without: RainMaker is still watched.
+async fn open_blynk(cfg: &EngineConfig) -> Option<BlynkHandle> {
+    match BlynkTracker::open_beside(cfg, TrackerConfig::default()).await {
+        Ok(h) => {
+            tracing::info!("following Blynk campaigns started from any process");
+            Some(h)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the Blynk tracker could not start; Blynk campaigns are not followed by this daemon");
+            None
+        }
+    }
 }
 
 fn describe(ev: &Event, label: &dyn Fn(&str) -> String) -> Option<String> {
@@ -1262,8 +1362,11 @@ fn describe(ev: &Event, label: &dyn Fn(&str) -> String) -> Option<String> {
         Event::Approval { outcome } => {
             crate::output::outcome_words(outcome, &label(&outcome.node_id))
         }
+        Event::NotificationsPaused { paused: true } => "notifications paused".into(),
+        Event::NotificationsPaused { paused: false } => "notifications resumed".into(),
         Event::NodeUpdated { .. }
         | Event::PendingRemoved { .. }
-        | Event::AccountFreshness { .. } => return None,
+        | Event::AccountFreshness { .. }
+        | Event::QuietHoursChanged { .. } => return None,
     })
 }

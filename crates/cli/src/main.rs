@@ -9,7 +9,10 @@ mod args;
 mod blynk;
 mod commands;
 mod demo;
+mod logs;
+mod notify;
 mod output;
+mod service;
 
 use std::process::ExitCode;
 
@@ -37,16 +40,14 @@ impl Failure {
 }
 
 impl From<greenlight_core::Error> for Failure {
+    /// Core decides what kind of failure it is (one table for the CLI's
+    /// exit codes and the app's error kinds).
     fn from(e: greenlight_core::Error) -> Self {
-        use greenlight_core::{Error, SecretError};
-        match &e {
-            Error::NeedsLogin { .. }
-            | Error::Secret(SecretError::NoKeychain(_))
-            | Error::Secret(SecretError::Unsupported(_)) => Failure::Auth(e.plain()),
-            Error::UnknownAccount(_) | Error::UnknownNode(_) | Error::InvalidNodeId(_) => {
-                Failure::Usage(e.plain())
-            }
-            _ => Failure::Failed(e.plain()),
+        use greenlight_core::setup::ErrorClass;
+        match e.class() {
+            ErrorClass::Auth | ErrorClass::Keychain => Failure::Auth(e.plain()),
+            ErrorClass::Usage => Failure::Usage(e.plain()),
+            ErrorClass::UntrustedCertificate | ErrorClass::Failed => Failure::Failed(e.plain()),
         }
     }
 }
@@ -59,15 +60,7 @@ impl From<std::io::Error> for Failure {
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GREENLIGHT_LOG")
-                // The platform verifier logs every untrusted certificate as an
-                // error; the fingerprint prompt already says it in words.
-                .unwrap_or_else(|_| "error,rumqttd=off,rustls_platform_verifier=off".into()),
-        )
-        .init();
+    logs::init(matches!(cli.command, args::Command::Watch));
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

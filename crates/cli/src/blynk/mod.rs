@@ -10,12 +10,13 @@
 
 mod output;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use greenlight_core::blynk::{
-    BlynkAccount, BlynkError, BlynkHandle, BlynkTracker, Campaign, DeviceState, Firmware,
-    StartTarget, TrackerConfig,
+    BlynkAccount, BlynkError, BlynkEvent, BlynkHandle, BlynkTracker, Campaign, CampaignStatus,
+    DeviceState, Firmware, StartTarget, TrackerConfig,
 };
 use serde_json::json;
 
@@ -347,4 +348,86 @@ async fn history(cli: &Cli, a: &BlynkHistoryArgs) -> Res {
     }
     h.shutdown().await;
     Ok(())
+}
+
+/// One line for `greenlight watch` about a Blynk tracker event, in the
+/// words of `blynk status --follow`; `None` when there is nothing new to
+/// say. `campaigns` remembers each campaign's last status said, so a
+/// campaign is announced when first heard of and then only when its
+/// status changes (its devices have lines of their own).
+pub(crate) fn describe_event(
+    ev: &BlynkEvent,
+    campaigns: &mut HashMap<i64, &'static str>,
+) -> Option<String> {
+    let device = |id: i64, d: &greenlight_core::blynk::DeviceRecord| {
+        format!("#{id} {} ({})", d.name, d.token_hint)
+    };
+    Some(match ev {
+        BlynkEvent::DeviceChanged {
+            campaign_id,
+            device: d,
+            ..
+        } => format!(
+            "{}: {}",
+            device(*campaign_id, d),
+            output::state_label(&d.state)
+        ),
+        BlynkEvent::LoopSuspected {
+            campaign_id,
+            account,
+            device: d,
+        } => format!(
+            "{}: keeps getting the update and coming back on the old build. Stop it with `greenlight blynk stop --account {account}` (the server's stop is global: every campaign on it ends).",
+            device(*campaign_id, d)
+        ),
+        BlynkEvent::CampaignChanged { campaign: c } => {
+            let status = c.status.name();
+            if campaigns.insert(c.id, status) == Some(status) {
+                return None;
+            }
+            format!(
+                "#{} on {} ({}, build \"{}\"): {} — {}",
+                c.id,
+                c.account,
+                c.target.describe(),
+                c.build,
+                status_words(&c.status),
+                output::summary(c)
+            )
+        }
+        // A campaign that ended says so as its status changes (the next
+        // event); one still standing on the server says it here.
+        BlynkEvent::CampaignSettled { campaign: c } if c.is_live() => format!(
+            "#{} on {}: every device settled, the campaign still stands on the server — {}",
+            c.id,
+            c.account,
+            output::summary(c)
+        ),
+        BlynkEvent::CampaignSettled { .. } => return None,
+        BlynkEvent::PollFailed {
+            account,
+            reason,
+            needs_login,
+        } => format!(
+            "Blynk server {account}: could not follow its campaigns: {reason}{}",
+            if *needs_login {
+                format!(" — give the password again with `greenlight blynk account add --name {account} ...`")
+            } else {
+                String::new()
+            }
+        ),
+    })
+}
+
+/// A campaign's status in a few words (as `blynk status` shows it).
+fn status_words(s: &CampaignStatus) -> String {
+    match s {
+        CampaignStatus::Starting => "starting".into(),
+        CampaignStatus::Active => "active".into(),
+        CampaignStatus::Completed => "completed".into(),
+        CampaignStatus::Ended => "ended without the device updated".into(),
+        CampaignStatus::Stopped => "stopped".into(),
+        CampaignStatus::Superseded { by } => format!("replaced by #{by}"),
+        CampaignStatus::Failed { reason } => format!("failed: {reason}"),
+    }
 }
