@@ -10,9 +10,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
-use greenlight_core::{AccountConfig, AccountState, Engine};
+use greenlight_core::{AccountConfig, AccountState, Engine, Event};
 use greenlight_sim::rainmaker::{BrokerChoice, RainmakerSim, Scenario, SimConfig, Timing};
-use greenlight_tests::eventually;
+use greenlight_tests::{eventually, node_caught_up};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_ingest_refusal_falls_back_to_plain_topics() {
@@ -69,16 +69,40 @@ async fn basic_ingest_refusal_falls_back_to_plain_topics() {
         })
         .await;
         sim.fleet.set_online(&plug, true);
+        // Polling pace of this bounded loop (the pending update is the
+        // signal it waits for), not a wait anything is asserted on.
         tokio::time::sleep(Duration::from_secs(2)).await;
     };
     assert_eq!(p.to_version, "1.4.0");
-    // And the watcher stays connected (no reconnect loop).
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // And the watcher stays connected (no reconnect loop): a command sent
+    // over its connection now reaches the plug (once the plug is surely
+    // listening), and meanwhile the account said nothing but "degraded".
+    let mut events = e.subscribe();
+    node_caught_up(&sim, &plug, WAIT).await;
+    let checks = sim.fleet.node(&plug).unwrap().checks_received;
+    e.check_now(&plug).await.unwrap();
+    eventually(
+        WAIT,
+        "the plug to get a check sent over the watcher's connection",
+        || async { (sim.fleet.node(&plug)?.checks_received > checks).then_some(()) },
+    )
+    .await;
     let states = e.accounts().await.unwrap();
     assert!(
         matches!(states[0].1, AccountState::Degraded { .. }),
         "{states:?}"
     );
+    loop {
+        use tokio::sync::broadcast::error::TryRecvError;
+        match events.try_recv() {
+            Ok(Event::AccountState { state, .. }) => assert!(
+                matches!(state, AccountState::Degraded { .. }),
+                "the watcher changed state meanwhile: {state:?}"
+            ),
+            Ok(_) | Err(TryRecvError::Lagged(_)) => {}
+            Err(_) => break,
+        }
+    }
     e.shutdown().await;
     sim.shutdown().await;
 }

@@ -607,6 +607,7 @@ async fn reboot_loop_is_reported_with_advice_and_stop_ends_it() {
     assert!(sim.device_stats(&bad).unwrap().ota_urls_received >= 3);
 
     // Stop: global, ends the loop at the next login.
+    let acks = sim.device_stats(&bad).unwrap().info_acks;
     let o = env.run(&["blynk", "stop", "--account", "home"], None).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
@@ -616,7 +617,18 @@ async fn reboot_loop_is_reported_with_advice_and_stop_ends_it() {
     );
     assert_eq!(sim.server.campaigns(), 0);
     let n = sim.device_stats(&bad).unwrap().ota_urls_received;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // While the campaign stood, every login of the looping device was
+    // answered with the URL before the acknowledgement of its info (so no
+    // acknowledgement was counted); a counted one means a login after the
+    // stop was answered without the URL: the loop is over, and the device
+    // stays online. (`acks` is read before the stop: that login may come
+    // before the stop command has even exited.)
+    eventually(
+        WAIT,
+        "the looping device to log in after the stop",
+        || async { (sim.device_stats(&bad)?.info_acks > acks).then_some(()) },
+    )
+    .await;
     assert!(sim.device_stats(&bad).unwrap().ota_urls_received <= n + 1);
     let o = env
         .run(&["--json", "blynk", "status", "--account", "home"], None)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use greenlight_sim::rainmaker::{BrokerChoice, RainmakerSim, Scenario, SimConfig, Timing};
-use greenlight_tests::{Mosquitto, SecretService};
+use greenlight_tests::{eventually, node_caught_up, Mosquitto, SecretService};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn account_pending_approve_jobs_history() {
@@ -328,7 +328,14 @@ async fn self_signed_server_is_trusted_only_by_fingerprint_and_a_change_is_refus
         .unwrap();
     let password = sim.info.password.clone();
     sim.shutdown().await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The first server lets go of the address in the background (a graceful
+    // shutdown): wait until it can be bound again, as the simulator binds it.
+    eventually(
+        Duration::from_secs(30),
+        "the first server to release its address",
+        || async { std::net::TcpListener::bind(addr).ok().map(drop) },
+    )
+    .await;
     let other = RainmakerSim::start(SimConfig {
         http: addr,
         password: Some(password),
@@ -418,7 +425,10 @@ async fn scheduled_approval_snooze_skip_and_policies() {
         at > now && at <= now + 86_400_000,
         "the next 03:17 is within a day"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The approving process has exited, so whatever it sent is in the
+    // cloud's hands; once the plug has caught up with its cloud, a `start`
+    // sent meanwhile would have reached it.
+    node_caught_up(&sim, &sim.info.nodes[1], Duration::from_secs(60)).await;
     assert_eq!(
         sim.fleet.node(&sim.info.nodes[1]).unwrap().starts_received,
         0
