@@ -116,7 +116,10 @@ test("the demo fleet: pending updates appear, one is approved to success, approv
   const seen = new Set();
   const results = await until("the fan's update and the thermostat's rollback", async () => {
     for (const el of await browser.$$('[data-testid="job-running"][data-node="7CDFA1000004"] [data-testid="job-state"]')) {
-      const t = await el.getText();
+      // The row re-renders as the job moves on: an element found a moment
+      // ago may be gone by the time its text is read (asked again next round).
+      const t = await el.getText().catch(() => null);
+      if (t == null) continue;
       if (/^Attempt 1 of 3 failed/.test(t) && ![...seen].some((s) => /^Attempt 1 of 3 failed/.test(s))) {
         screenshot("activity-retry");
       }
