@@ -47,21 +47,7 @@ async fn commands_are_clients_of_the_daemon_and_a_killed_daemon_blocks_nothing()
     let _ = std::fs::remove_dir_all(&data);
 
     // MQTT only: what the engine knows is what it heard.
-    let o = greenlight(
-        &keyring,
-        &data,
-        &[
-            "account",
-            "add",
-            "mqtt",
-            "--name",
-            "lan",
-            "--mqtt-url",
-            &mosq.url(),
-        ],
-        None,
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    add_mqtt_account(&keyring, &data, &mosq);
     let o = greenlight(&keyring, &data, &["status"], None);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("Nobody runs the engine"),
@@ -143,6 +129,25 @@ async fn commands_are_clients_of_the_daemon_and_a_killed_daemon_blocks_nothing()
     sim.shutdown().await;
 }
 
+/// An MQTT-only account on `mosq`: what the engine knows is what it heard.
+fn add_mqtt_account(keyring: &SecretService, data: &std::path::Path, mosq: &Mosquitto) {
+    let o = greenlight(
+        keyring,
+        data,
+        &[
+            "account",
+            "add",
+            "mqtt",
+            "--name",
+            "lan",
+            "--mqtt-url",
+            &mosq.url(),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
 /// Starts `greenlight watch` and waits until `status` names it.
 fn start_daemon(
     keyring: &SecretService,
@@ -152,6 +157,14 @@ fn start_daemon(
         .spawn()
         .expect("watch");
     let stdout = child.stdout.take().expect("stdout");
+    // Its log, drained as journald would (a full pipe would stall the
+    // daemon) and shown when a test fails.
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("daemon: {line}");
+        }
+    });
     let daemon = Daemon(child);
     let (seen_tx, seen_rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
@@ -184,21 +197,7 @@ async fn a_daemon_started_after_a_kill_shows_what_the_last_one_heard_at_once() {
     let sim = demo_sim(&mosq).await;
     let data = std::env::temp_dir().join(format!("greenlight-owner-heard-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
-    let o = greenlight(
-        &keyring,
-        &data,
-        &[
-            "account",
-            "add",
-            "mqtt",
-            "--name",
-            "lan",
-            "--mqtt-url",
-            &mosq.url(),
-        ],
-        None,
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    add_mqtt_account(&keyring, &data, &mosq);
 
     let (daemon, _events) = start_daemon(&keyring, &data);
     let o = greenlight(&keyring, &data, &["--json", "pending", "--check"], None);

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use greenlight_core::blynk::{
-    BlynkAccount, BlynkError, BlynkEvent, BlynkHandle, BlynkTracker, Campaign, CampaignStatus,
-    DeviceState, Firmware, StartTarget, TrackerConfig,
+    BlynkAccount, BlynkError, BlynkEvent, BlynkHandle, BlynkTracker, Campaign, DeviceState,
+    Firmware, StartTarget, TrackerConfig,
 };
 use serde_json::json;
 
@@ -391,7 +391,7 @@ pub(crate) fn describe_event(
                 c.account,
                 c.target.describe(),
                 c.build,
-                status_words(&c.status),
+                output::status_label(&c.status),
                 output::summary(c)
             )
         }
@@ -417,17 +417,4 @@ pub(crate) fn describe_event(
             }
         ),
     })
-}
-
-/// A campaign's status in a few words (as `blynk status` shows it).
-fn status_words(s: &CampaignStatus) -> String {
-    match s {
-        CampaignStatus::Starting => "starting".into(),
-        CampaignStatus::Active => "active".into(),
-        CampaignStatus::Completed => "completed".into(),
-        CampaignStatus::Ended => "ended without the device updated".into(),
-        CampaignStatus::Stopped => "stopped".into(),
-        CampaignStatus::Superseded { by } => format!("replaced by #{by}"),
-        CampaignStatus::Failed { reason } => format!("failed: {reason}"),
-    }
 }

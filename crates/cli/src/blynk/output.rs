@@ -21,7 +21,8 @@ pub fn state_label(s: &DeviceState) -> String {
     }
 }
 
-fn status_label(s: &CampaignStatus) -> String {
+/// A campaign's status in a few words (as `blynk status` shows it).
+pub(crate) fn status_label(s: &CampaignStatus) -> String {
     match s {
         CampaignStatus::Starting => "starting".into(),
         CampaignStatus::Active => "active".into(),
