@@ -511,3 +511,38 @@ pub async fn swept_again(e: &greenlight_core::EngineHandle, account: &str, timeo
         }
     }
 }
+
+/// Takes a simulated Blynk device off the network and back: a fresh login,
+/// the moment the server decides about campaigns. Returns once the server
+/// has answered that login's info, with the device's stats from while it
+/// was off. The server writes the OTA command before the info's OK, and a
+/// device that gets the command hangs up without reading on: so either
+/// `ota_urls_received` or `info_acks` has grown since the returned stats,
+/// and an acknowledged info proves that no OTA was sent for that login.
+pub async fn blynk_bounce(
+    sim: &greenlight_sim::blynk::BlynkSim,
+    token: &str,
+    limit: Duration,
+) -> greenlight_sim::blynk::DeviceStats {
+    assert!(sim.set_online(token, false));
+    // Off: no session past its login, so nothing more is counted for any
+    // login before this one.
+    let off = eventually(limit, "the device to go offline", || async {
+        let s = sim.device_stats(token)?;
+        (!s.online).then_some(s)
+    })
+    .await;
+    assert!(sim.set_online(token, true));
+    eventually(
+        limit,
+        "the server to answer the device's new login",
+        || async {
+            let s = sim.device_stats(token)?;
+            (s.logins > off.logins
+                && (s.info_acks > off.info_acks || s.ota_urls_received > off.ota_urls_received))
+                .then_some(())
+        },
+    )
+    .await;
+    off
+}

@@ -99,33 +99,9 @@ fn name_of(sim: &BlynkSim, token: &str) -> String {
     sim.server.device(token).expect("registered").name
 }
 
-/// Takes a simulated device off the network and back: a fresh login, the
-/// moment the server decides about campaigns. Returns once the server has
-/// answered that login's info: it writes the OTA command before the info's
-/// OK, and a device that gets the command hangs up without reading on, so
-/// either `ota_urls_received` or `info_acks` has grown since the device was
-/// off, and an acknowledged info proves that no OTA was sent for that login.
+/// See [`greenlight_tests::blynk_bounce`].
 async fn bounce(sim: &BlynkSim, token: &str) {
-    assert!(sim.set_online(token, false));
-    // Off: no session past its login, so nothing more is counted for any
-    // login before this one.
-    let off = eventually(WAIT, "device to go offline", || async {
-        let s = sim.device_stats(token)?;
-        (!s.online).then_some(s)
-    })
-    .await;
-    assert!(sim.set_online(token, true));
-    eventually(
-        WAIT,
-        "the server to answer the device's new login",
-        || async {
-            let s = sim.device_stats(token)?;
-            (s.logins > off.logins
-                && (s.info_acks > off.info_acks || s.ota_urls_received > off.ota_urls_received))
-                .then_some(())
-        },
-    )
-    .await;
+    greenlight_tests::blynk_bounce(sim, token, WAIT).await;
 }
 
 /// Polls until `pred` holds for the campaign (bounded by [`WAIT`]).

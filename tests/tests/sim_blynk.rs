@@ -195,35 +195,9 @@ async fn owners(admin: &Admin, cookie: &str) -> Vec<(String, String, String)> {
     out
 }
 
-/// Takes a simulated device off the network and back: a fresh login.
-/// Returns once the server has answered that login's info, with the device's
-/// stats from while it was off. The server decides on campaigns when it reads
-/// the info and writes the OTA command before the info's OK, and a device that
-/// gets the command hangs up without reading on: so either
-/// `ota_urls_received` or `info_acks` has grown since the returned stats, and
-/// an acknowledged info proves that no OTA was sent for that login.
+/// See [`greenlight_tests::blynk_bounce`].
 async fn bounce(sim: &BlynkSim, token: &str) -> DeviceStats {
-    assert!(sim.set_online(token, false));
-    // Off: no session past its login, so nothing more is counted for any
-    // login before this one.
-    let off = eventually(WAIT, "device to go offline", || async {
-        let s = sim.device_stats(token)?;
-        (!s.online).then_some(s)
-    })
-    .await;
-    assert!(sim.set_online(token, true));
-    eventually(
-        WAIT,
-        "the server to answer the device's new login",
-        || async {
-            let s = sim.device_stats(token)?;
-            (s.logins > off.logins
-                && (s.info_acks > off.info_acks || s.ota_urls_received > off.ota_urls_received))
-                .then_some(())
-        },
-    )
-    .await;
-    off
+    greenlight_tests::blynk_bounce(sim, token, WAIT).await
 }
 
 async fn wait_build(sim: &BlynkSim, token: &str, build: &str) {

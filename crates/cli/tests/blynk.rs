@@ -126,19 +126,10 @@ async fn add(env: &Env, sim: &BlynkSim, name: &str, extra: &[&str]) -> Output {
         .await
 }
 
-/// Takes a simulated device off the network and back: a fresh login.
+/// Takes a simulated device off the network and back: a fresh login
+/// ([`greenlight_tests::blynk_bounce`]).
 async fn bounce(sim: &BlynkSim, token: &str) {
-    let before = sim.device_stats(token).expect("simulated").logins;
-    assert!(sim.set_online(token, false));
-    eventually(WAIT, "device to go offline", || async {
-        (!sim.device_stats(token)?.online).then_some(())
-    })
-    .await;
-    assert!(sim.set_online(token, true));
-    eventually(WAIT, "device to log in again", || async {
-        (sim.device_stats(token)?.logins > before).then_some(())
-    })
-    .await;
+    greenlight_tests::blynk_bounce(sim, token, WAIT).await;
 }
 
 fn name_of(sim: &BlynkSim, token: &str) -> String {

@@ -33,19 +33,10 @@ impl Drop for Daemon {
 }
 
 /// Takes a simulated device off the network and back: a fresh login, on
-/// which the server sends it the campaign's firmware.
+/// which the server sends it the campaign's firmware
+/// ([`greenlight_tests::blynk_bounce`]).
 async fn bounce(sim: &BlynkSim, token: &str) {
-    let before = sim.device_stats(token).expect("simulated").logins;
-    assert!(sim.set_online(token, false));
-    eventually(WAIT, "the device to go offline", || async {
-        (!sim.device_stats(token)?.online).then_some(())
-    })
-    .await;
-    assert!(sim.set_online(token, true));
-    eventually(WAIT, "the device to log in again", || async {
-        (sim.device_stats(token)?.logins > before).then_some(())
-    })
-    .await;
+    greenlight_tests::blynk_bounce(sim, token, WAIT).await;
 }
 
 /// The daemon's `blynk_event` lines heard so far, added to `seen`.
