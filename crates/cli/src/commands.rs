@@ -545,6 +545,7 @@ async fn add_account(cli: &Cli, kind: &AccountAdd) -> Res {
             }
         }
     };
+    let name = new.name.clone();
     let e = open_engine(cli).await?;
     let added = match setup::add_account(&e, new.clone()).await {
         Err(greenlight_core::Error::UntrustedCertificate { url, fingerprint }) => {
@@ -574,7 +575,7 @@ async fn add_account(cli: &Cli, kind: &AccountAdd) -> Res {
                 },
                 ErrorClass::Auth => Failure::Auth(format!(
                     "could not log in to {}: {}",
-                    new_name(kind),
+                    name,
                     match &err {
                         greenlight_core::Error::NeedsLogin { reason, .. } => reason.clone(),
                         other => other.plain(),
@@ -603,13 +604,6 @@ async fn add_account(cli: &Cli, kind: &AccountAdd) -> Res {
     );
     e.shutdown().await;
     Ok(())
-}
-
-fn new_name(kind: &AccountAdd) -> &str {
-    match kind {
-        AccountAdd::Rainmaker(a) => &a.name,
-        AccountAdd::Mqtt(a) => &a.name,
-    }
 }
 
 /// Shows an untrusted certificate's fingerprint and asks at a terminal

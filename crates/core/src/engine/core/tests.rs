@@ -1027,6 +1027,18 @@ fn one_device_id_in_two_accounts_is_two_devices() {
     assert_eq!(left, vec![(A.to_string(), "J1".to_string())]);
 }
 
+/// A rig whose account is saved, so a restart reads its nodes back.
+fn saved_rig() -> Rig {
+    let r = rig();
+    r.store
+        .save_account(&crate::model::AccountConfig::mqtt_only(
+            A,
+            "mqtt://127.0.0.1:1",
+        ))
+        .expect("account");
+    r
+}
+
 impl Rig {
     /// The program stops and starts again on the same store, `later` after
     /// now: a new core reads back what the old one wrote.
@@ -1041,13 +1053,7 @@ impl Rig {
 
 #[test]
 fn a_restart_shows_the_offers_and_states_last_heard_and_a_report_confirms_them() {
-    let mut r = rig();
-    r.store
-        .save_account(&crate::model::AccountConfig::mqtt_only(
-            A,
-            "mqtt://127.0.0.1:1",
-        ))
-        .expect("account");
+    let mut r = saved_rig();
     r.boot("1.0.0");
     r.node(report(Some(true), None, offer("J1", "1.1.0")));
     let heard = r.now;
@@ -1099,13 +1105,7 @@ fn a_restart_shows_the_offers_and_states_last_heard_and_a_report_confirms_them()
 
 #[test]
 fn a_withdrawn_offer_is_forgotten_for_the_next_restart_too() {
-    let mut r = rig();
-    r.store
-        .save_account(&crate::model::AccountConfig::mqtt_only(
-            A,
-            "mqtt://127.0.0.1:1",
-        ))
-        .expect("account");
+    let mut r = saved_rig();
     r.boot("1.0.0");
     r.node(report(Some(true), None, offer("J1", "1.1.0")));
     r.restart(60 * S);
@@ -1128,13 +1128,7 @@ fn a_withdrawn_offer_is_forgotten_for_the_next_restart_too() {
 
 #[test]
 fn an_offer_repeated_for_a_long_time_is_last_heard_recently_not_when_it_first_came() {
-    let mut r = rig();
-    r.store
-        .save_account(&crate::model::AccountConfig::mqtt_only(
-            A,
-            "mqtt://127.0.0.1:1",
-        ))
-        .expect("account");
+    let mut r = saved_rig();
     r.boot("1.0.0");
     let first = r.now;
     r.node(report(Some(true), None, offer("J1", "1.1.0")));
@@ -1163,13 +1157,7 @@ fn an_offer_repeated_for_a_long_time_is_last_heard_recently_not_when_it_first_ca
 
 #[test]
 fn after_a_restart_a_failed_source_turns_what_was_remembered_into_unknown() {
-    let mut r = rig();
-    r.store
-        .save_account(&crate::model::AccountConfig::mqtt_only(
-            A,
-            "mqtt://127.0.0.1:1",
-        ))
-        .expect("account");
+    let mut r = saved_rig();
     r.boot("1.0.0");
     let seen = r.now;
     r.restart(60 * S);
