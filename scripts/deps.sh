@@ -11,7 +11,9 @@ want=(mosquitto mosquitto-clients curl ca-certificates pkg-config build-essentia
       # the desktop app (Tauri 2 on WebKitGTK) and its tray
       libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev
       # its end-to-end test: a virtual display, the WebDriver, screenshots
-      xvfb webkit2gtk-driver dbus imagemagick)
+      xvfb webkit2gtk-driver dbus imagemagick
+      # `greenlight service`'s test verifies the unit it writes (systemd-analyze)
+      systemd)
 
 # tauri-driver (WebDriver for Tauri apps) comes from crates.io, not GitHub.
 tauri_driver() {
