@@ -290,3 +290,136 @@ fn the_app_is_a_client_of_the_daemon_when_it_runs_the_engine() {
     let status = t.call("app_status", json!({})).expect("status");
     assert_eq!(status["notifications_paused"], false, "{status}");
 }
+
+/// Issue 13 with the app as the owner: while the app runs the engine on an
+/// MQTT-only account, a `greenlight` command is its client (the same
+/// `control::connect` the CLI uses) and sees what the app heard; an approval
+/// made by the command is carried out by the app's engine, and the node
+/// receives exactly one start however many front ends ask.
+#[test]
+fn commands_are_clients_of_the_app_when_it_runs_the_engine() {
+    use greenlight_core::{control, ApprovalResult, MemorySecretStore, NodeRef};
+    let broker = Mosquitto::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempdir("app-owner");
+    let t = common::start(common::options(&dir, true));
+    let status = t.call("app_status", json!({})).expect("status");
+    assert_eq!(status["engine_owner"], "app", "{status}");
+    t.call(
+        "add_mqtt_account",
+        json!({ "input": { "name": "lan", "url": broker.url(), "ca_file": null,
+                           "client_cert": null, "client_key": null,
+                           "username": null, "password": null } }),
+    )
+    .expect("broker added");
+    // Devices announce themselves once, at boot, not retained
+    // (rainmaker.md, "MQTT-only deployments"): they are switched on once
+    // the app listens, as a fleet powering up beside a running app.
+    t.poll(
+        "accounts",
+        json!({}),
+        Duration::from_secs(30),
+        "the app to be connected to the broker",
+        |v| v[0]["state"]["state"] == "connected",
+    );
+    let sim = rt
+        .block_on(RainmakerSim::start(SimConfig {
+            broker: BrokerChoice::External(broker.url()),
+            scenario: Scenario::Demo,
+            timing: Timing::fast(),
+            ..SimConfig::default()
+        }))
+        .expect("sim");
+
+    // A command opens the same directory: it finds the app and asks it.
+    let cmd = rt
+        .block_on(control::connect(
+            &dir,
+            std::sync::Arc::new(MemorySecretStore::default()),
+        ))
+        .expect("connects")
+        .expect("the app serves its directory");
+
+    // `pending --check` through the app, asked again each round: an
+    // MQTT-only account knows a device once it has heard it.
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    let pending = loop {
+        let p = rt.block_on(cmd.pending()).expect("pending through the app");
+        if p.iter().any(|p| p.node_id == KITCHEN_PLUG) {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "the plug's offer never reached the command: {p:?}, nodes {:?}, accounts {:?}",
+            rt.block_on(cmd.nodes()),
+            t.call("accounts", json!({}))
+        );
+        for n in rt.block_on(cmd.nodes()).expect("nodes through the app") {
+            let _ = rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(5), cmd.check_now(n.node_id.as_str()))
+                    .await
+            });
+        }
+    };
+    let offer = pending
+        .iter()
+        .find(|p| p.node_id == KITCHEN_PLUG)
+        .expect("found above");
+    assert_eq!(offer.to_version, "1.4.0");
+    // The app's own inbox is the same list.
+    let in_app = t.call("pending", json!({})).unwrap();
+    assert!(
+        in_app
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["node_id"] == KITCHEN_PLUG),
+        "{in_app}"
+    );
+    let nodes = rt.block_on(cmd.nodes()).unwrap();
+    let plug = nodes
+        .iter()
+        .find(|n| n.node_id == KITCHEN_PLUG)
+        .expect("the plug is listed");
+    assert_eq!(plug.online, Some(true), "as the app knows it: {plug:?}");
+
+    // The command approves; the app's engine sends it and follows it.
+    let out = rt
+        .block_on(cmd.approve([NodeRef::from(KITCHEN_PLUG)]))
+        .expect("approve answers");
+    assert!(
+        matches!(out[0].result, ApprovalResult::Sent { .. }),
+        "{out:?}"
+    );
+    // The app's window, asked a moment later, cannot send it again.
+    let again = t
+        .call(
+            "approve",
+            json!({ "nodes": [{ "account": null, "node_id": KITCHEN_PLUG }] }),
+        )
+        .expect("per-node outcome");
+    assert_ne!(again[0]["result"]["result"], "sent", "{again}");
+    t.wait_event(
+        Duration::from_secs(60),
+        "the app to follow the plug's job to success",
+        |ev| job_state(ev, KITCHEN_PLUG).as_deref() == Some("success"),
+    );
+    assert_eq!(
+        sim.fleet.node(KITCHEN_PLUG).unwrap().starts_received,
+        1,
+        "one start, by one engine"
+    );
+    // The command sees the end the app saw.
+    let jobs = rt
+        .block_on(cmd.history(greenlight_core::HistoryFilter {
+            node_id: Some(KITCHEN_PLUG.into()),
+            ..Default::default()
+        }))
+        .expect("history through the app");
+    assert_eq!(jobs.len(), 1, "one job: {jobs:?}");
+    assert_eq!(jobs[0].state.name(), "success", "{:?}", jobs[0]);
+    drop(cmd);
+    drop(t);
+    rt.block_on(sim.shutdown());
+    let _ = std::fs::remove_dir_all(&dir);
+}
