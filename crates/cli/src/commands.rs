@@ -363,6 +363,7 @@ async fn refresh(cli: &Cli, e: &EngineHandle) {
 async fn account_notes(cli: &Cli, e: &EngineHandle) -> Res<Vec<serde_json::Value>> {
     let mut notes = vec![];
     let mut needs_login = vec![];
+    let nodes = e.nodes().await?;
     for (cfg, state) in e.accounts().await? {
         if let AccountState::NeedsLogin { reason } = &state {
             needs_login.push(format!(
@@ -374,6 +375,15 @@ async fn account_notes(cli: &Cli, e: &EngineHandle) -> Res<Vec<serde_json::Value
             notes.push(json!({"account": cfg.name, "note": "MQTT-only: data is what the daemon last heard; run `greenlight watch` to keep it live"}));
             if !cli.json {
                 eprintln!("note: account {} is MQTT-only; without `greenlight watch` running, data is as of the last message heard (see LAST SEEN)", cfg.name);
+            }
+            // Devices announce themselves once, at boot, not retained: an
+            // account added beside running devices hears of each only at
+            // its next report (docs/rainmaker.md).
+            if !nodes.iter().any(|n| n.account == cfg.name) {
+                notes.push(json!({"account": cfg.name, "note": "no device has reported on this broker yet; devices announce themselves when they start"}));
+                if !cli.json {
+                    eprintln!("note: no device has reported on {}'s broker yet: devices announce themselves when they start, so each shows up at its next report (restart one to see it now)", cfg.name);
+                }
             }
         }
     }

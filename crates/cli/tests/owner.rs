@@ -54,6 +54,14 @@ async fn commands_are_clients_of_the_daemon_and_a_killed_daemon_blocks_nothing()
         text(&o)
     );
 
+    // Nothing heard yet is not "no updates": the command says why.
+    let o = greenlight(&keyring, &data, &["nodes"], None);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no device has reported on lan's broker yet"),
+        "{}",
+        text(&o)
+    );
+
     let (daemon, seen_rx) = start_daemon(&keyring, &data);
     let sim = devices_power_up(&keyring, &data, &mosq).await;
 

@@ -265,4 +265,30 @@ describe("Inbox", () => {
     expect(screen.getByText("No devices yet")).toBeTruthy();
     expect(screen.getByTestId("try-demo")).toBeTruthy();
   });
+
+  it("does not call a fleet it has not heard of yet “up to date”", () => {
+    const m = model();
+    m.nodes = [];
+    m.pending = [];
+    // An MQTT-only account: devices announce themselves at boot only.
+    render(Inbox, { model: m });
+    expect(screen.queryByText("Everything is up to date")).toBeNull();
+    expect(screen.getByText("No device has reported yet")).toBeTruthy();
+    expect(screen.getByTestId("inbox-no-devices").textContent).toMatch(/\(home\).*restart a device/);
+  });
+
+  it("says it is asking a cloud account for its devices until the first answer, then that there are none", () => {
+    const m = model();
+    m.nodes = [];
+    m.pending = [];
+    const cloud = { ...m.accounts[0], cloud_url: "https://api.rainmaker.espressif.com", user: "a@b" };
+    m.accounts = [cloud];
+    const { unmount } = render(Inbox, { model: m });
+    expect(screen.getByText("Asking your cloud for your devices…")).toBeTruthy();
+    unmount();
+    m.accounts = [{ ...cloud, freshness: { ...cloud.freshness, last_sweep: Date.now() } }];
+    render(Inbox, { model: m });
+    expect(screen.getByText("No devices in your account")).toBeTruthy();
+    expect(screen.queryByText("Everything is up to date")).toBeNull();
+  });
 });

@@ -1,6 +1,6 @@
 // Small pure helpers that turn engine values into words. Kept apart from the
 // components so they are tested on their own.
-import type { Job, JobState, PendingUpdate, Node, ApprovalOutcome, Known, Freshness } from "../bindings";
+import type { Job, JobState, PendingUpdate, Node, ApprovalOutcome, Known, Freshness, AccountView } from "../bindings";
 
 export function deviceName(n: { node_id: string; name?: string | null; node_name?: string | null }): string {
   const name = ("name" in n ? n.name : null) ?? ("node_name" in n ? n.node_name : null);
@@ -210,4 +210,34 @@ export function summarize(outcomes: ApprovalOutcome[], name: (account: string, i
   if (waiting.length) parts.push(`Approved ${waiting.length}, waiting: ${waiting.join("; ")}.`);
   if (left.length) parts.push(`Left out ${left.length}: ${left.join("; ")}.`);
   return parts.join(" ") || "Nothing to approve.";
+}
+
+/**
+ * What to say when accounts exist but no device is known yet: the Inbox
+ * must not call that "up to date". Devices on a broker announce themselves
+ * once, at boot, not retained (docs/rainmaker.md), so an MQTT-only account
+ * added beside running devices hears of each only at its next report.
+ */
+export function noDevicesWords(accounts: AccountView[]): { title: string; text: string } {
+  const brokerOnly = accounts.filter((a) => a.cloud_url == null);
+  const unswept = accounts.filter((a) => a.cloud_url != null && a.freshness.last_sweep == null);
+  if (unswept.length > 0) {
+    return {
+      title: "Asking your cloud for your devices…",
+      text: "They show here as soon as the cloud answers.",
+    };
+  }
+  if (brokerOnly.length > 0) {
+    const names = brokerOnly.map((a) => a.name).join(", ");
+    return {
+      title: "No device has reported yet",
+      text:
+        `Devices on an MQTT broker (${names}) announce themselves when they start, not while Greenlight is away. ` +
+        "Each shows up at its next report; restart a device to see it now.",
+    };
+  }
+  return {
+    title: "No devices in your account",
+    text: "Your cloud lists no devices yet. Add them with the ESP RainMaker phone app; they show here within a minute.",
+  };
 }
