@@ -36,7 +36,9 @@ pub struct AppStatus {
     /// The demo's sample Blynk firmware file, while the demo is on.
     pub demo_firmware: Option<String>,
     /// Who runs the engine: `app` (this app; `greenlight` commands talk to
-    /// it), `daemon` (`greenlight watch`; the app is its client) or `none`
+    /// it), `daemon` (`greenlight watch`; the app is its client), `waiting`
+    /// (a one-shot `greenlight` command holds the data directory; the
+    /// engine opens when it is done, and `app_changed` says so) or `none`
     /// (the data directory could not be opened).
     pub engine_owner: String,
 }

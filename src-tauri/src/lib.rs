@@ -118,9 +118,14 @@ pub fn wire<R: Runtime>(
                 if start_demo {
                     if let Err(e) = commands::demo_start(state.clone()).await {
                         tracing::error!(error = %e, "the demo fleet did not start");
-                    } else {
-                        return;
                     }
+                }
+                // A one-shot command held the directory at launch: the
+                // window is up already; the engine follows once it is done.
+                let late = state.finish_opening().await;
+                if state.demo_active().await {
+                    // Leaving the demo attaches the user's engine.
+                    return;
                 }
                 if let Ok(b) = state.real_blynk().await {
                     events::attach_blynk(&handle, b, state.generation.load(Ordering::SeqCst));
@@ -128,6 +133,11 @@ pub fn wire<R: Runtime>(
                 if let Ok(e) = state.real_engine().await {
                     notify::sync(&state).await;
                     events::attach(&handle, e, state.generation.load(Ordering::SeqCst));
+                }
+                if late {
+                    if let Some(shell) = state.shell() {
+                        shell.app_changed(false);
+                    }
                 }
             });
             Ok(())

@@ -74,18 +74,33 @@ impl AppOptions {
     }
 }
 
+/// Why the user's engine is not open.
+enum NotOpen {
+    /// Someone else holds the data directory (a one-shot `greenlight`
+    /// command following a job, say): worth trying again once it is done.
+    Held(String),
+    /// It cannot be opened at all (a broken database, a directory that
+    /// cannot be created).
+    Failed(String),
+}
+
+/// How long the launch waits for a one-shot command to let go of the data
+/// directory before the window opens anyway (and the engine follows in the
+/// background).
+const LAUNCH_WAIT: Duration = Duration::from_secs(2);
+
 /// The user's engine: the daemon's, when `greenlight watch` runs it (the
 /// app is then its client, and says it is the app: the daemon leaves the
 /// notifications to it while it is attached), or the
 /// app's own, which then owns the data directory and serves it to every
 /// `greenlight` command. A one-shot command holding the directory is
-/// waited for, briefly.
+/// waited for until `deadline` (`None`: for as long as it holds it).
 async fn open_real(
     cfg: EngineConfig,
     secrets: Arc<dyn SecretStore>,
-) -> Result<(EngineHandle, Option<control::Ownership>), String> {
+    deadline: Option<std::time::Instant>,
+) -> Result<(EngineHandle, Option<control::Ownership>), NotOpen> {
     let dir = cfg.data_dir.clone();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         match control::connect_as(&dir, secrets.clone(), control::ClientKind::App).await {
             Ok(Some(h)) => {
@@ -98,11 +113,11 @@ async fn open_real(
         match control::claim(&dir, "app", true) {
             Ok(Some(own)) => {
                 let h = Engine::open(cfg).await.map_err(|e| {
-                    format!(
+                    NotOpen::Failed(format!(
                         "the local database in {} could not be opened: {}",
                         dir.display(),
                         e.plain()
-                    )
+                    ))
                 })?;
                 if let Err(e) = control::serve(&own, h.clone()) {
                     // Commands then wait for the app, or run after it; the
@@ -112,19 +127,36 @@ async fn open_real(
                 return Ok((h, Some(own)));
             }
             Ok(None) => {}
-            Err(e) => return Err(format!("{}: {}", dir.display(), e.plain())),
+            Err(e) => return Err(NotOpen::Failed(format!("{}: {}", dir.display(), e.plain()))),
         }
-        if std::time::Instant::now() > deadline {
+        if deadline.is_some_and(|d| std::time::Instant::now() > d) {
             let who = control::owner(&dir)
                 .map(|o| format!("a greenlight {} (pid {})", o.kind, o.pid))
                 .unwrap_or_else(|| "another process".into());
-            return Err(format!(
-                "{who} is using {}; Greenlight will show your devices once it is done (restart the app)",
+            return Err(NotOpen::Held(format!(
+                "{who} is using {}; Greenlight shows your devices as soon as it is done",
                 dir.display()
-            ));
+            )));
         }
+        // No notification of a released lock exists to wait on; a fifth of
+        // a second is well below what a person notices.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The Blynk tracker beside the user's engine. One poller per data
+/// directory: as the daemon's client (`background` false) the app leaves
+/// the timer polls to it (`greenlight watch` follows every campaign).
+async fn open_blynk(cfg: &EngineConfig, background: bool) -> Result<BlynkHandle, String> {
+    BlynkTracker::open_beside(
+        cfg,
+        TrackerConfig {
+            background,
+            ..TrackerConfig::default()
+        },
+    )
+    .await
+    .map_err(|e| format!("the Blynk tracker could not start: {e}"))
 }
 
 /// `--data-dir PATH` or `--data-dir=PATH` on the command line: a second
@@ -158,6 +190,9 @@ struct Engines {
     owned: Option<control::Ownership>,
     blynk: Result<BlynkHandle, String>,
     demo: Option<Demo>,
+    /// Set while a one-shot command holds the directory at launch: what
+    /// [`AppState::finish_opening`] needs to open the engine once it lets go.
+    waiting: Option<(EngineConfig, Arc<dyn SecretStore>)>,
 }
 
 /// Where the demo writes its sample Blynk firmware.
@@ -258,34 +293,60 @@ impl AppState {
         };
         let mut cfg = EngineConfig::new(&opts.data_dir, secrets.clone(), &opts.actor);
         (opts.tune)(&mut cfg);
-        let (real, owned) = match open_real(cfg.clone(), secrets).await {
-            Ok((h, owned)) => (Ok(h), owned),
-            Err(e) => (Err(e), None),
-        };
-        // One poller per data directory: a client of the daemon leaves the
-        // timer polls to it (`greenlight watch` follows every campaign).
-        let background = !(real.is_ok() && owned.is_none());
-        let blynk = BlynkTracker::open_beside(
-            &cfg,
-            TrackerConfig {
-                background,
-                ..TrackerConfig::default()
-            },
-        )
-        .await
-        .map_err(|e| format!("the Blynk tracker could not start: {e}"));
+        let deadline = std::time::Instant::now() + LAUNCH_WAIT;
+        let (real, owned, blynk, waiting) =
+            match open_real(cfg.clone(), secrets.clone(), Some(deadline)).await {
+                Ok((h, owned)) => {
+                    let blynk = open_blynk(&cfg, owned.is_some()).await;
+                    (Ok(h), owned, blynk, None)
+                }
+                Err(NotOpen::Failed(e)) => {
+                    let blynk = open_blynk(&cfg, true).await;
+                    (Err(e), None, blynk, None)
+                }
+                // The window opens now and says so; the engine follows.
+                Err(NotOpen::Held(e)) => (Err(e.clone()), None, Err(e), Some((cfg, secrets))),
+            };
         AppState {
             engines: tokio::sync::Mutex::new(Engines {
                 real,
                 owned,
                 blynk,
                 demo: None,
+                waiting,
             }),
             generation: AtomicU64::new(0),
             notifier: Mutex::new(Notifier::default()),
             keychain,
             opts,
             shell: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Opens the user's engine once a one-shot command that held the data
+    /// directory at launch lets go (it may be following a job for
+    /// minutes); until then the window shows who holds it. True when it
+    /// opened here: the caller forwards its events and reloads the window.
+    pub async fn finish_opening(&self) -> bool {
+        let Some((cfg, secrets)) = self.engines.lock().await.waiting.clone() else {
+            return false;
+        };
+        let opened = open_real(cfg.clone(), secrets, None).await;
+        let blynk = open_blynk(&cfg, !matches!(opened, Ok((_, None)))).await;
+        let mut g = self.engines.lock().await;
+        g.waiting = None;
+        match opened {
+            Ok((h, owned)) => {
+                g.real = Ok(h);
+                g.owned = owned;
+                g.blynk = blynk;
+                true
+            }
+            Err(NotOpen::Held(e) | NotOpen::Failed(e)) => {
+                g.real = Err(e);
+                g.blynk = blynk;
+                false
+            }
         }
     }
 
@@ -299,10 +360,11 @@ impl AppState {
         self.shell.get().cloned()
     }
 
-    /// Who runs the user's engine: `app`, `daemon` or `none`.
+    /// Who runs the user's engine: `app`, `daemon`, `waiting` or `none`.
     pub async fn engine_owner(&self) -> &'static str {
         let g = self.engines.lock().await;
         match (&g.real, &g.owned) {
+            (Err(_), _) if g.waiting.is_some() => "waiting",
             (Err(_), _) => "none",
             (Ok(_), Some(_)) => "app",
             (Ok(_), None) => "daemon",

@@ -423,3 +423,49 @@ fn commands_are_clients_of_the_app_when_it_runs_the_engine() {
     rt.block_on(sim.shutdown());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A one-shot command that holds the data directory at launch (say
+/// `greenlight approve` following a job) neither blocks the window nor
+/// leaves the app without an engine: the app says who holds it, and opens
+/// the engine itself the moment the command lets go.
+#[test]
+fn the_app_opens_its_engine_once_a_command_lets_go_of_the_directory() {
+    use greenlight_core::control;
+    let dir = tempdir("held");
+    let held = control::claim(&dir, "command", false)
+        .unwrap()
+        .expect("the directory is free");
+
+    let t = common::start(common::options(&dir, true));
+    let status = t.call("app_status", json!({})).expect("status");
+    assert_eq!(status["engine_owner"], "waiting", "{status}");
+    let e = t
+        .call("accounts", json!({}))
+        .expect_err("no engine while the command holds the directory");
+    let pid = std::process::id().to_string();
+    assert!(
+        e["message"].as_str().is_some_and(|m| m.contains(&pid)),
+        "names who holds it: {e}"
+    );
+
+    drop(held);
+    t.poll(
+        "app_status",
+        json!({}),
+        Duration::from_secs(30),
+        "the app to own its directory",
+        |v| v["engine_owner"] == "app",
+    );
+    assert_eq!(t.call("accounts", json!({})).unwrap(), json!([]));
+    // …and serves it: the next command is its client.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = rt
+        .block_on(control::connect(
+            &dir,
+            std::sync::Arc::new(greenlight_core::MemorySecretStore::default()),
+        ))
+        .expect("connects");
+    assert!(client.is_some(), "the app serves its directory");
+    drop(t);
+    let _ = std::fs::remove_dir_all(&dir);
+}

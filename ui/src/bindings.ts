@@ -219,7 +219,9 @@ export type AppStatus = {
 	demo_firmware: string | null,
 	/**
 	 *  Who runs the engine: `app` (this app; `greenlight` commands talk to
-	 *  it), `daemon` (`greenlight watch`; the app is its client) or `none`
+	 *  it), `daemon` (`greenlight watch`; the app is its client), `waiting`
+	 *  (a one-shot `greenlight` command holds the data directory; the
+	 *  engine opens when it is done, and `app_changed` says so) or `none`
 	 *  (the data directory could not be opened).
 	 */
 	engine_owner: string,

@@ -291,4 +291,14 @@ describe("Inbox", () => {
     expect(screen.getByText("No devices in your account")).toBeTruthy();
     expect(screen.queryByText("Everything is up to date")).toBeNull();
   });
+
+  it("says a command holds the data directory instead of inviting a first account", () => {
+    const m = new AppModel();
+    m.loaded = true;
+    m.status = { version: "0", demo: false, keychain: { state: "available" }, notifications_paused: false, data_dir: "/home/me/.local/share/greenlight", autostart: null, demo_firmware: null, engine_owner: "waiting" };
+    render(Inbox, { model: m });
+    expect(screen.getByTestId("inbox-waiting")).toBeTruthy();
+    expect(screen.getByText(/as soon as it is done/).textContent).toContain("/home/me/.local/share/greenlight");
+    expect(screen.queryByTestId("try-demo")).toBeNull();
+  });
 });

@@ -185,6 +185,13 @@ export class AppModel {
 
   private async reloadOnce() {
     await this.act(async () => {
+      // A one-shot `greenlight` command holds the data directory: there is
+      // nothing else to ask yet; `app_changed` comes once the engine opens.
+      const first = await call(commands.appStatus());
+      if (first.engine_owner === "waiting" && !first.demo) {
+        this.status = first;
+        return;
+      }
       const [status, accounts, nodes, pending, jobs, history, policies] = await Promise.all([
         call(commands.appStatus()),
         call(commands.accounts()),
