@@ -22,13 +22,18 @@ build: ui
 demo: deps
 	@if [ -n "$${DISPLAY:-}$${WAYLAND_DISPLAY:-}" ]; then \
 	  scripts/ui.sh build && \
+	  $(CARGO) build --release -p greenlight-sim && \
 	  GREENLIGHT_DEMO=1 $(CARGO) run --release -p greenlight-app; \
 	else \
 	  echo "make demo: no display here (DISPLAY and WAYLAND_DISPLAY are unset), so this is the terminal demo; the desktop app needs a desktop session or Xvfb." >&2; \
+	  $(CARGO) build --release -p greenlight-sim && \
 	  $(CARGO) run --release -p greenlight-cli -- demo; \
 	fi
 
+# The demo fleet runs in the simulator (greenlight-sim demo), a separate
+# process found beside the app and the CLI: build it first.
 demo-terminal: deps
+	$(CARGO) build --release -p greenlight-sim
 	$(CARGO) run --release -p greenlight-cli -- demo
 
 # The bare simulator, for poking at it with curl and mosquitto_sub.

@@ -41,6 +41,9 @@ pub struct AppStatus {
     /// engine opens when it is done, and `app_changed` says so) or `none`
     /// (the data directory could not be opened).
     pub engine_owner: String,
+    /// The demo fleet can be started here: its simulator (`greenlight-sim`)
+    /// is installed beside the app or on PATH.
+    pub demo_available: bool,
 }
 
 /// An account as the Accounts page shows it (no secrets).
@@ -130,6 +133,7 @@ pub async fn app_status(state: State<'_, AppState>) -> AppResult<AppStatus> {
         autostart: state.shell().and_then(|s| s.autostart()),
         demo_firmware: state.demo_firmware().await,
         engine_owner: state.engine_owner().await.into(),
+        demo_available: state.simulator().is_some(),
     })
 }
 
@@ -416,7 +420,7 @@ pub async fn export_history_csv(
     Ok(path.display().to_string())
 }
 
-/// Shows the demo fleet (starting it the first time).
+/// Starts the demo fleet and shows it.
 #[tauri::command]
 #[specta::specta]
 pub async fn demo_start(state: State<'_, AppState>) -> AppResult<()> {

@@ -8,14 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use greenlight_core::blynk::{BlynkAccount, BlynkHandle, BlynkTracker, TrackerConfig};
-use greenlight_core::control;
+use greenlight_core::blynk::{BlynkHandle, BlynkTracker, TrackerConfig};
+use greenlight_core::demo::{DemoProcess, DemoSpeed};
+use greenlight_core::{control, demo as demo_fleet};
 use greenlight_core::{
-    secret_keys, AccountConfig, Engine, EngineConfig, EngineHandle, KeyringSecretStore,
-    MemorySecretStore, Notifier, SecretError, SecretStore,
+    Engine, EngineConfig, EngineHandle, KeyringSecretStore, MemorySecretStore, Notifier,
+    SecretError, SecretStore,
 };
-use greenlight_sim::blynk::{BlynkConfig, BlynkSim, BlynkTiming, DeviceBehaviour};
-use greenlight_sim::rainmaker::{BrokerChoice, RainmakerSim, Scenario, SimConfig, Timing};
 use serde::Serialize;
 
 use crate::error::{AppError, AppResult};
@@ -44,7 +43,10 @@ pub struct AppOptions {
     /// Use an in-memory secret store instead of the OS keychain (tests).
     pub memory_secrets: bool,
     /// The demo fleet's pace.
-    pub demo_timing: Timing,
+    pub demo_speed: DemoSpeed,
+    /// The demo's simulator; `None`: found beside the app or on PATH
+    /// ([`greenlight_core::demo::find_simulator`]).
+    pub simulator: Option<PathBuf>,
     /// Engine timers (tests shorten them).
     pub tune: fn(&mut EngineConfig),
 }
@@ -60,15 +62,16 @@ impl AppOptions {
             .or_else(|_| std::env::var("USERNAME"))
             .unwrap_or_else(|_| "you".into());
         // The end-to-end test runs the demo at the simulator's fast pace.
-        let demo_timing = match std::env::var("GREENLIGHT_DEMO_SPEED").as_deref() {
-            Ok("fast") => Timing::fast(),
-            _ => Timing::demo(),
+        let demo_speed = match std::env::var("GREENLIGHT_DEMO_SPEED").as_deref() {
+            Ok("fast") => DemoSpeed::Fast,
+            _ => DemoSpeed::Demo,
         };
         AppOptions {
             data_dir,
             actor,
             memory_secrets: false,
-            demo_timing,
+            demo_speed,
+            simulator: None,
             tune: |_| {},
         }
     }
@@ -174,12 +177,12 @@ fn data_dir_arg(args: impl Iterator<Item = String>) -> Option<PathBuf> {
     None
 }
 
-/// The demo fleet: the simulators and the engine and tracker watching them.
+/// The demo fleet: the simulator process and the engine and tracker
+/// watching it.
 struct Demo {
-    sim: Arc<RainmakerSim>,
-    blynk_sim: Arc<BlynkSim>,
-    engine: Option<EngineHandle>,
-    blynk: Option<BlynkHandle>,
+    process: DemoProcess,
+    engine: EngineHandle,
+    blynk: BlynkHandle,
     dir: PathBuf,
 }
 
@@ -193,11 +196,6 @@ struct Engines {
     /// Set while a one-shot command holds the directory at launch: what
     /// [`AppState::finish_opening`] needs to open the engine once it lets go.
     waiting: Option<(EngineConfig, Arc<dyn SecretStore>)>,
-}
-
-/// Where the demo writes its sample Blynk firmware.
-pub fn demo_firmware_path(dir: &std::path::Path) -> PathBuf {
-    dir.join("demo-firmware-2.0.bin")
 }
 
 /// What the state needs from the app around it, without knowing its
@@ -374,8 +372,8 @@ impl AppState {
     /// The engine the window shows: the demo's while the demo is on.
     pub async fn engine(&self) -> AppResult<EngineHandle> {
         let g = self.engines.lock().await;
-        if let Some(e) = g.demo.as_ref().and_then(|d| d.engine.clone()) {
-            return Ok(e);
+        if let Some(d) = g.demo.as_ref() {
+            return Ok(d.engine.clone());
         }
         g.real.clone().map_err(AppError::failed)
     }
@@ -383,13 +381,8 @@ impl AppState {
     /// The Blynk tracker the window shows: the demo's while the demo is on.
     pub async fn blynk(&self) -> AppResult<BlynkHandle> {
         let g = self.engines.lock().await;
-        if let Some(b) = g
-            .demo
-            .as_ref()
-            .filter(|d| d.engine.is_some())
-            .and_then(|d| d.blynk.clone())
-        {
-            return Ok(b);
+        if let Some(d) = g.demo.as_ref() {
+            return Ok(d.blynk.clone());
         }
         g.blynk.clone().map_err(AppError::failed)
     }
@@ -409,8 +402,7 @@ impl AppState {
         let g = self.engines.lock().await;
         g.demo
             .as_ref()
-            .filter(|d| d.engine.is_some())
-            .map(|d| demo_firmware_path(&d.dir).display().to_string())
+            .map(|d| d.process.info().firmware.display().to_string())
     }
 
     /// The user's own engine (not the demo's).
@@ -425,12 +417,15 @@ impl AppState {
 
     /// True while the demo fleet is showing.
     pub async fn demo_active(&self) -> bool {
-        self.engines
-            .lock()
-            .await
-            .demo
-            .as_ref()
-            .is_some_and(|d| d.engine.is_some())
+        self.engines.lock().await.demo.is_some()
+    }
+
+    /// The demo's simulator, if one is installed (or given).
+    pub fn simulator(&self) -> Option<PathBuf> {
+        self.opts
+            .simulator
+            .clone()
+            .or_else(greenlight_core::demo::find_simulator)
     }
 
     /// Where the user's data lives.
@@ -438,69 +433,31 @@ impl AppState {
         &self.opts.data_dir
     }
 
-    /// Starts the demo fleet (or returns the running one's engine). The
-    /// simulator stays up once started: its embedded broker cannot be stopped
-    /// and restarted in one process, so "stop" only detaches the engine and a
-    /// second start reuses the same devices.
+    /// Starts the demo fleet (or returns the running one's engine): the
+    /// simulator as a separate process (`greenlight-sim demo`, installed
+    /// beside the app) and a throw-away engine and Blynk tracker on it.
     pub async fn start_demo(&self) -> AppResult<(EngineHandle, Option<BlynkHandle>)> {
         let mut g = self.engines.lock().await;
-        if let Some(d) = g.demo.as_ref().filter(|d| d.engine.is_some()) {
-            if let Some(e) = d.engine.clone() {
-                return Ok((e, d.blynk.clone()));
-            }
+        if let Some(d) = g.demo.as_ref() {
+            return Ok((d.engine.clone(), Some(d.blynk.clone())));
         }
-        if g.demo.is_none() {
-            let addr = "127.0.0.1:0"
-                .parse()
-                .map_err(|_| AppError::failed("bad loopback address"))?;
-            let sim = RainmakerSim::start(SimConfig {
-                broker: BrokerChoice::Embedded(addr),
-                scenario: Scenario::Demo,
-                timing: self.opts.demo_timing.clone(),
-                ..SimConfig::default()
-            })
-            .await
-            .map_err(|e| AppError::failed(format!("the demo fleet did not start: {e:#}")))?;
-            // A Blynk server with three devices, one of whose flash always
-            // fails, so the demo shows a reboot loop being caught.
-            let blynk_sim = BlynkSim::start(BlynkConfig {
-                devices: vec![
-                    DeviceBehaviour::Normal,
-                    DeviceBehaviour::Normal,
-                    DeviceBehaviour::FlashFails,
-                ],
-                timing: BlynkTiming::fast(),
-                ..BlynkConfig::default()
-            })
-            .await
-            .map_err(|e| AppError::failed(format!("the demo Blynk server did not start: {e:#}")))?;
-            let dir = std::env::temp_dir().join(format!(
-                "greenlight-app-demo-{}-{}",
-                std::process::id(),
-                self.generation.load(Ordering::SeqCst)
-            ));
-            let blynk_sim = Arc::new(blynk_sim);
-            power_cycle(Arc::downgrade(&blynk_sim));
-            g.demo = Some(Demo {
-                sim: Arc::new(sim),
-                blynk_sim,
-                engine: None,
-                blynk: None,
-                dir,
-            });
-        }
-        let demo = g
-            .demo
-            .as_mut()
-            .ok_or_else(|| AppError::failed("demo fleet missing"))?;
-        // The demo's password and data are throw-away: memory and a temporary
-        // directory, never the user's keychain or database.
-        let _ = std::fs::remove_dir_all(&demo.dir);
-        let secrets = Arc::new(MemorySecretStore::default());
-        secrets.set("demo", secret_keys::PASSWORD, &demo.sim.info.password)?;
-        let mut cfg = EngineConfig::new(&demo.dir, secrets, &format!("{} (demo)", self.opts.actor));
-        cfg.load_saved_accounts = false;
-        cfg.cloud_check_interval = Duration::from_secs(30);
+        let dir = std::env::temp_dir().join(format!(
+            "greenlight-app-demo-{}-{}",
+            std::process::id(),
+            self.generation.load(Ordering::SeqCst)
+        ));
+        // The demo's password and data are throw-away: memory and a
+        // temporary directory, never the user's keychain or database.
+        let _ = std::fs::remove_dir_all(&dir);
+        let exe = self.simulator().ok_or_else(|| {
+            AppError::failed(
+                "the demo needs the simulator (greenlight-sim), which is not installed beside Greenlight",
+            )
+        })?;
+        let process = DemoProcess::start_with(&exe, self.opts.demo_speed, &dir).await?;
+        let info = process.info().clone();
+        let mut cfg =
+            demo_fleet::engine_config(&info, &dir, &format!("{} (demo)", self.opts.actor))?;
         (self.opts.tune)(&mut cfg);
         let tracker = TrackerConfig {
             poll_interval: Duration::from_secs(2),
@@ -509,42 +466,33 @@ impl AppState {
         let blynk = BlynkTracker::open_beside(&cfg, tracker)
             .await
             .map_err(|e| AppError::failed(format!("the demo Blynk tracker did not start: {e}")))?;
-        let ready = &demo.blynk_sim.ready;
-        let mut blynk_account = BlynkAccount::new("demo-blynk", &ready.admin, &ready.admin_user);
-        blynk_account.pinned_sha256 = Some(ready.fingerprint.clone());
+        let (blynk_account, blynk_password) = demo_fleet::blynk_account(&info);
         blynk
-            .add_account(blynk_account, &ready.admin_password)
+            .add_account(blynk_account, &blynk_password)
             .await
             .map_err(|e| AppError::failed(format!("the demo Blynk server: {e}")))?;
-        let fw = greenlight_sim::blynk::firmware::make_firmware("Nov 23 2026 09:00:00", 180_000);
-        std::fs::create_dir_all(&demo.dir)
-            .and_then(|_| std::fs::write(demo_firmware_path(&demo.dir), fw))
-            .map_err(|e| AppError::failed(format!("the demo firmware: {e}")))?;
         let engine = Engine::open(cfg).await?;
-        let mut account = AccountConfig::rest("demo", &demo.sim.info.http, &demo.sim.info.user)
-            .with_mqtt(&demo.sim.info.mqtt);
-        if let Some(m) = account.mqtt.as_mut() {
-            m.basic_ingest = false; // the embedded broker refuses `$` subscriptions
-        }
-        engine.add_account(account).await?;
-        demo.engine = Some(engine.clone());
-        demo.blynk = Some(blynk.clone());
+        engine.add_account(demo_fleet::account(&info)).await?;
+        g.demo = Some(Demo {
+            process,
+            engine: engine.clone(),
+            blynk: blynk.clone(),
+            dir,
+        });
         self.generation.fetch_add(1, Ordering::SeqCst);
         Ok((engine, Some(blynk)))
     }
 
-    /// Stops showing the demo; returns the user's engine and tracker, if
-    /// they opened.
+    /// Stops the demo (its engine, tracker and simulator); returns the
+    /// user's engine and tracker, if they opened.
     pub async fn stop_demo(&self) -> (Option<EngineHandle>, Option<BlynkHandle>) {
         let mut g = self.engines.lock().await;
-        if let Some(d) = g.demo.as_mut() {
-            if let Some(b) = d.blynk.take() {
-                b.shutdown().await;
-            }
-            if let Some(e) = d.engine.take() {
-                e.shutdown().await;
-                self.generation.fetch_add(1, Ordering::SeqCst);
-            }
+        if let Some(d) = g.demo.take() {
+            d.blynk.shutdown().await;
+            d.engine.shutdown().await;
+            d.process.stop().await;
+            let _ = std::fs::remove_dir_all(&d.dir);
+            self.generation.fetch_add(1, Ordering::SeqCst);
         }
         (g.real.clone().ok(), g.blynk.clone().ok())
     }
@@ -552,15 +500,10 @@ impl AppState {
     /// Stops every engine (app exit).
     pub async fn shutdown(&self) {
         let mut g = self.engines.lock().await;
-        if let Some(d) = g.demo.as_mut() {
-            if let Some(b) = d.blynk.take() {
-                b.shutdown().await;
-            }
-            if let Some(e) = d.engine.take() {
-                e.shutdown().await;
-            }
-        }
         if let Some(d) = g.demo.take() {
+            d.blynk.shutdown().await;
+            d.engine.shutdown().await;
+            d.process.stop().await;
             let _ = std::fs::remove_dir_all(&d.dir);
         }
         if let Ok(b) = &g.blynk {
@@ -570,29 +513,6 @@ impl AppState {
             e.shutdown().await;
         }
     }
-}
-
-/// A Blynk server sends an update only when a device logs in again, and the
-/// demo's devices would otherwise stay connected forever. Real ones drop off
-/// Wi-Fi and reboot now and then; the demo's do so every 10 s or so, one at
-/// a time, so a started update reaches them within the demo's attention span.
-fn power_cycle(sim: std::sync::Weak<BlynkSim>) {
-    tokio::spawn(async move {
-        let mut turn = 0usize;
-        loop {
-            tokio::time::sleep(Duration::from_secs(4)).await;
-            let Some(sim) = sim.upgrade() else { return };
-            let tokens = sim.ready.tokens.clone();
-            if tokens.is_empty() {
-                return;
-            }
-            let token = &tokens[turn % tokens.len()];
-            turn += 1;
-            sim.set_online(token, false);
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            sim.set_online(token, true);
-        }
-    });
 }
 
 /// Opens the OS keychain and checks that it answers (a Secret Service may be

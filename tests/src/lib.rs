@@ -546,3 +546,57 @@ pub async fn blynk_bounce(
     .await;
     off
 }
+
+/// The `greenlight-sim` executable, built (debug) if it is not up to date:
+/// the demo runs it as a separate process, and a test binary of another
+/// package has no `CARGO_BIN_EXE_greenlight-sim`. Asks cargo once per test
+/// process; cargo releases its build lock while tests run, so this nested
+/// build does not wait on the outer one.
+pub fn sim_exe() -> PathBuf {
+    static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = std::process::Command::new(cargo);
+        // What cargo set for this test binary is not the nested build's:
+        // some build scripts (ring's) track CARGO_MANIFEST_DIR, and an
+        // inherited one would rebuild them on every run.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            if k == "CARGO_MANIFEST_DIR"
+                || k == "CARGO_MANIFEST_PATH"
+                || k == "CARGO_CRATE_NAME"
+                || k == "CARGO_PRIMARY_PACKAGE"
+                || k == "CARGO_TARGET_TMPDIR"
+                || k == "OUT_DIR"
+                || k.starts_with("CARGO_PKG_")
+                || k.starts_with("CARGO_BIN_")
+            {
+                build.env_remove(&*k);
+            }
+        }
+        let out = build
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "greenlight-sim",
+                "--bin",
+                "greenlight-sim",
+                "--message-format=json",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("cargo runs");
+        assert!(out.status.success(), "building greenlight-sim failed");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| {
+                v["reason"] == "compiler-artifact" && v["target"]["name"] == "greenlight-sim"
+            })
+            .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+            .expect("cargo names the greenlight-sim executable")
+    })
+    .clone()
+}

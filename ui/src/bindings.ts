@@ -69,7 +69,7 @@ export const commands = {
 	 *  to the user's Downloads folder; returns the file's path.
 	 */
 	exportHistoryCsv: (query: HistoryQuery) => typedError<string, AppError>(__TAURI_INVOKE("export_history_csv", { query })),
-	/**  Shows the demo fleet (starting it the first time). */
+	/**  Starts the demo fleet and shows it. */
 	demoStart: () => typedError<null, AppError>(__TAURI_INVOKE("demo_start")),
 	/**  Leaves the demo fleet and shows the user's own accounts again. */
 	demoStop: () => typedError<null, AppError>(__TAURI_INVOKE("demo_stop")),
@@ -225,6 +225,11 @@ export type AppStatus = {
 	 *  (the data directory could not be opened).
 	 */
 	engine_owner: string,
+	/**
+	 *  The demo fleet can be started here: its simulator (`greenlight-sim`)
+	 *  is installed beside the app or on PATH.
+	 */
+	demo_available: boolean,
 };
 
 /**  The result of an approval for one node. */

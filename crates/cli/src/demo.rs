@@ -4,14 +4,10 @@
 //! hardware and no account.
 
 use std::io::IsTerminal;
-use std::sync::Arc;
 use std::time::Duration;
 
-use greenlight_core::{
-    now_ms, secret_keys, AccountConfig, ApprovalResult, Engine, EngineConfig, Event,
-    MemorySecretStore, SecretStore,
-};
-use greenlight_sim::rainmaker::{BrokerChoice, RainmakerSim, Scenario, SimConfig, Timing};
+use greenlight_core::demo::{self as demo_fleet, DemoProcess, DemoSpeed};
+use greenlight_core::{now_ms, ApprovalResult, Engine, Event};
 use serde_json::json;
 
 use crate::args::DemoArgs;
@@ -25,35 +21,18 @@ pub async fn run(a: &DemoArgs, json_out: bool) -> Result<(), Failure> {
     if human {
         println!("Starting the demo fleet (six simulated ESP RainMaker devices)…");
     }
-    let sim = RainmakerSim::start(SimConfig {
-        broker: BrokerChoice::Embedded(
-            "127.0.0.1:0"
-                .parse()
-                .map_err(|_| Failure::Failed("address".into()))?,
-        ),
-        scenario: Scenario::Demo,
-        timing: Timing::demo(),
-        ..SimConfig::default()
-    })
-    .await
-    .map_err(|e| Failure::Failed(format!("the demo fleet did not start: {e:#}")))?;
-
     // Demo credentials are throw-away: they stay in memory, and so does the
     // demo's data (a temporary directory), never mixed with real accounts.
     let dir = std::env::temp_dir().join(format!("greenlight-demo-{}", std::process::id()));
-    let secrets = Arc::new(MemorySecretStore::default());
-    secrets
-        .set("demo", secret_keys::PASSWORD, &sim.info.password)
-        .map_err(|e| Failure::Failed(e.to_string()))?;
-    let mut cfg = EngineConfig::new(&dir, secrets, "you (demo)");
-    cfg.cloud_check_interval = Duration::from_secs(30);
-    cfg.load_saved_accounts = false;
+    // The simulator runs beside us (`greenlight-sim demo`), not inside.
+    let speed = match std::env::var("GREENLIGHT_DEMO_SPEED").as_deref() {
+        Ok("fast") => DemoSpeed::Fast,
+        _ => DemoSpeed::Demo,
+    };
+    let sim = DemoProcess::start(speed, &dir).await?;
+    let cfg = demo_fleet::engine_config(sim.info(), &dir, "you (demo)")?;
     let e = Engine::open(cfg).await?;
-    let mut account =
-        AccountConfig::rest("demo", &sim.info.http, &sim.info.user).with_mqtt(&sim.info.mqtt);
-    if let Some(m) = account.mqtt.as_mut() {
-        m.basic_ingest = false; // the embedded broker refuses `$` subscriptions
-    }
+    let account = demo_fleet::account(sim.info());
     let mut events = e.subscribe();
     e.add_account(account).await?;
     let _ = e.refresh().await;
@@ -192,7 +171,7 @@ pub async fn run(a: &DemoArgs, json_out: bool) -> Result<(), Failure> {
         }
     }
     e.shutdown().await;
-    sim.shutdown().await;
+    sim.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -227,6 +227,10 @@ pub enum Error {
     /// The engine has stopped.
     #[error("the engine has stopped")]
     EngineStopped,
+    /// The demo fleet could not be started (no simulator installed, or it
+    /// failed), in plain words.
+    #[error("the demo fleet: {0}")]
+    Demo(String),
 }
 
 impl Error {

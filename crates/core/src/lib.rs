@@ -28,6 +28,7 @@
 
 pub mod blynk;
 pub mod control;
+pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod event;

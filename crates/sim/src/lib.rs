@@ -5,6 +5,8 @@
 //!   of simulated nodes speaking the firmware's OTA protocol.
 //! - [`blynk`]: the Blynk legacy server's OTA side (admin HTTPS API, firmware
 //!   download, hardware protocol) and a fleet of simulated devices.
+//! - [`demo`]: the demo fleet both the app and the CLI show, run as
+//!   `greenlight-sim demo` beside them.
 //!
 //! The simulators depend on nothing else of Greenlight's: the engine never
 //! knows it is talking to one.
@@ -12,4 +14,5 @@
 #![warn(missing_docs)]
 
 pub mod blynk;
+pub mod demo;
 pub mod rainmaker;

@@ -70,6 +70,21 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "demo")]
         speed: Speed,
     },
+    /// The demo fleet the app and `greenlight demo` show: six RainMaker
+    /// devices on an embedded broker and a Blynk server with three devices.
+    /// Its ready line is `greenlight_sim::demo::DemoInfo`.
+    Demo {
+        /// Device timings.
+        #[arg(long, value_enum, default_value = "demo")]
+        speed: Speed,
+        /// Where to write the sample Blynk firmware (default: a temporary directory).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// Also stop when standard input closes: the app and the CLI hold
+        /// it open, so the demo never outlives them, even after a crash.
+        #[arg(long)]
+        exit_with_parent: bool,
+    },
     /// Blynk legacy server (admin HTTPS API, firmware HTTP, hardware TCP) + devices.
     Blynk {
         /// Admin HTTPS address (self-signed certificate; fingerprint in the ready line).
@@ -179,6 +194,39 @@ fn main() -> anyhow::Result<()> {
                 let _ = tokio::time::timeout(Duration::from_millis(1500), sim.shutdown()).await;
                 Ok(())
             }
+            Cmd::Demo {
+                speed,
+                dir,
+                exit_with_parent,
+            } => {
+                let timing = match speed {
+                    Speed::Fast => Timing::fast(),
+                    Speed::Demo => Timing::demo(),
+                    Speed::Real => Timing::real(),
+                };
+                let dir = dir.unwrap_or_else(|| {
+                    std::env::temp_dir().join(format!("greenlight-demo-sim-{}", std::process::id()))
+                });
+                let demo = greenlight_sim::demo::Demo::start(timing, &dir)
+                    .await
+                    .context("starting the demo fleet")?;
+                let stop = StopSignals::install()?;
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{}", demo.ready_line())?;
+                out.flush()?;
+                drop(out);
+                if exit_with_parent {
+                    tokio::select! {
+                        _ = stop.wait() => {}
+                        _ = stdin_closed() => {}
+                    }
+                } else {
+                    stop.wait().await;
+                }
+                tracing::info!("stopping");
+                let _ = tokio::time::timeout(Duration::from_millis(1500), demo.shutdown()).await;
+                Ok(())
+            }
             Cmd::Blynk {
                 admin,
                 hardware,
@@ -276,6 +324,19 @@ impl StopSignals {
         #[cfg(not(unix))]
         {
             let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Returns once standard input reaches its end (the parent closed it or
+/// died); whatever it sends is ignored.
+async fn stdin_closed() {
+    use tokio::io::AsyncReadExt;
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 64];
+    while let Ok(n) = stdin.read(&mut buf).await {
+        if n == 0 {
+            return;
         }
     }
 }

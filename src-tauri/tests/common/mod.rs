@@ -9,7 +9,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use greenlight_app::{AppOptions, AppState};
-use greenlight_sim::rainmaker::Timing;
 use serde_json::Value;
 use tauri::ipc::{CallbackFn, InvokeBody};
 use tauri::test::{get_ipc_response, mock_builder, mock_context, noop_assets, MockRuntime};
@@ -28,7 +27,8 @@ pub fn options(dir: &Path, memory_secrets: bool) -> AppOptions {
         data_dir: dir.to_path_buf(),
         actor: "tester".into(),
         memory_secrets,
-        demo_timing: Timing::fast(),
+        demo_speed: greenlight_core::demo::DemoSpeed::Fast,
+        simulator: Some(greenlight_tests::sim_exe()),
         tune: |c| {
             c.status_poll_fast = Duration::from_millis(100);
             c.status_poll_slow = Duration::from_millis(300);
