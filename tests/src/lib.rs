@@ -157,6 +157,8 @@ pub struct Raw {
 impl Raw {
     /// A client for `base`.
     pub fn new(base: &str) -> Raw {
+        // reqwest is built without a crypto provider: Greenlight's.
+        greenlight_core::tls::provider();
         // A simulator that stops answering must fail a test, not hang CI.
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))

@@ -49,10 +49,23 @@ pub fn pretty(fp: &str) -> String {
         .join(":")
 }
 
-fn provider() -> Arc<CryptoProvider> {
+/// The one crypto provider every TLS connection uses (HTTPS through
+/// reqwest, MQTT over TLS, pinned certificates): ring, installed as the
+/// process default the first time it is asked for, so reqwest (built
+/// without a provider of its own) finds it too. One place to switch a
+/// platform to another provider. ring rather than aws-lc-rs: ring was in
+/// the tree already (rumqttc's webpki), and a second crypto library cost
+/// about 2 MB in every binary (issue 14).
+pub fn provider() -> Arc<CryptoProvider> {
+    if let Some(p) = CryptoProvider::get_default() {
+        return p.clone();
+    }
+    // Another thread may install one between the check and here: either
+    // way the default that won is the one to use.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     CryptoProvider::get_default()
         .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
 }
 
 /// Accepts exactly one end-entity certificate (by fingerprint); the
@@ -277,6 +290,7 @@ pub async fn decide_trust(url: &str, given: Option<&str>) -> Result<Trust> {
     }
     let given = given.map(normalize_fingerprint).transpose()?;
     if given.is_none() {
+        provider();
         let probe = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
             .build()

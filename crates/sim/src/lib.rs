@@ -16,3 +16,13 @@
 pub mod blynk;
 pub mod demo;
 pub mod rainmaker;
+
+/// Installs ring as the process's TLS crypto provider unless one is
+/// installed already (the one Greenlight uses too: a test process holding
+/// both sides then has one provider, and axum-server, built without a
+/// provider of its own, finds it).
+pub(crate) fn crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}

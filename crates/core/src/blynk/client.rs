@@ -130,6 +130,8 @@ impl AdminClient {
                 account.url
             )));
         }
+        // reqwest has no crypto provider of its own: ours, installed.
+        crate::tls::provider();
         let mut b = reqwest::Client::builder()
             .timeout(opts.request_timeout)
             .connect_timeout(opts.connect_timeout)

@@ -136,7 +136,7 @@ fn tls_config(cfg: &MqttConfig) -> Result<Arc<rustls::ClientConfig>> {
             );
         }
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = crate::tls::provider();
     let b = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| bad("TLS", &e))?

@@ -137,6 +137,8 @@ impl RestClient {
         secrets: Arc<dyn SecretStore>,
         retry: RetryPolicy,
     ) -> Result<RestClient> {
+        // reqwest has no crypto provider of its own: ours, installed.
+        crate::tls::provider();
         let mut b = reqwest::Client::builder()
             .timeout(retry.request_timeout)
             .connect_timeout(retry.request_timeout.min(Duration::from_secs(10)))

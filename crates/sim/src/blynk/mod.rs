@@ -267,6 +267,8 @@ impl BlynkSim {
     /// Starts the three listeners and the simulated devices; returns once
     /// every simulated device has logged in and had its info acknowledged.
     pub async fn start(cfg: BlynkConfig) -> anyhow::Result<BlynkSim> {
+        // Its admin HTTPS server and the devices' download clients need one.
+        crate::crypto_provider();
         let total = cfg.devices.len() + cfg.external_devices;
         if total > 0 && cfg.users.iter().all(|u| u.projects.is_empty()) {
             bail!("devices need at least one user with a project");

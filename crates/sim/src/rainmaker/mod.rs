@@ -146,6 +146,8 @@ impl RainmakerSim {
     /// Starts everything and returns once the HTTP server listens and every
     /// node that starts online has published its config.
     pub async fn start(cfg: SimConfig) -> anyhow::Result<RainmakerSim> {
+        // Its HTTPS server and the nodes' download clients need one.
+        crate::crypto_provider();
         let (host, port) = match &cfg.broker {
             BrokerChoice::Embedded(addr) => {
                 let a = broker::start_embedded(*addr)?;
