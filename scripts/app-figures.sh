@@ -51,18 +51,38 @@ sorted=$(printf '%s\n' "${times[@]}" | sort -n | tr '\n' ' ')
 median=$(printf '%s\n' "${times[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p")
 echo "cold start to first window: median ${median} ms over $runs runs (all: ${sorted})"
 
-# Memory at rest: the demo fleet running, nothing happening, after 20 s.
-rm -rf "$work/data"
-GREENLIGHT_DEMO=1 GREENLIGHT_DATA_DIR="$work/data" "$app" >/dev/null 2>&1 &
-pid=$!
-sleep 20
-rss_app=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
-rss_web=0
-for p in $(descendants $pid); do
-  r=$(awk '/VmRSS/ {print $2}' /proc/$p/status 2>/dev/null || echo 0)
-  rss_web=$(( rss_web + ${r:-0} ))
-done
-echo "resident at rest on the demo fleet: app ${rss_app} KiB (includes the in-process simulators), its WebKit processes ${rss_web} KiB, total $(( (rss_app + rss_web) / 1024 )) MiB"
-for p in $(descendants $pid); do kill "$p" 2>/dev/null || true; done
-kill $pid 2>/dev/null || true
-wait $pid 2>/dev/null || true
+# Memory at rest after 20 s, nothing happening: once on an empty data
+# directory (what a user's tray app holds all day), once on the demo fleet.
+# The demo's simulator is a child process of its own (greenlight-sim demo),
+# counted apart from the app and its WebKit processes.
+sim="$target/release/greenlight-sim"
+at_rest() { # label, extra environment...
+  local label=$1; shift
+  rm -rf "$work/data"
+  env "$@" GREENLIGHT_DATA_DIR="$work/data" dbus-run-session -- "$app" >/dev/null 2>&1 &
+  local pid=$! app_pid="" waited=0
+  # dbus-run-session is the parent: find the app under it.
+  until [ -n "$app_pid" ] || [ $waited -gt 100 ]; do
+    app_pid=$(ps -o pid= --ppid $pid -o comm= 2>/dev/null | awk '$2 ~ /greenlight-app/ {print $1}' | head -1)
+    sleep 0.1; waited=$((waited + 1))
+  done
+  [ -n "$app_pid" ] || { echo "$label: the app did not start" >&2; return; }
+  sleep 20
+  local rss_app rss_web=0 rss_sim=0 r comm
+  rss_app=$(awk '/VmRSS/ {print $2}' /proc/$app_pid/status)
+  for p in $(descendants $app_pid); do
+    r=$(awk '/VmRSS/ {print $2}' /proc/$p/status 2>/dev/null || echo 0)
+    comm=$(cat /proc/$p/comm 2>/dev/null || true)
+    if [ "$comm" = "greenlight-sim" ]; then rss_sim=$(( rss_sim + ${r:-0} )); else rss_web=$(( rss_web + ${r:-0} )); fi
+  done
+  echo "resident at rest ($label): app ${rss_app} KiB, its WebKit processes ${rss_web} KiB, demo simulator ${rss_sim} KiB"
+  for p in $(descendants $pid); do kill "$p" 2>/dev/null || true; done
+  kill $pid 2>/dev/null || true
+  wait $pid 2>/dev/null || true
+}
+at_rest "no demo" GREENLIGHT_NOTHING=1
+if [ -x "$sim" ]; then
+  at_rest "demo fleet" GREENLIGHT_DEMO=1
+else
+  echo "resident at rest (demo fleet): not measured: $sim is not built" >&2
+fi

@@ -17,6 +17,16 @@ pub struct AppFigures {
     pub binary: Option<PathBuf>,
     /// Its size, bytes.
     pub size_bytes: Option<u64>,
+    /// The `greenlight` CLI's release binary size, bytes.
+    #[serde(default)]
+    pub cli_size_bytes: Option<u64>,
+    /// The simulator's release binary size, bytes (shipped for the demo).
+    #[serde(default)]
+    pub sim_size_bytes: Option<u64>,
+    /// Packages found under `release/bundle` (`make package`): file name
+    /// and size in bytes.
+    #[serde(default)]
+    pub packages: Vec<(String, u64)>,
     /// The script's output lines (cold start, memory), when it ran.
     pub script_lines: Vec<String>,
     /// Why something was not measured.
@@ -52,6 +62,23 @@ pub async fn measure(run_script: bool, runs: u32) -> AppFigures {
     };
     f.size_bytes = std::fs::metadata(&bin).ok().map(|m| m.len());
     f.binary = Some(bin.clone());
+    let release = bin.parent().map(Path::to_path_buf).unwrap_or_default();
+    let size_of = |name: &str| std::fs::metadata(release.join(name)).ok().map(|m| m.len());
+    f.cli_size_bytes = size_of("greenlight");
+    f.sim_size_bytes = size_of("greenlight-sim");
+    for kind in ["deb", "rpm"] {
+        if let Ok(dir) = std::fs::read_dir(release.join("bundle").join(kind)) {
+            for e in dir.filter_map(Result::ok) {
+                let name = e.file_name().to_string_lossy().to_string();
+                if name.ends_with(&format!(".{kind}")) {
+                    if let Ok(m) = e.metadata() {
+                        f.packages.push((name, m.len()));
+                    }
+                }
+            }
+        }
+    }
+    f.packages.sort();
     let script = root.join("scripts/app-figures.sh");
     let missing: Vec<&str> = ["Xvfb", "xwininfo", "dbus-run-session"]
         .into_iter()
