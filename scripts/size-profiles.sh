@@ -16,11 +16,12 @@ variants=("$@")
 scripts/ui.sh build >/dev/null
 
 flags_of() {
+  local fat=(--config 'profile.release.lto="fat"' --config profile.release.codegen-units=1)
   case "$1" in
-    current) echo "" ;;
-    fat) echo "--config profile.release.lto=\"fat\" --config profile.release.codegen-units=1" ;;
-    fat-s) echo "--config profile.release.lto=\"fat\" --config profile.release.codegen-units=1 --config profile.release.opt-level=\"s\"" ;;
-    fat-z) echo "--config profile.release.lto=\"fat\" --config profile.release.codegen-units=1 --config profile.release.opt-level=\"z\"" ;;
+    current) flags=() ;;
+    fat) flags=("${fat[@]}") ;;
+    fat-s) flags=("${fat[@]}" --config 'profile.release.opt-level="s"') ;;
+    fat-z) flags=("${fat[@]}" --config 'profile.release.opt-level="z"') ;;
     *) echo "unknown variant $1" >&2; exit 2 ;;
   esac
 }
@@ -29,8 +30,8 @@ printf '%-8s %12s %12s %12s %8s\n' variant greenlight-app greenlight greenlight-
 for v in "${variants[@]}"; do
   dir="$base/$v"
   start=$(date +%s)
-  # shellcheck disable=SC2046
-  eval cargo build --release --quiet $(flags_of "$v") \
+  flags_of "$v"
+  cargo build --release --quiet "${flags[@]}" \
     -p greenlight-app -p greenlight-cli -p greenlight-sim --target-dir "$dir" >&2
   took=$(( $(date +%s) - start ))
   size() { stat -c %s "$dir/release/$1"; }
