@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo demo-terminal demo-sim test test-rust test-ui e2e lint audit bench bench-quick deps build ui bindings fmt
+.PHONY: demo demo-terminal demo-sim test test-rust test-ui e2e lint audit bench bench-quick deps build ui bindings fmt package package-test
 
 deps:
 	@scripts/deps.sh
@@ -41,7 +41,7 @@ demo-sim: deps
 	$(CARGO) build --release -p greenlight-sim
 	@scripts/demo-sim.sh "$$($(CARGO) metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/greenlight-sim"
 
-test: deps test-rust test-ui e2e
+test: deps test-rust test-ui e2e package-test
 
 test-rust: ui
 	$(CARGO) test --workspace --all-targets
@@ -52,6 +52,16 @@ test-ui:
 # The real app under Xvfb through WebDriver, on the demo fleet.
 e2e: deps
 	@scripts/e2e.sh
+
+# The .deb bundled from the debug build, installed with dpkg, its app started
+# under Xvfb and its CLI run from /usr/bin, then removed (needs root or sudo).
+package-test: deps
+	@scripts/package-test.sh
+
+# The release packages for people: .deb and .rpm with Tauri's bundler, under
+# target/release/bundle/ (or $CARGO_TARGET_DIR/release/bundle/).
+package: deps
+	@scripts/package.sh
 
 # Regenerates ui/src/bindings.ts from the Rust commands and types.
 bindings: ui

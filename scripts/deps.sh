@@ -10,8 +10,9 @@ want=(mosquitto mosquitto-clients curl ca-certificates pkg-config build-essentia
       dbus-daemon gnome-keyring libsecret-tools
       # the desktop app (Tauri 2 on WebKitGTK) and its tray
       libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev
-      # its end-to-end test: a virtual display, the WebDriver, screenshots
-      xvfb webkit2gtk-driver dbus imagemagick
+      # its end-to-end test: a virtual display, the WebDriver, screenshots;
+      # the package test also finds the installed app's window (xwininfo)
+      xvfb webkit2gtk-driver dbus imagemagick x11-utils
       # `greenlight service`'s test verifies the unit it writes (systemd-analyze)
       systemd)
 
