@@ -61,11 +61,7 @@ impl AppOptions {
         let actor = std::env::var("USER")
             .or_else(|_| std::env::var("USERNAME"))
             .unwrap_or_else(|_| "you".into());
-        // The end-to-end test runs the demo at the simulator's fast pace.
-        let demo_speed = match std::env::var("GREENLIGHT_DEMO_SPEED").as_deref() {
-            Ok("fast") => DemoSpeed::Fast,
-            _ => DemoSpeed::Demo,
-        };
+        let demo_speed = DemoSpeed::from_env();
         AppOptions {
             data_dir,
             actor,

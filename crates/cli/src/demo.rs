@@ -25,11 +25,7 @@ pub async fn run(a: &DemoArgs, json_out: bool) -> Result<(), Failure> {
     // demo's data (a temporary directory), never mixed with real accounts.
     let dir = std::env::temp_dir().join(format!("greenlight-demo-{}", std::process::id()));
     // The simulator runs beside us (`greenlight-sim demo`), not inside.
-    let speed = match std::env::var("GREENLIGHT_DEMO_SPEED").as_deref() {
-        Ok("fast") => DemoSpeed::Fast,
-        _ => DemoSpeed::Demo,
-    };
-    let sim = DemoProcess::start(speed, &dir).await?;
+    let sim = DemoProcess::start(DemoSpeed::from_env(), &dir).await?;
     let cfg = demo_fleet::engine_config(sim.info(), &dir, "you (demo)")?;
     let e = Engine::open(cfg).await?;
     let account = demo_fleet::account(sim.info());

@@ -44,6 +44,15 @@ pub enum DemoSpeed {
 }
 
 impl DemoSpeed {
+    /// `GREENLIGHT_DEMO_SPEED=fast` (the end-to-end tests), else the
+    /// demo's own pace: one rule for the app and the CLI.
+    pub fn from_env() -> DemoSpeed {
+        match std::env::var("GREENLIGHT_DEMO_SPEED").as_deref() {
+            Ok("fast") => DemoSpeed::Fast,
+            _ => DemoSpeed::Demo,
+        }
+    }
+
     fn arg(self) -> &'static str {
         match self {
             DemoSpeed::Demo => "demo",
