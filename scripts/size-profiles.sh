@@ -5,23 +5,25 @@
 # and prints the stripped binary sizes. Slow: a full release build per
 # variant (about 6-10 min each on 2 cores).
 #   scripts/size-profiles.sh [BASE_DIR] [variant...]
-# Variants: current fat fat-s fat-z (default: all four).
+# Variants: current (Cargo.toml's [profile.release]: fat LTO, one codegen
+# unit, opt-level "z"), thin (the profile before: thin LTO, 4 units, opt 3),
+# fat (fat LTO, one unit, opt 3), fat-s (opt "s"). Default: all four.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 base=${1:-${CARGO_TARGET_DIR:-$(pwd)/target}/size-profiles}
 shift || true
 variants=("$@")
-[ ${#variants[@]} -gt 0 ] || variants=(current fat fat-s fat-z)
+[ ${#variants[@]} -gt 0 ] || variants=(current thin fat fat-s)
 
 scripts/ui.sh build >/dev/null
 
 flags_of() {
-  local fat=(--config 'profile.release.lto="fat"' --config profile.release.codegen-units=1)
   case "$1" in
     current) flags=() ;;
-    fat) flags=("${fat[@]}") ;;
-    fat-s) flags=("${fat[@]}" --config 'profile.release.opt-level="s"') ;;
-    fat-z) flags=("${fat[@]}" --config 'profile.release.opt-level="z"') ;;
+    thin) flags=(--config 'profile.release.lto="thin"' --config profile.release.codegen-units=4
+                 --config profile.release.opt-level=3) ;;
+    fat) flags=(--config profile.release.opt-level=3) ;;
+    fat-s) flags=(--config 'profile.release.opt-level="s"') ;;
     *) echo "unknown variant $1" >&2; exit 2 ;;
   esac
 }
