@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo demo-terminal demo-sim test test-rust test-ui e2e lint audit bench bench-quick deps build ui bindings fmt package package-test
+.PHONY: demo demo-terminal demo-sim test test-rust test-ui e2e lint platform-deps audit bench bench-quick deps build ui bindings fmt package package-test
 
 deps:
 	@scripts/deps.sh
@@ -69,8 +69,15 @@ bindings: ui
 
 lint: ui
 	$(CARGO) fmt --all -- --check
+	@scripts/platform-deps.sh
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@scripts/ui.sh check
+
+# The app's dependency graph for Android, iOS, macOS, Windows and Linux
+# (cargo tree per target; no SDK or cross toolchain needed): the right
+# keychain store and TLS pieces, the desktop-only crates only on desktops.
+platform-deps:
+	@scripts/platform-deps.sh
 
 # Supply-chain checks (cargo-deny: licences, bans, sources; advisories where
 # the RustSec database can be fetched). See SECURITY.md.

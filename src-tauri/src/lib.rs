@@ -205,11 +205,20 @@ pub fn run() {
             std::process::exit(1);
         }
     };
-    app.run(|app, event| {
-        if let tauri::RunEvent::Exit = event {
+    app.run(|app, event| match event {
+        tauri::RunEvent::Exit => {
             if let Some(state) = app.try_state::<AppState>() {
                 tauri::async_runtime::block_on(state.shutdown());
             }
         }
+        // macOS: after close-to-tray the app has no visible window but keeps
+        // its Dock icon; clicking that icon brings the window back, as the
+        // tray's "Open Greenlight" does.
+        #[cfg(target_os = "macos")]
+        tauri::RunEvent::Reopen {
+            has_visible_windows: false,
+            ..
+        } => tray::show_window(app),
+        _ => {}
     });
 }
