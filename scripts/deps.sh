@@ -13,6 +13,9 @@ want=(mosquitto mosquitto-clients curl ca-certificates pkg-config build-essentia
       # its end-to-end test: a virtual display, the WebDriver, screenshots;
       # the package test also finds the installed app's window (xwininfo)
       xvfb webkit2gtk-driver dbus imagemagick x11-utils
+      # the launcher badge (Unity's launcher API, which GNOME's and KDE's
+      # docks read): the app loads it at run time; the e2e test sees its count
+      libunity9
       # `greenlight service`'s test verifies the unit it writes (systemd-analyze)
       systemd)
 

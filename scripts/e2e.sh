@@ -30,6 +30,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 scripts/ui.sh build
 # The simulator binary too: layout.test.mjs runs its own HTTPS cloud.
 cargo build -p greenlight-app -p greenlight-sim
+# The dock demo.test.mjs reads the app badge from (tests/src/bin/fake-dock.rs).
+cargo build -p greenlight-tests --bin fake-dock
+export GREENLIGHT_FAKE_DOCK="$target/debug/fake-dock"
 
 work=$(mktemp -d /tmp/greenlight-e2e.XXXXXX)
 pids=()
@@ -65,6 +68,11 @@ dbus-run-session -- bash -c '
   # A real keychain (the Secret Service), unlocked, private to this run:
   # accounts added through the form keep their passwords there.
   printf "greenlight-e2e-keyring" | gnome-keyring-daemon --unlock --components=secrets --daemonize >/dev/null 2>&1
+  # A dock on this bus: what it hears is the badge a user would see.
+  export GREENLIGHT_LAUNCHER_LOG="$2/launcher.log"
+  "$GREENLIGHT_FAKE_DOCK" >"$GREENLIGHT_LAUNCHER_LOG" 2>"$2/dock.err" &
+  monitor=$!
+  for _ in $(seq 1 100); do grep -q ready "$GREENLIGHT_LAUNCHER_LOG" 2>/dev/null && break; sleep 0.1; done
   tauri-driver --port "$WEBDRIVER_PORT" --native-port "$1" >"$2/driver.log" 2>&1 &
   driver=$!
   for _ in $(seq 1 100); do
@@ -73,7 +81,7 @@ dbus-run-session -- bash -c '
   done
   cd ui && timeout 1200 node --test --test-concurrency=1 --test-reporter=spec ${E2E_TESTS:-e2e/*.test.mjs}
   rc=$?
-  kill $driver 2>/dev/null
+  kill $driver $monitor 2>/dev/null
   [ $rc -ne 0 ] && { echo "--- tauri-driver log"; tail -40 "$2/driver.log"; }
   exit $rc
 ' _ "$native" "$work"

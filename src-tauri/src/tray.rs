@@ -1,6 +1,7 @@
 //! The tray icon: the number of pending updates in its title and tooltip,
-//! and a menu (Open, Approve all pending…, Pause notifications, Quit). On
-//! mobile there is no tray; these functions do nothing there.
+//! and a menu (Open, Approve all pending…, Pause notifications, Quit). The
+//! same number is the app's badge where the platform has one. On mobile
+//! there is no tray: the badge is the only count outside the app.
 
 use tauri::{AppHandle, Runtime};
 
@@ -8,8 +9,9 @@ use tauri::{AppHandle, Runtime};
 pub const TRAY_ID: &str = "main";
 
 /// Shows the pending count on the tray (title next to the icon where the
-/// desktop shows one, and the tooltip).
+/// desktop shows one, and the tooltip) and as the app's badge.
 pub fn set_count<R: Runtime>(app: &AppHandle<R>, n: usize) {
+    set_badge(app, n);
     #[cfg(desktop)]
     if let Some(tray) = app.tray_by_id(TRAY_ID) {
         let tip = match n {
@@ -22,6 +24,37 @@ pub fn set_count<R: Runtime>(app: &AppHandle<R>, n: usize) {
     }
     #[cfg(not(desktop))]
     let _ = (app, n);
+}
+
+/// The count as the app's badge: the Dock on macOS, the home-screen icon
+/// on iOS, the launcher on Linux desktops that read Unity's launcher API
+/// (GNOME's dock, KDE, Plank), an overlay dot on the Windows taskbar button
+/// (Windows has no numeric badge). Android has none through Tauri: its
+/// launchers draw a dot from the app's notifications instead.
+fn set_badge<R: Runtime>(app: &AppHandle<R>, n: usize) {
+    use tauri::Manager;
+    let Some(w) = app.get_webview_window("main") else {
+        return;
+    };
+    if cfg!(target_os = "windows") {
+        #[cfg(target_os = "windows")]
+        {
+            let icon = if n == 0 {
+                None
+            } else {
+                tauri::image::Image::from_bytes(include_bytes!("../../icons/overlay.png")).ok()
+            };
+            if let Err(e) = w.set_overlay_icon(icon) {
+                tracing::debug!(error = %e, "no taskbar overlay");
+            }
+        }
+    } else if !cfg!(target_os = "android") {
+        let count = if n == 0 { None } else { Some(n as i64) };
+        if let Err(e) = w.set_badge_count(count) {
+            // Desktops without a launcher API: the tray shows the count.
+            tracing::debug!(error = %e, "no app badge");
+        }
+    }
 }
 
 /// Ticks or unticks "Pause notifications" in the tray menu.

@@ -6,10 +6,12 @@
 //   WEBDRIVER_PORT      tauri-driver's port
 //   SCREENSHOT_DIR      where screenshots go
 //   DISPLAY             the Xvfb display (screenshots are taken of it)
+//   GREENLIGHT_LAUNCHER_LOG  what a dock on the session bus heard: one JSON
+//                       line per launcher update (tests/src/bin/fake-dock.rs)
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { remote } from "webdriverio";
 
 const shots = process.env.SCREENSHOT_DIR ?? "target/e2e-screenshots";
@@ -32,6 +34,22 @@ async function until(what, f, timeout = 60_000) {
     if (Date.now() > end) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+// The badge the dock shows now (null: none). libunity sends only what
+// changed, so a dock keeps the last count and visibility it was told.
+function launcherCount() {
+  const log = process.env.GREENLIGHT_LAUNCHER_LOG;
+  assert.ok(log, "scripts/e2e.sh sets GREENLIGHT_LAUNCHER_LOG");
+  let count = null;
+  let visible = false;
+  for (const line of readFileSync(log, "utf8").split("\n")) {
+    if (!line.startsWith("{")) continue;
+    const u = JSON.parse(line);
+    if (u.count != null) count = u.count;
+    if (u.count_visible != null) visible = u.count_visible;
+  }
+  return visible ? count : null;
 }
 
 async function attrs(selector, attr) {
@@ -74,6 +92,15 @@ test("the demo fleet: pending updates appear, one is approved to success, approv
   assert.ok(nodes.includes("7CDFA1000001"), `Kitchen Plug is pending: ${nodes}`);
   assert.ok(!nodes.includes("7CDFA1000000"), "the up-to-date Living Room Light is not");
   screenshot("inbox");
+  // The same count on the app's icon in the dock, not only in the window.
+  let shown;
+  await until(`the dock badge to say as many as the inbox shows`, async () => {
+    shown = (await attrs('[data-testid="pending-card"]', "data-node")).length;
+    return launcherCount() === shown ? shown : null;
+  }, 30_000).catch((e) => {
+    const log = readFileSync(process.env.GREENLIGHT_LAUNCHER_LOG, "utf8");
+    throw new Error(`${e.message}: the inbox shows ${shown}, the dock heard:\n${log.slice(-2000)}`);
+  });
 
   // Approve the Kitchen Plug alone and follow it to success.
   const plug = await browser.$('[data-testid="pending-card"][data-node="7CDFA1000001"]');
