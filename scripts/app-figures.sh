@@ -75,7 +75,14 @@ at_rest() { # label, extra environment...
     comm=$(cat /proc/$p/comm 2>/dev/null || true)
     if [ "$comm" = "greenlight-sim" ]; then rss_sim=$(( rss_sim + ${r:-0} )); else rss_web=$(( rss_web + ${r:-0} )); fi
   done
-  echo "resident at rest ($label): app ${rss_app} KiB, its WebKit processes ${rss_web} KiB, demo simulator ${rss_sim} KiB"
+  # RSS counts every shared-library page the app has touched (WebKitGTK,
+  # JavaScriptCore, GTK, Mesa's LLVM under Xvfb), which its WebKit processes
+  # and other GTK apps map too; PSS divides those among the sharers, and
+  # "private" (USS) is what quitting the app would give back.
+  local pss priv
+  pss=$(awk '/^Pss:/ {print $2}' /proc/$app_pid/smaps_rollup 2>/dev/null || echo "?")
+  priv=$(awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s}' /proc/$app_pid/smaps_rollup 2>/dev/null || echo "?")
+  echo "resident at rest ($label): app ${rss_app} KiB (PSS ${pss} KiB, private ${priv} KiB), its WebKit processes ${rss_web} KiB, demo simulator ${rss_sim} KiB"
   for p in $(descendants $pid); do kill "$p" 2>/dev/null || true; done
   kill $pid 2>/dev/null || true
   wait $pid 2>/dev/null || true

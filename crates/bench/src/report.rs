@@ -399,7 +399,7 @@ pub fn rows(r: &Report) -> Vec<Row> {
             .and_then(app_kib)
             .map(|k| (k as f64 / 1024.0) < 60.0),
         figure: rest.unwrap_or_else(|| format!("not measured: {why}")),
-        target: "app < 60 MB".into(),
+        target: "app RSS < 60 MB".into(),
     });
     out.push(Row {
         measure: "App resident memory at rest, demo fleet".into(),
