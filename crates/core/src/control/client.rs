@@ -15,11 +15,10 @@ use tokio::net::UnixStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::codec::{Framed, LinesCodec};
 
-use super::wire::{Answer, Call, ClientKind, Envelope, MAX_LINE, PROTOCOL};
+use super::wire::{read_owner_line, Call, ClientKind, Envelope, OwnerLine, MAX_LINE, PROTOCOL};
 use crate::engine::handle::{Reply, Request};
 use crate::engine::{EngineHandle, Mode};
 use crate::error::{Error, Result};
-use crate::event::Event;
 use crate::secrets::SecretStore;
 
 type Adapter = Box<dyn FnOnce(Result<Value>) + Send>;
@@ -84,18 +83,17 @@ pub async fn connect_as(
     let (w, ev) = (waiting.clone(), events.clone());
     tokio::spawn(async move {
         while let Some(Ok(line)) = lines.next().await {
-            let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                tracing::debug!("control socket: unreadable line from the owner");
-                continue;
-            };
-            if let Some(e) = v.get("event") {
-                if let Ok(e) = serde_json::from_value::<Event>(e.clone()) {
-                    let _ = ev.send(e);
+            let a = match read_owner_line(&line) {
+                OwnerLine::Answer(a) => a,
+                OwnerLine::Event(e) => {
+                    let _ = ev.send(*e);
+                    continue;
                 }
-                continue;
-            }
-            let Ok(a) = serde_json::from_value::<Answer>(v) else {
-                continue;
+                OwnerLine::Ignored => continue,
+                OwnerLine::Unreadable => {
+                    tracing::debug!("control socket: unreadable line from the owner");
+                    continue;
+                }
             };
             let adapter = w.lock().ok().and_then(|mut m| m.remove(&a.id));
             if let Some(f) = adapter {
@@ -217,7 +215,9 @@ fn translate(req: Request) -> Translated {
                 }));
             }),
         ),
-        Request::Refresh(r) => C(
+        // The owner runs its own resume detector; a client's resume asks
+        // it for a sweep at most.
+        Request::Refresh(r) | Request::Resumed(r) => C(
             Call::Refresh,
             Box::new(move |res: Result<Value>| {
                 let (tx, rx) = oneshot::channel();

@@ -37,6 +37,9 @@ use tokio::sync::watch;
 pub use client::{connect, connect_as};
 #[cfg(unix)]
 pub use server::serve;
+/// The line parsers of both sides, for the fuzz targets (`crate::fuzz_api`).
+#[cfg(feature = "fuzzing")]
+pub(crate) use wire::{read_owner_line, read_request, Envelope, OwnerLine, MAX_LINE};
 pub use wire::{ClientKind, PROTOCOL};
 
 /// Where Unix domain sockets are missing (Windows, until the named-pipe

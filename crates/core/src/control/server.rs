@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::codec::{Framed, LinesCodec};
 
-use super::wire::{Answer, Call, ClientKind, Envelope, WireError, MAX_LINE, PROTOCOL};
+use super::wire::{read_request, Answer, Call, ClientKind, WireError, MAX_LINE};
 use super::{Owner, Ownership};
 use crate::engine::EngineHandle;
 use crate::error::{Error, Result};
@@ -110,39 +110,11 @@ async fn client(
                 break;
             }
         };
-        // The version and id first, so that a call this owner does not know
-        // (a newer client's) is answered under its id, not left waiting.
-        let head: Value = match serde_json::from_str(&line) {
-            Ok(v) => v,
-            Err(e) => {
-                let err = WireError::Other {
-                    message: format!("not a request: {e}"),
-                };
-                let _ = out.send(answer(0, Err(err))).await;
-                continue;
-            }
-        };
-        let id = head.get("id").and_then(Value::as_u64).unwrap_or(0);
-        let v = head.get("v").and_then(Value::as_u64).unwrap_or(0);
-        if v != u64::from(PROTOCOL) {
-            let err = WireError::Other {
-                message: format!(
-                    "this Greenlight ({}) speaks control protocol {PROTOCOL}, the client {v}: use the same version",
-                    owner.version
-                ),
-            };
-            let _ = out.send(answer(id, Err(err))).await;
-            continue;
-        }
-        let env: Envelope = match serde_json::from_value(head) {
+        // A call this owner does not know (a newer client's) is answered
+        // under its id, not left waiting (see `read_request`).
+        let env = match read_request(&line, &owner.version) {
             Ok(env) => env,
-            Err(e) => {
-                let err = WireError::Other {
-                    message: format!(
-                        "this Greenlight ({}) does not know that request ({e}): use the same version",
-                        owner.version
-                    ),
-                };
+            Err((id, err)) => {
                 let _ = out.send(answer(id, Err(err))).await;
                 continue;
             }

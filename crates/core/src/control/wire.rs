@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::Error;
+use crate::event::Event;
 use crate::model::{AccountConfig, HistoryFilter, Millis, NodeRef, QuietHours};
 
 /// The protocol version; a client of another version is refused with a
@@ -169,5 +170,60 @@ impl From<WireError> for Error {
             WireError::Stopped => Error::EngineStopped,
             WireError::Other { message } => Error::Remote(message),
         }
+    }
+}
+
+/// Reads one request line as the owner does. The version and id come
+/// first, so that a call this owner does not know (a newer client's) is
+/// answered under its id, not left waiting. `Err((id, error))`: answer
+/// `error` under `id` (0 when the line is not JSON at all).
+pub(crate) fn read_request(line: &str, owner_version: &str) -> Result<Envelope, (u64, WireError)> {
+    let head: Value = serde_json::from_str(line).map_err(|e| {
+        let message = format!("not a request: {e}");
+        (0, WireError::Other { message })
+    })?;
+    let id = head.get("id").and_then(Value::as_u64).unwrap_or(0);
+    let v = head.get("v").and_then(Value::as_u64).unwrap_or(0);
+    if v != u64::from(PROTOCOL) {
+        let message = format!(
+            "this Greenlight ({owner_version}) speaks control protocol {PROTOCOL}, the client {v}: use the same version"
+        );
+        return Err((id, WireError::Other { message }));
+    }
+    serde_json::from_value(head).map_err(|e| {
+        let message = format!(
+            "this Greenlight ({owner_version}) does not know that request ({e}): use the same version"
+        );
+        (id, WireError::Other { message })
+    })
+}
+
+/// One line from the owner, as a client reads it.
+#[derive(Debug)]
+pub(crate) enum OwnerLine {
+    /// An engine event (`{"event": ...}`).
+    Event(Box<Event>),
+    /// The answer to a request.
+    Answer(Answer),
+    /// JSON, but neither an event this client knows nor an answer: skipped.
+    Ignored,
+    /// Not JSON.
+    Unreadable,
+}
+
+/// Reads one line from the owner: an event, an answer, or nothing usable.
+pub(crate) fn read_owner_line(line: &str) -> OwnerLine {
+    let Ok(v) = serde_json::from_str::<Value>(line) else {
+        return OwnerLine::Unreadable;
+    };
+    if let Some(e) = v.get("event") {
+        return match serde_json::from_value::<Event>(e.clone()) {
+            Ok(e) => OwnerLine::Event(Box::new(e)),
+            Err(_) => OwnerLine::Ignored,
+        };
+    }
+    match serde_json::from_value::<Answer>(v) {
+        Ok(a) => OwnerLine::Answer(a),
+        Err(_) => OwnerLine::Ignored,
     }
 }
