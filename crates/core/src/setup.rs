@@ -141,6 +141,8 @@ pub fn check_broker_url(url: &str) -> Result<String> {
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(usage(format!("{u:?}: the broker URL has no host")));
     }
+    // What the watcher will connect with (no path, no credentials in it).
+    crate::rainmaker::mqtt::parse_url(u)?;
     Ok(u.to_string())
 }
 

@@ -606,7 +606,9 @@ pub fn canonical_base(url: &str) -> Result<String> {
         )));
     }
     let mut path = parsed.path().trim_end_matches('/').to_string();
-    if path.to_ascii_lowercase().ends_with("/v1") {
+    // Every trailing `/v1`: the canonical form of a canonical form is itself
+    // (the client canonicalises a saved base again).
+    while path.to_ascii_lowercase().ends_with("/v1") {
         path.truncate(path.len() - 3);
         path = path.trim_end_matches('/').to_string();
     }
@@ -757,5 +759,23 @@ mod tests {
         ] {
             assert!(canonical_base(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// Found by `fuzz/fuzz_targets/urls.rs` (crash input below, verbatim):
+    /// only one trailing `/v1` was dropped, so the "canonical" base still
+    /// ended with `/v1` and canonicalising it again (as `RestClient::new`
+    /// does with a saved base) gave another URL.
+    #[test]
+    fn fuzz_regression_a_canonical_base_is_its_own_canonical_form() {
+        let crash: &[u8] = b"https://12tps://126.06.0.0.2.0.0./rmttps://126.0.0.2.0.0./rm/v1/v1/";
+        let url = std::str::from_utf8(crash).unwrap();
+        let c = canonical_base(url).unwrap();
+        assert!(!c.to_ascii_lowercase().ends_with("/v1"), "{c}");
+        assert_eq!(canonical_base(&c).unwrap(), c);
+        assert_eq!(
+            canonical_base("http://127.0.0.1:8080/rm/v1/V1//v1/").unwrap(),
+            "http://127.0.0.1:8080/rm"
+        );
+        assert_eq!(canonical_base("https://v1/v1").unwrap(), "https://v1");
     }
 }
