@@ -2,8 +2,6 @@
 //! and the campaign tracking the server itself does not offer. Thin over
 //! `greenlight_core::blynk`, like the rest of the shell.
 
-use std::path::Path;
-
 use greenlight_core::blynk::{
     BlynkAccount, BlynkError, Campaign, Firmware, StartTarget, DEFAULT_UPLOAD_LIMIT,
 };
@@ -97,7 +95,10 @@ fn read_firmware(path: &str) -> AppResult<Firmware> {
     if path.is_empty() {
         return Err(AppError::invalid("choose a firmware file (.bin)"));
     }
-    Ok(Firmware::read(Path::new(path))?)
+    // A plain path or a `file://` URL from the dialog; a phone's
+    // `content://` document is refused in plain words.
+    let path = crate::commands::chosen_file(path)?;
+    Ok(Firmware::read(&path)?)
 }
 
 fn size32(n: u64) -> u32 {

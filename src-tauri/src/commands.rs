@@ -44,6 +44,8 @@ pub struct AppStatus {
     /// The demo fleet can be started here: its simulator (`greenlight-sim`)
     /// is installed beside the app or on PATH.
     pub demo_available: bool,
+    /// Whether the OS lets Greenlight show notifications.
+    pub notifications: crate::notify::NotificationPermission,
 }
 
 /// An account as the Accounts page shows it (no secrets).
@@ -120,6 +122,14 @@ fn opt(s: &Option<String>) -> Option<String> {
         .map(String::from)
 }
 
+/// An optional file field: empty is none; a path or `file://` URL from the
+/// dialog is a path.
+fn chosen(s: &Option<String>) -> AppResult<Option<String>> {
+    opt(s)
+        .map(|p| chosen_file(&p).map(|p| p.display().to_string()))
+        .transpose()
+}
+
 /// The app's own state.
 #[tauri::command]
 #[specta::specta]
@@ -134,6 +144,7 @@ pub async fn app_status(state: State<'_, AppState>) -> AppResult<AppStatus> {
         demo_firmware: state.demo_firmware().await,
         engine_owner: state.engine_owner().await.into(),
         demo_available: state.simulator().is_some(),
+        notifications: state.notification_permission(),
     })
 }
 
@@ -209,9 +220,9 @@ pub async fn add_mqtt_account(
             url: input.url,
             username: input.username,
             password: input.password,
-            ca_file: input.ca_file,
-            client_cert: input.client_cert,
-            client_key: input.client_key,
+            ca_file: chosen(&input.ca_file)?,
+            client_cert: chosen(&input.client_cert)?,
+            client_key: chosen(&input.client_key)?,
         }),
     };
     setup::add_account(&e, new).await?;
@@ -385,13 +396,22 @@ pub async fn confirm_resend(state: State<'_, AppState>, job_id: i64) -> AppResul
 }
 
 /// The history as CSV (same columns as `greenlight history --csv`), written
-/// to the user's Downloads folder; returns the file's path.
+/// to `path` (what the user chose in the save dialog) or, without one (no
+/// dialog: the end-to-end tests, a webview without the dialog plugin), to a
+/// new file in the user's Downloads folder; returns the file's path.
+///
+/// The CSV is written beside the target and renamed over it, so a failed
+/// write leaves whatever was there as it was and no partial file behind.
 #[tauri::command]
 #[specta::specta]
 pub async fn export_history_csv(
     state: State<'_, AppState>,
     query: HistoryQuery,
+    path: Option<String>,
 ) -> AppResult<String> {
+    // The target is checked before the history is read: a bad choice is
+    // said at once.
+    let chosen = opt(&path).map(|p| csv_target(&p)).transpose()?;
     let e = state.engine().await?;
     let jobs = e
         .history(HistoryFilter {
@@ -409,15 +429,109 @@ pub async fn export_history_csv(
     let csv = greenlight_core::export::history_csv(&jobs, |id| {
         names.get(id).cloned().unwrap_or_else(|| id.to_string())
     });
-    let dir = directories::UserDirs::new()
-        .and_then(|u| u.download_dir().map(|d| d.to_path_buf()))
-        .unwrap_or_else(|| state.data_dir().clone());
-    std::fs::create_dir_all(&dir)
-        .map_err(|err| AppError::failed(format!("cannot create {}: {err}", dir.display())))?;
-    let path = dir.join(format!("greenlight-history-{}.csv", now_ms() / 1000));
-    std::fs::write(&path, csv)
-        .map_err(|err| AppError::failed(format!("cannot write {}: {err}", path.display())))?;
+    let path = match chosen {
+        Some(p) => p,
+        None => {
+            let dir = directories::UserDirs::new()
+                .and_then(|u| u.download_dir().map(|d| d.to_path_buf()))
+                .unwrap_or_else(|| state.data_dir().clone());
+            std::fs::create_dir_all(&dir).map_err(|err| {
+                AppError::failed(format!("cannot create {}: {err}", dir.display()))
+            })?;
+            dir.join(format!("greenlight-history-{}.csv", now_ms() / 1000))
+        }
+    };
+    write_replacing(&path, csv.as_bytes())?;
     Ok(path.display().to_string())
+}
+
+/// Where the export goes: a file whose name ends in `.csv`. Commands are
+/// callable from the page with any argument, so this also keeps a
+/// compromised page from replacing any other kind of file with a CSV.
+fn csv_target(s: &str) -> AppResult<std::path::PathBuf> {
+    let p = chosen_file(s)?;
+    if !p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+        return Err(AppError::invalid(format!(
+            "{} does not end in .csv: choose a name ending in .csv",
+            p.display()
+        )));
+    }
+    Ok(p)
+}
+
+/// A file the user chose in a native dialog, as a path: a plain path, or a
+/// `file://` URL (what the dialog plugin hands back for some pickers).
+/// Android's `content://` URIs name a document, not a file: they are refused
+/// in plain words until the app reads and writes through the platform's
+/// document provider (issue 17).
+pub fn chosen_file(s: &str) -> AppResult<std::path::PathBuf> {
+    let s = s.trim();
+    if let Some(rest) = s.strip_prefix("file://") {
+        // `file:///home/x/a%20b.csv`: the path part, percent-decoded.
+        let decoded = percent_decode(rest)
+            .ok_or_else(|| AppError::invalid(format!("{s} is not a file path")))?;
+        let p = std::path::PathBuf::from(decoded);
+        return if p.is_absolute() {
+            Ok(p)
+        } else {
+            Err(AppError::invalid(format!("{s} is not a file path")))
+        };
+    }
+    if let Some((scheme, _)) = s.split_once("://") {
+        return Err(AppError::invalid(format!(
+            "{s} is a {scheme}:// document, not a file: this version of Greenlight can only use files it can open by path"
+        )));
+    }
+    if s.is_empty() {
+        return Err(AppError::invalid("no file was chosen"));
+    }
+    Ok(std::path::PathBuf::from(s))
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Writes `bytes` to `path` through a temporary file beside it, renamed over
+/// the target only once it is complete.
+fn write_replacing(path: &std::path::Path, bytes: &[u8]) -> AppResult<()> {
+    let cannot = |err: std::io::Error| {
+        AppError::failed(format!(
+            "cannot save {}: {err}; nothing was written",
+            path.display()
+        ))
+    };
+    if path.is_dir() {
+        return Err(cannot(std::io::Error::other("it is a folder")));
+    }
+    let name = path
+        .file_name()
+        .ok_or_else(|| cannot(std::io::Error::other("it names no file")))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    if let Err(err) = std::fs::write(&tmp, bytes) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(cannot(err));
+    }
+    std::fs::rename(&tmp, path).map_err(|err| {
+        let _ = std::fs::remove_file(&tmp);
+        cannot(err)
+    })
 }
 
 /// Starts the demo fleet and shows it.

@@ -58,6 +58,11 @@ pub fn attach<R: Runtime>(app: &AppHandle<R>, engine: EngineHandle, generation: 
     let mut rx = engine.subscribe();
     tauri::async_runtime::spawn(async move {
         refresh_badge(&app, &engine).await;
+        // An engine with accounts (the user's, or the demo's) has things to
+        // tell: the moment to ask for the notification permission.
+        if engine.accounts().await.is_ok_and(|a| !a.is_empty()) {
+            notify::ask_permission_once(&app);
+        }
         // The badge is recounted on the tick, not per event: a sweep of a
         // big fleet sends thousands of pending events, and each recount
         // copies the whole pending list out of the engine.
@@ -72,6 +77,10 @@ pub fn attach<R: Runtime>(app: &AppHandle<R>, engine: EngineHandle, generation: 
                         // the tray's tick follows a pause set elsewhere.
                         if let Event::NotificationsPaused { paused } = &ev {
                             crate::tray::reflect_paused(&app, *paused);
+                        }
+                        // The first account was just added.
+                        if let Event::AccountState { .. } = &ev {
+                            notify::ask_permission_once(&app);
                         }
                         notify::fold(&app, |n| n.on_event(&ev, now_ms()));
                         let _ = EngineEvent { event: ev }.emit(&app);

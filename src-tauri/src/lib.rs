@@ -105,11 +105,13 @@ pub fn wire<R: Runtime>(
         .invoke_handler(specta.invoke_handler())
         .setup(move |app| {
             extra(app);
+            let opts = phone_data_dir(app, opts);
             specta.mount_events(app);
             let start_demo = std::env::var_os("GREENLIGHT_DEMO").is_some_and(|v| v == "1");
             let state = tauri::async_runtime::block_on(AppState::open(opts));
             state.set_shell(std::sync::Arc::new(app.handle().clone()));
             app.manage(state);
+            notify::read_permission(app.handle());
             let handle = app.handle().clone();
             tauri::async_runtime::spawn(async move {
                 let Some(state) = handle.try_state::<AppState>() else {
@@ -144,17 +146,54 @@ pub fn wire<R: Runtime>(
         })
 }
 
+/// On a phone the data directory is the app's own, from Tauri's path
+/// resolver: the one `AppOptions::from_env` finds there is not writable
+/// (and no CLI shares it). Desktops keep the directory the CLI uses.
+fn phone_data_dir<R: Runtime>(app: &tauri::App<R>, mut opts: AppOptions) -> AppOptions {
+    if cfg!(mobile) {
+        match app.path().app_data_dir() {
+            Ok(dir) => opts.data_dir = dir,
+            Err(e) => tracing::error!(error = %e, "no app data directory from the OS"),
+        }
+    }
+    opts
+}
+
+/// Whether the launch's own `RunEvent::Resumed` has passed.
+static LAUNCHED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks the user's engine to catch up after a suspend, off the event loop.
+fn catch_up<R: Runtime>(app: &tauri::AppHandle<R>) {
+    // Back from the system settings, perhaps: the window shows the
+    // permission as it is now.
+    notify::read_permission(app);
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        if let Some(state) = app.try_state::<AppState>() {
+            state.resumed().await;
+        }
+    });
+}
+
 /// Runs the app (desktop `main`, and the mobile entry point).
 #[cfg_attr(mobile, tauri::mobile_entry_point)]
 pub fn run() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "greenlight=info,greenlight_app=info,greenlight_core=info".into()
-            }),
-        )
-        .with_writer(std::io::stderr)
+    let logs = tracing_subscriber::fmt().with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "greenlight=info,greenlight_app=info,greenlight_core=info".into()),
+    );
+    // Android drops a process's stderr: logs go to logcat (`adb logcat -s
+    // greenlight`), with the same filter. Elsewhere stderr, which iOS shows
+    // in the Xcode console (os_log is not used).
+    #[cfg(target_os = "android")]
+    let _ = logs
+        .with_ansi(false)
+        .with_writer(paranoid_android::AndroidLogMakeWriter::new(
+            "greenlight".into(),
+        ))
         .try_init();
+    #[cfg(not(target_os = "android"))]
+    let _ = logs.with_writer(std::io::stderr).try_init();
     #[allow(unused_mut)]
     let mut builder = tauri::Builder::default();
     #[cfg(desktop)]
@@ -169,6 +208,7 @@ pub fn run() {
             ));
     }
     builder = builder.plugin(tauri_plugin_notification::init());
+    builder = builder.plugin(tauri_plugin_dialog::init());
     let app = wire(builder, AppOptions::from_env(), |app| {
         #[cfg(desktop)]
         {
@@ -181,6 +221,12 @@ pub fn run() {
                     let _ = w.hide();
                 }
             }
+            // Desktops do not tell the app they slept: the detector
+            // notices from the clocks (phones send `RunEvent::Resumed`).
+            let handle = app.handle().clone();
+            tauri::async_runtime::spawn(
+                greenlight_core::resume::ResumeDetector::new().run(move |_| catch_up(&handle)),
+            );
         }
         #[cfg(not(desktop))]
         let _ = app;
@@ -210,6 +256,13 @@ pub fn run() {
             if let Some(state) = app.try_state::<AppState>() {
                 tauri::async_runtime::block_on(state.shutdown());
             }
+        }
+        // Phones: back in the foreground after the OS suspended the app.
+        // (On desktops the event loop sends one at launch, and sleeps are
+        // found by the detector instead.) The first one on a phone is the
+        // launch too, when the engine has only just started.
+        tauri::RunEvent::Resumed if cfg!(mobile) && LAUNCHED.swap(true, Ordering::SeqCst) => {
+            catch_up(app)
         }
         // macOS: after close-to-tray the app has no visible window but keeps
         // its Dock icon; clicking that icon brings the window back, as the

@@ -261,6 +261,8 @@ pub struct AppState {
     pub notifier: Mutex<Notifier>,
     /// Whether a keychain answered at start.
     pub keychain: KeychainStatus,
+    /// Whether the OS lets us notify, and whether this run asked.
+    pub permission: crate::notify::Permission,
     opts: AppOptions,
 }
 
@@ -312,6 +314,7 @@ impl AppState {
             generation: AtomicU64::new(0),
             notifier: Mutex::new(Notifier::default()),
             keychain,
+            permission: crate::notify::Permission::default(),
             opts,
             shell: std::sync::OnceLock::new(),
         }
@@ -409,6 +412,24 @@ impl AppState {
             .real
             .clone()
             .map_err(AppError::failed)
+    }
+
+    /// The machine slept or the OS suspended the app: the user's engine
+    /// reconnects and sweeps now, and what changed while away reaches the
+    /// notifier as ordinary engine events. Not the demo's: its simulator
+    /// is a child process that slept with us. When the daemon owns the
+    /// engine this asks it for a sweep (it runs its own detector).
+    pub async fn resumed(&self) {
+        if let Ok(e) = self.real_engine().await {
+            if let Err(err) = e.resumed().await {
+                tracing::warn!(error = %err, "catching up after a suspend");
+            }
+        }
+    }
+
+    /// Whether the OS lets Greenlight notify, as last read.
+    pub fn notification_permission(&self) -> crate::notify::NotificationPermission {
+        self.permission.get()
     }
 
     /// True while the demo fleet is showing.

@@ -469,3 +469,157 @@ fn the_app_opens_its_engine_once_a_command_lets_go_of_the_directory() {
     drop(t);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn export_query(path: Value) -> Value {
+    json!({ "query": { "account": null, "node_id": null, "limit": null }, "path": path })
+}
+
+#[test]
+fn history_is_exported_to_the_file_chosen_in_the_save_dialog() {
+    let dir = tempdir("export");
+    let t = common::start(common::options(&dir, true));
+    let out = tempdir("export-out");
+    std::fs::create_dir_all(&out).unwrap();
+    let header = greenlight_core::export::HISTORY_COLUMNS.join(",");
+
+    // The dialog already asked whether to replace an existing file.
+    let target = out.join("my history.csv");
+    std::fs::write(&target, "an older export\n").unwrap();
+    let saved = t
+        .call(
+            "export_history_csv",
+            export_query(json!(target.display().to_string())),
+        )
+        .expect("exported");
+    assert_eq!(saved, json!(target.display().to_string()));
+    let csv = std::fs::read_to_string(&target).unwrap();
+    assert_eq!(csv.lines().next(), Some(header.as_str()), "{csv}");
+
+    // A `file://` URL (what some pickers hand back) is the same file.
+    let url = format!(
+        "file://{}",
+        out.join("from url.csv")
+            .display()
+            .to_string()
+            .replace(' ', "%20")
+    );
+    let saved = t
+        .call("export_history_csv", export_query(json!(url)))
+        .expect("exported to a file:// URL");
+    assert_eq!(saved, json!(out.join("from url.csv").display().to_string()));
+
+    // Nothing else is left beside them (the temporary file was renamed).
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["from url.csv", "my history.csv"]);
+}
+
+#[test]
+fn an_unwritable_export_target_is_a_clear_error_that_loses_nothing() {
+    let dir = tempdir("export-bad");
+    let t = common::start(common::options(&dir, true));
+    let out = tempdir("export-bad-out");
+    std::fs::create_dir_all(&out).unwrap();
+
+    // A "folder" that is a file: nothing can be written under it.
+    let blocker = out.join("notes.txt");
+    std::fs::write(&blocker, "keep me\n").unwrap();
+    let target = blocker.join("history.csv");
+    let e = t
+        .call(
+            "export_history_csv",
+            export_query(json!(target.display().to_string())),
+        )
+        .expect_err("cannot write under a file");
+    assert_eq!(e["kind"], "failed", "{e}");
+    let msg = e["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&target.display().to_string()) && msg.contains("nothing was written"),
+        "the message names the file and says nothing was written: {msg}"
+    );
+    assert_eq!(std::fs::read_to_string(&blocker).unwrap(), "keep me\n");
+
+    // Only a .csv file is written: another kind of file is not replaced.
+    let e = t
+        .call(
+            "export_history_csv",
+            export_query(json!(blocker.display().to_string())),
+        )
+        .expect_err("not a .csv name");
+    assert_eq!(e["kind"], "invalid", "{e}");
+    assert!(e["message"].as_str().unwrap().contains(".csv"), "{e}");
+    assert_eq!(std::fs::read_to_string(&blocker).unwrap(), "keep me\n");
+
+    // A folder is not replaced by the export.
+    let folder = out.join("exports.csv");
+    std::fs::create_dir_all(folder.join("inside")).unwrap();
+    let e = t
+        .call(
+            "export_history_csv",
+            export_query(json!(folder.display().to_string())),
+        )
+        .expect_err("a folder is not a file");
+    assert_eq!(e["kind"], "failed", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("folder"), "{e}");
+    assert!(folder.join("inside").is_dir());
+
+    // An Android document URI is refused in plain words, not mistaken for a path.
+    let e = t
+        .call(
+            "export_history_csv",
+            export_query(json!(
+                "content://com.android.providers.downloads.documents/document/7"
+            )),
+        )
+        .expect_err("content:// is not a path");
+    assert_eq!(e["kind"], "invalid", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("content://"), "{e}");
+
+    // Nothing was left behind by any of them.
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["exports.csv", "notes.txt"]);
+}
+
+#[test]
+fn a_firmware_file_chosen_in_the_dialog_is_read_from_its_path_or_file_url() {
+    let dir = tempdir("firmware");
+    let t = common::start(common::options(&dir, true));
+    let e = t
+        .call(
+            "blynk_check_firmware",
+            json!({ "path": "content://com.android.externalstorage.documents/document/primary%3Afw.bin" }),
+        )
+        .expect_err("content:// is not a path");
+    assert_eq!(e["kind"], "invalid", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("content://"), "{e}");
+
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("my sketch.ino.bin");
+    std::fs::write(
+        &file,
+        greenlight_sim::blynk::firmware::make_firmware("Nov 30 2026 12:00:00", 4096),
+    )
+    .unwrap();
+    let as_path = t
+        .call(
+            "blynk_check_firmware",
+            json!({ "path": file.display().to_string() }),
+        )
+        .expect("read by path");
+    assert_eq!(as_path["build"], "Nov 30 2026 12:00:00", "{as_path}");
+    assert_eq!(as_path["file_name"], "my sketch.ino.bin", "{as_path}");
+    let as_url = t
+        .call(
+            "blynk_check_firmware",
+            json!({ "path": format!("file://{}", file.display().to_string().replace(' ', "%20")) }),
+        )
+        .expect("read by file:// URL");
+    assert_eq!(as_path, as_url, "a file:// URL is read as the same file");
+}

@@ -66,9 +66,14 @@ export const commands = {
 	confirmResend: (jobId: number) => typedError<ApprovalOutcome, AppError>(__TAURI_INVOKE("confirm_resend", { jobId })),
 	/**
 	 *  The history as CSV (same columns as `greenlight history --csv`), written
-	 *  to the user's Downloads folder; returns the file's path.
+	 *  to `path` (what the user chose in the save dialog) or, without one (no
+	 *  dialog: the end-to-end tests, a webview without the dialog plugin), to a
+	 *  new file in the user's Downloads folder; returns the file's path.
+	 * 
+	 *  The CSV is written beside the target and renamed over it, so a failed
+	 *  write leaves whatever was there as it was and no partial file behind.
 	 */
-	exportHistoryCsv: (query: HistoryQuery) => typedError<string, AppError>(__TAURI_INVOKE("export_history_csv", { query })),
+	exportHistoryCsv: (query: HistoryQuery, path: string | null) => typedError<string, AppError>(__TAURI_INVOKE("export_history_csv", { query, path })),
 	/**  Starts the demo fleet and shows it. */
 	demoStart: () => typedError<null, AppError>(__TAURI_INVOKE("demo_start")),
 	/**  Leaves the demo fleet and shows the user's own accounts again. */
@@ -230,6 +235,8 @@ export type AppStatus = {
 	 *  is installed beside the app or on PATH.
 	 */
 	demo_available: boolean,
+	/**  Whether the OS lets Greenlight show notifications. */
+	notifications: NotificationPermission,
 };
 
 /**  The result of an approval for one node. */
@@ -903,6 +910,21 @@ export type NodeRef = {
 	/**  RainMaker node id. */
 	node_id: string,
 };
+
+/**
+ *  Whether the OS lets Greenlight show notifications, as the window shows
+ *  it.
+ */
+export type NotificationPermission = 
+/**  Notifications are shown (desktops always answer this). */
+"granted" | 
+/**
+ *  The user said no (now or before, in the system settings): nothing
+ *  is shown, and the app does not ask again (the platform remembers).
+ */
+"denied" | 
+/**  Not asked yet (phones: asked once an account or the demo exists). */
+"not_asked";
 
 /**  The two layouts of the `esp.service.ota` service (docs/rainmaker.md). */
 export type OtaLayout = 

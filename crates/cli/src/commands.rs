@@ -1234,6 +1234,28 @@ async fn watch(cli: &Cli) -> Res {
     // directory (an app attached as a client polls none; a daemon attached
     // to the app leaves it to the app: it has no engine configuration).
     let owned = OWNED_CONFIG.lock().ok().and_then(|c| c.clone());
+    // The owner catches up after the machine slept (MQTT sockets dead
+    // without a word, sweeps missed); a client's owner runs its own.
+    let resume = owned.is_some().then(|| {
+        let e = e.clone();
+        let say = !cli.json;
+        tokio::spawn(
+            greenlight_core::resume::ResumeDetector::new().run(move |gap| {
+                if say {
+                    eprintln!(
+                        "greenlight: the computer slept for about {} min; reconnecting and checking for updates",
+                        gap.as_secs().div_ceil(60)
+                    );
+                }
+                let e = e.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = e.resumed().await {
+                        tracing::warn!(error = %err, "catching up after a sleep");
+                    }
+                });
+            }),
+        )
+    });
     let blynk = match owned {
         Some(cfg) => open_blynk(&cfg).await,
         None => None,
@@ -1316,6 +1338,9 @@ async fn watch(cli: &Cli) -> Res {
                 Err(_) => blynk_events = None,
             }
         }
+    }
+    if let Some(r) = resume {
+        r.abort();
     }
     if let Some(b) = &blynk {
         b.shutdown().await;

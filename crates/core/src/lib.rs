@@ -33,10 +33,14 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod export;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz_api;
 pub mod model;
 pub mod notify;
 pub mod policy;
 pub mod rainmaker;
+pub mod resume;
 pub mod secrets;
 pub mod setup;
 pub mod store;

@@ -21,4 +21,25 @@ describe("Devices", () => {
     expect(within(row("s2")).queryByTestId("device-ota-text")).toBeNull();
     expect(within(row("a1")).queryByTestId("device-ota-stock")).toBeNull();
   });
+
+  it("says when the system has turned Greenlight's notifications off, and only then", () => {
+    const status = (notifications: "granted" | "denied" | "not_asked") => ({
+      version: "0", demo: false, keychain: { state: "available" as const }, notifications_paused: false, data_dir: "/d",
+      autostart: null, demo_firmware: null, engine_owner: "app", demo_available: false, notifications,
+    });
+    const m = new AppModel();
+    m.loaded = true;
+    m.status = status("denied");
+    const { unmount } = render(Devices, { model: m });
+    expect(screen.getByTestId("notifications-denied").textContent).toContain("turned off for Greenlight in your system settings");
+    unmount();
+    for (const s of ["granted", "not_asked"] as const) {
+      const ok = new AppModel();
+      ok.loaded = true;
+      ok.status = status(s);
+      const r = render(Devices, { model: ok });
+      expect(screen.queryByTestId("notifications-denied")).toBeNull();
+      r.unmount();
+    }
+  });
 });

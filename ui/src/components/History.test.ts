@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
 import { fireEvent, render, screen } from "@testing-library/svelte";
-import { mockIPC } from "@tauri-apps/api/mocks";
 import History from "./History.svelte";
 import { AppModel } from "../lib/app.svelte";
 import { job, node, T0 } from "../fixtures.test-util";
@@ -80,19 +79,6 @@ describe("History", () => {
     expect(screen.getByText("Nothing matches")).toBeTruthy();
   });
 
-  it("exports CSV through the app and says where it went", async () => {
-    const calls: Array<[string, unknown]> = [];
-    mockIPC((cmd, args) => {
-      calls.push([cmd, args]);
-      return "/home/ana/Downloads/greenlight-history-1.csv";
-    });
-    const m = model();
-    render(History, { model: m });
-    await fireEvent.click(screen.getByText("Export CSV"));
-    await new Promise((r) => setTimeout(r, 0));
-    expect(calls[0]).toEqual(["export_history_csv", { query: { account: null, node_id: null, limit: null } }]);
-    expect(m.notices.at(-1)?.text).toBe("History saved to /home/ana/Downloads/greenlight-history-1.csv");
-  });
   it("names the account of each row when there is more than one, and only then", () => {
     const one = model();
     const { unmount } = render(History, { model: one });

@@ -295,7 +295,7 @@ describe("Inbox", () => {
   it("says a command holds the data directory instead of inviting a first account", () => {
     const m = new AppModel();
     m.loaded = true;
-    m.status = { version: "0", demo: false, keychain: { state: "available" }, notifications_paused: false, data_dir: "/home/me/.local/share/greenlight", autostart: null, demo_firmware: null, engine_owner: "waiting", demo_available: true };
+    m.status = { version: "0", demo: false, keychain: { state: "available" }, notifications_paused: false, data_dir: "/home/me/.local/share/greenlight", autostart: null, demo_firmware: null, engine_owner: "waiting", demo_available: true, notifications: "granted" };
     render(Inbox, { model: m });
     expect(screen.getByTestId("inbox-waiting")).toBeTruthy();
     expect(screen.getByText(/as soon as it is done/).textContent).toContain("/home/me/.local/share/greenlight");
@@ -305,7 +305,7 @@ describe("Inbox", () => {
   it("offers the demo only where its simulator is installed", () => {
     const m = new AppModel();
     m.loaded = true;
-    m.status = { version: "0", demo: false, keychain: { state: "available" }, notifications_paused: false, data_dir: "/d", autostart: null, demo_firmware: null, engine_owner: "app", demo_available: false };
+    m.status = { version: "0", demo: false, keychain: { state: "available" }, notifications_paused: false, data_dir: "/d", autostart: null, demo_firmware: null, engine_owner: "app", demo_available: false, notifications: "granted" };
     render(Inbox, { model: m });
     expect(screen.getByText("No devices yet")).toBeTruthy();
     expect(screen.queryByTestId("try-demo")).toBeNull();

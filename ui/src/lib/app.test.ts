@@ -14,7 +14,7 @@ describe("AppModel.reload", () => {
           await gate;
           return [];
         case "app_status":
-          return { version: "0", demo: true, keychain: { state: "available" }, notifications_paused: false, data_dir: "/d", autostart: null, demo_firmware: null, engine_owner: "app", demo_available: true };
+          return { version: "0", demo: true, keychain: { state: "available" }, notifications_paused: false, data_dir: "/d", autostart: null, demo_firmware: null, engine_owner: "app", demo_available: true, notifications: "granted" };
         case "policies":
           return { auto_approve: [], quiet_hours: null, skipped: [], snoozed: [] };
         default:
@@ -33,7 +33,7 @@ describe("AppModel.reload", () => {
 describe("AppModel.apply", () => {
   it("follows a pause and quiet hours set elsewhere (the tray, `greenlight notifications pause`)", () => {
     const m = new AppModel();
-    m.status = { version: "0", demo: false, keychain: { state: "available" }, notifications_paused: false, data_dir: "/d", autostart: null, demo_firmware: null, engine_owner: "daemon", demo_available: true };
+    m.status = { version: "0", demo: false, keychain: { state: "available" }, notifications_paused: false, data_dir: "/d", autostart: null, demo_firmware: null, engine_owner: "daemon", demo_available: true, notifications: "granted" };
     m.policies = { auto_approve: [], quiet_hours: null, skipped: [], snoozed: [] };
     m.apply({ type: "notifications_paused", paused: true });
     expect(m.status.notifications_paused).toBe(true);

@@ -32,6 +32,8 @@ pub(crate) struct AccountRt {
     pub tasks: Vec<JoinHandle<()>>,
     pub sweep_ask: Option<mpsc::Sender<SweepRequest>>,
     pub check_ask: Option<mpsc::Sender<CheckRequest>>,
+    /// Starts a new first look at every node's cloud offers.
+    pub look_again: Option<Arc<tokio::sync::Notify>>,
     pub sweep_interval: Option<watch::Sender<Duration>>,
     pub check_nodes: Option<watch::Sender<Vec<String>>>,
     pub poll_targets: Option<watch::Sender<Vec<PollTarget>>>,
@@ -109,6 +111,7 @@ impl Actor {
                 tasks: vec![],
                 sweep_ask: None,
                 check_ask: None,
+                look_again: None,
                 sweep_interval: None,
                 check_nodes: None,
                 poll_targets: None,
@@ -190,6 +193,7 @@ impl Actor {
             let (poll_targets, poll_rx) = watch::channel(Vec::new());
             let (sweep_tx, sweep_asks) = mpsc::channel(16);
             let (check_tx, check_asks) = mpsc::channel(64);
+            let look_again = Arc::new(tokio::sync::Notify::new());
             rt.tasks.push(sweep::spawn_sweeper(
                 rest.clone(),
                 sweep_rx,
@@ -201,6 +205,7 @@ impl Actor {
                 check_rx,
                 self.cfg.cloud_check_interval,
                 self.cfg.first_look,
+                look_again.clone(),
                 check_asks,
                 self.facts.clone(),
             ));
@@ -211,6 +216,7 @@ impl Actor {
             ));
             rt.sweep_ask = Some(sweep_tx);
             rt.check_ask = Some(check_tx);
+            rt.look_again = Some(look_again);
             rt.sweep_interval = Some(sweep_interval);
             rt.check_nodes = Some(check_nodes);
             rt.poll_targets = Some(poll_targets);
@@ -332,6 +338,30 @@ impl Actor {
             let (tx, _rx) = oneshot::channel();
             let _ = ask.try_send(tx);
         }
+    }
+
+    /// After the OS suspended us: every MQTT link dials again now, every
+    /// REST account sweeps its nodes and looks again at every node's cloud
+    /// offers. What changed meanwhile reaches the views (and the notifier)
+    /// as ordinary events. One receiver per sweep asked for.
+    pub(crate) fn resumed(&self) -> Vec<oneshot::Receiver<std::result::Result<(), String>>> {
+        let mut waits = vec![];
+        for (name, rt) in &self.accounts {
+            tracing::info!(account = %name, "catching up after a suspend");
+            if let Some(m) = &rt.mqtt {
+                m.reconnect();
+            }
+            if let Some(again) = &rt.look_again {
+                again.notify_one();
+            }
+            if let Some(ask) = &rt.sweep_ask {
+                let (tx, rx) = oneshot::channel();
+                if ask.try_send(tx).is_ok() {
+                    waits.push(rx);
+                }
+            }
+        }
+        waits
     }
 
     /// Stores a new password off the actor's task, then logs in again.

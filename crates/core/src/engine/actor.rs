@@ -479,6 +479,9 @@ impl Actor {
                 }
                 let _ = reply.send(Ok(waits));
             }
+            Request::Resumed(reply) => {
+                let _ = reply.send(Ok(self.resumed()));
+            }
             Request::Shutdown(_) => {}
         }
     }

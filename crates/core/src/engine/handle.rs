@@ -43,6 +43,7 @@ pub(crate) enum Request {
     SetNotificationsPaused(bool, Reply<()>),
     CheckNow(NodeRef, Reply<oneshot::Receiver<()>>),
     Refresh(Reply<Vec<oneshot::Receiver<std::result::Result<(), String>>>>),
+    Resumed(Reply<Vec<oneshot::Receiver<std::result::Result<(), String>>>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -258,6 +259,25 @@ impl EngineHandle {
     /// One node sweep of every REST account now; returns when applied.
     pub async fn refresh(&self) -> Result<()> {
         let waits = self.ask(Request::Refresh).await?;
+        Self::sweeps_done(waits).await
+    }
+
+    /// The machine slept or the OS suspended the app: every MQTT connection
+    /// is dropped and dialled again now (its socket is likely dead, and the
+    /// keep-alive would take a minute to notice), and every REST account
+    /// sweeps its nodes and looks again at every node's cloud offers, so
+    /// what appeared or ended while away is seen now rather than at the
+    /// next scheduled sweep. What changed arrives as ordinary events
+    /// (offers, job ends), which is what the notifiers act on. Returns when
+    /// the node sweeps are applied (the cloud look continues after).
+    pub async fn resumed(&self) -> Result<()> {
+        let waits = self.ask(Request::Resumed).await?;
+        Self::sweeps_done(waits).await
+    }
+
+    async fn sweeps_done(
+        waits: Vec<oneshot::Receiver<std::result::Result<(), String>>>,
+    ) -> Result<()> {
         let mut errors = vec![];
         for w in waits {
             match w.await {

@@ -74,6 +74,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// A running watcher: publishes commands; dropping it stops the watcher.
 pub struct MqttLink {
     conn: Arc<Mutex<Option<Conn>>>,
+    /// Wakes the watcher to drop its connection and dial again at once.
+    reconnect: Arc<tokio::sync::Notify>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -83,34 +85,44 @@ impl Drop for MqttLink {
     }
 }
 
-/// Host, port and TLS from `mqtt://`, `tcp://`, `mqtts://`, `ssl://` URLs.
+/// Host, port and TLS from `mqtt://`, `tcp://`, `mqtts://`, `ssl://` URLs
+/// (`host[:port]` alone is plain MQTT). Read by the `url` crate, as
+/// `setup::check_broker_url` reads an account's URL, so the watcher
+/// connects to the host and port that were checked. MQTT has no paths, and
+/// a user name or password belongs in its own field (and the keychain), not
+/// in the URL: a URL with any of these is refused.
 pub fn parse_url(url: &str) -> Result<(String, u16, bool)> {
-    let (rest, tls) = if let Some(r) = url
-        .strip_prefix("mqtts://")
-        .or_else(|| url.strip_prefix("ssl://"))
-    {
-        (r, true)
-    } else if let Some(r) = url
-        .strip_prefix("mqtt://")
-        .or_else(|| url.strip_prefix("tcp://"))
-    {
-        (r, false)
+    let bad = |why: String| Error::Config(format!("broker URL {url}: {why}"));
+    let full = if url.contains("://") {
+        url.to_string()
     } else {
-        (url, false)
+        format!("mqtt://{url}")
     };
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(':') || h.starts_with('[') => (
-            h,
-            p.parse::<u16>()
-                .map_err(|_| Error::Config(format!("bad port in broker URL {url}")))?,
-        ),
-        _ => (rest, if tls { 8883 } else { 1883 }),
+    let parsed = url::Url::parse(&full).map_err(|e| bad(e.to_string()))?;
+    let tls = match parsed.scheme() {
+        "mqtts" | "ssl" => true,
+        "mqtt" | "tcp" => false,
+        other => {
+            return Err(bad(format!(
+                "{other}:// is not MQTT; use mqtt:// or mqtts://"
+            )))
+        }
     };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(bad(
+            "give the user name and password in their own fields, not in the URL".into(),
+        ));
+    }
+    if !matches!(parsed.path(), "" | "/") || parsed.query().is_some() || parsed.fragment().is_some()
+    {
+        return Err(bad("MQTT has no paths: use mqtt://host:port".into()));
+    }
+    let host = parsed.host_str().unwrap_or_default();
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
-        return Err(Error::Config(format!("broker URL needs a host: {url}")));
+        return Err(bad("it needs a host".into()));
     }
+    let port = parsed.port().unwrap_or(if tls { 8883 } else { 1883 });
     Ok((host.to_string(), port, tls))
 }
 
@@ -195,8 +207,29 @@ impl MqttLink {
         facts: mpsc::Sender<Fact>,
     ) -> MqttLink {
         let conn: Arc<Mutex<Option<Conn>>> = Arc::new(Mutex::new(None));
-        let task = tokio::spawn(run(account, cfg.basic_ingest, opts, facts, conn.clone()));
-        MqttLink { conn, task }
+        let reconnect = Arc::new(tokio::sync::Notify::new());
+        let task = tokio::spawn(run(
+            account,
+            cfg.basic_ingest,
+            opts,
+            facts,
+            conn.clone(),
+            reconnect.clone(),
+        ));
+        MqttLink {
+            conn,
+            reconnect,
+            task,
+        }
+    }
+
+    /// Drops the connection and dials again now, without backoff. After the
+    /// OS suspended us the socket is usually dead without either side
+    /// knowing, and waiting for the keep-alive to notice would leave the
+    /// account deaf for up to a minute (longer with a backoff in progress).
+    pub fn reconnect(&self) {
+        // A stored permit: a watcher busy elsewhere sees it at its next wait.
+        self.reconnect.notify_one();
     }
 
     /// True while connected.
@@ -251,6 +284,7 @@ async fn run(
     opts: MqttOptions,
     facts: mpsc::Sender<Fact>,
     shared: Arc<Mutex<Option<Conn>>>,
+    reconnect: Arc<tokio::sync::Notify>,
 ) {
     let mut names: HashMap<String, NodeOta> = HashMap::new();
     // Why basic-ingest topics are off, once the broker refused them.
@@ -271,7 +305,11 @@ async fn run(
         let mut subacks_seen = 0u32;
         let mut awaiting_ingest = false;
         let err = loop {
-            match el.poll().await {
+            let polled = tokio::select! {
+                p = el.poll() => p,
+                _ = reconnect.notified() => break None,
+            };
+            match polled {
                 Ok(MqEvent::Incoming(Packet::ConnAck(_))) => {
                     backoff = Duration::from_millis(200);
                     let plain: Vec<SubscribeFilter> = parse::plain_filters()
@@ -335,12 +373,19 @@ async fn run(
                     }
                 }
                 Ok(_) => {}
-                Err(e) => break e,
+                Err(e) => break Some(e),
             }
         };
         *lock(&shared) = None;
         // Dropping the waiters tells every publisher its command is unconfirmed.
         drop(acks);
+        let Some(err) = err else {
+            // Asked to reconnect (after a suspend): straight back, and no
+            // "reconnecting" state, since nothing is known to be wrong.
+            tracing::debug!(%account, "reconnecting to the broker on request");
+            backoff = Duration::from_millis(200);
+            continue;
+        };
         if awaiting_ingest {
             ingest = false;
             tracing::warn!(%account, error = %err, "broker dropped the connection after the basic-ingest ($aws) subscription; continuing with plain topics only");
@@ -358,7 +403,11 @@ async fn run(
                 .await;
         }
         let jitter = rand::rng().random_range(0.0..0.3);
-        tokio::time::sleep(backoff.mul_f64(1.0 + jitter)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.mul_f64(1.0 + jitter)) => {}
+            // Woken from a suspend in the middle of a backoff: try now.
+            _ = reconnect.notified() => backoff = Duration::from_millis(200),
+        }
         backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
@@ -533,6 +582,42 @@ mod tests {
         assert_eq!(parse_url("tcp://h:1").unwrap(), ("h".into(), 1, false));
         assert!(parse_url("mqtt://h:notaport").is_err());
         assert!(parse_url("mqtt://:1").is_err());
+    }
+
+    /// Found by `fuzz/fuzz_targets/urls.rs` (crash input below, verbatim):
+    /// setup accepted a broker URL with a path, and the watcher took
+    /// `host/path` for the host name. Now both read it with the `url` crate
+    /// and refuse a path, a query and credentials in the URL.
+    #[test]
+    fn fuzz_regression_a_path_is_never_part_of_the_broker_host() {
+        let crash: &[u8] = b"mqtts://broker.e!x/otaurlample.com";
+        let url = std::str::from_utf8(crash).unwrap();
+        assert!(parse_url(url).is_err());
+        assert!(crate::setup::check_broker_url(url).is_err());
+        for bad in [
+            "mqtt://h/x",
+            "mqtt://h:1/x",
+            "mqtt://h?x=1",
+            "mqtt://user:pw@h:1883",
+            "ws://h:80",
+            "mqtt://",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad:?}");
+        }
+        for (url, host, port, tls) in [
+            ("mqtt://[::1]", "::1", 1883, false),
+            ("ssl://[::1]:8883", "::1", 8883, true),
+            ("mqtts://h/", "h", 8883, true),
+            ("MQTTS://h:1", "h", 1, true),
+            ("h:1", "h", 1, false),
+            (" mqtt://h:2 ", "h", 2, false),
+        ] {
+            assert_eq!(
+                parse_url(url).unwrap(),
+                (host.to_string(), port, tls),
+                "{url:?}"
+            );
+        }
     }
 
     #[test]

@@ -158,12 +158,15 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// an account), then each node once per `period`, evenly spread, and any
 /// node asked for at once. Nodes whose first check failed for a passing
 /// reason are tried again after a growing pause. Without `look_first`,
-/// only the spread checks and the asked-for ones run.
+/// only the spread checks and the asked-for ones run. `look_again` starts
+/// a new first look at every node (after the OS suspended us, when offers
+/// may have appeared unseen), whether or not `look_first` is set.
 pub fn spawn_cloud_checker(
     rest: RestClient,
     mut nodes: watch::Receiver<Vec<String>>,
     period: Duration,
     look_first: bool,
+    look_again: std::sync::Arc<tokio::sync::Notify>,
     mut asks: mpsc::Receiver<CheckRequest>,
     facts: mpsc::Sender<Fact>,
 ) -> JoinHandle<()> {
@@ -174,11 +177,13 @@ pub fn spawn_cloud_checker(
         let mut pause = Duration::from_secs(2);
         let mut idx = 0usize;
         let mut next_at = Instant::now();
+        // A look asked for by `look_again`, until every node has answered.
+        let mut again = false;
         loop {
             let list = nodes.borrow_and_update().clone();
             let unchecked: Vec<String> = list
                 .iter()
-                .filter(|n| look_first && !checked.contains(*n))
+                .filter(|n| (look_first || again) && !checked.contains(*n))
                 .cloned()
                 .collect();
             if !unchecked.is_empty() && retry_at.is_none_or(|t| t <= Instant::now()) {
@@ -190,6 +195,7 @@ pub fn spawn_cloud_checker(
                 if all_ok {
                     retry_at = None;
                     pause = Duration::from_secs(2);
+                    again = false;
                 } else {
                     retry_at = Some(Instant::now() + pause);
                     pause = (pause * 2).min(Duration::from_secs(120));
@@ -219,6 +225,12 @@ pub fn spawn_cloud_checker(
                     (list[idx].clone(), None)
                 }
                 _ = wake_retry => continue,
+                _ = look_again.notified() => {
+                    checked.clear();
+                    retry_at = None;
+                    again = true;
+                    continue;
+                }
                 a = asks.recv() => match a {
                     Some(a) => a,
                     None => return,
