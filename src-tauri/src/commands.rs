@@ -35,7 +35,8 @@ pub struct AppStatus {
     pub autostart: Option<bool>,
     /// The demo's sample Blynk firmware file, while the demo is on.
     pub demo_firmware: Option<String>,
-    /// Who runs the engine: `app` (this app; `greenlight` commands talk to
+    /// Who runs the engine: `opening` (just launched: the keychain and the
+    /// data directory are being opened; `app_changed` follows), `app` (this app; `greenlight` commands talk to
     /// it), `daemon` (`greenlight watch`; the app is its client), `waiting`
     /// (a one-shot `greenlight` command holds the data directory; the
     /// engine opens when it is done, and `app_changed` says so) or `none`
@@ -137,7 +138,7 @@ pub async fn app_status(state: State<'_, AppState>) -> AppResult<AppStatus> {
     Ok(AppStatus {
         version: env!("CARGO_PKG_VERSION").into(),
         demo: state.demo_active().await,
-        keychain: state.keychain.clone(),
+        keychain: state.keychain(),
         notifications_paused: crate::notify::paused(&state).await,
         data_dir: state.data_dir().display().to_string(),
         autostart: state.shell().and_then(|s| s.autostart()),

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 
 use tauri::{Manager, Runtime};
 
-pub use state::{AppOptions, AppState};
+pub use state::{AppOptions, AppState, LAUNCH_WAIT};
 
 /// Every command and event, typed; also what generates `ui/src/bindings.ts`.
 pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
@@ -108,7 +108,9 @@ pub fn wire<R: Runtime>(
             let opts = phone_data_dir(app, opts);
             specta.mount_events(app);
             let start_demo = std::env::var_os("GREENLIGHT_DEMO").is_some_and(|v| v == "1");
-            let state = tauri::async_runtime::block_on(AppState::open(opts));
+            // Nothing slow here: the window opens at once, and the keychain
+            // and the data directory are opened in the task below.
+            let state = AppState::new(opts);
             state.set_shell(std::sync::Arc::new(app.handle().clone()));
             app.manage(state);
             notify::read_permission(app.handle());
@@ -117,13 +119,22 @@ pub fn wire<R: Runtime>(
                 let Some(state) = handle.try_state::<AppState>() else {
                     return;
                 };
+                let told = state.open_user().await;
+                let reload = || {
+                    if let Some(shell) = state.shell() {
+                        shell.app_changed(false);
+                    }
+                };
                 if start_demo {
                     if let Err(e) = commands::demo_start(state.clone()).await {
                         tracing::error!(error = %e, "the demo fleet did not start");
                     }
                 }
-                // A one-shot command held the directory at launch: the
-                // window is up already; the engine follows once it is done.
+                if told && state.engine_owner().await == "waiting" {
+                    // The window said "opening": now it says who holds the
+                    // directory, until the command is done.
+                    reload();
+                }
                 let late = state.finish_opening().await;
                 if state.demo_active().await {
                     // Leaving the demo attaches the user's engine.
@@ -136,10 +147,8 @@ pub fn wire<R: Runtime>(
                     notify::sync(&state).await;
                     events::attach(&handle, e, state.generation.load(Ordering::SeqCst));
                 }
-                if late {
-                    if let Some(shell) = state.shell() {
-                        shell.app_changed(false);
-                    }
+                if late || told {
+                    reload();
                 }
             });
             Ok(())

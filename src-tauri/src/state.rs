@@ -49,6 +49,9 @@ pub struct AppOptions {
     pub simulator: Option<PathBuf>,
     /// Engine timers (tests shorten them).
     pub tune: fn(&mut EngineConfig),
+    /// How long the opening waits for a one-shot command to let go of the
+    /// data directory before it says so (the window is up meanwhile).
+    pub launch_wait: Duration,
 }
 
 impl AppOptions {
@@ -69,6 +72,7 @@ impl AppOptions {
             demo_speed,
             simulator: None,
             tune: |_| {},
+            launch_wait: LAUNCH_WAIT,
         }
     }
 }
@@ -83,10 +87,10 @@ enum NotOpen {
     Failed(String),
 }
 
-/// How long the launch waits for a one-shot command to let go of the data
-/// directory before the window opens anyway (and the engine follows in the
-/// background).
-const LAUNCH_WAIT: Duration = Duration::from_secs(2);
+/// How long the opening waits for a one-shot command to let go of the data
+/// directory before the window says who holds it (the engine follows in the
+/// background once it is free).
+pub const LAUNCH_WAIT: Duration = Duration::from_secs(2);
 
 /// The user's engine: the daemon's, when `greenlight watch` runs it (the
 /// app is then its client, and says it is the app: the daemon leaves the
@@ -192,6 +196,9 @@ struct Engines {
     /// Set while a one-shot command holds the directory at launch: what
     /// [`AppState::finish_opening`] needs to open the engine once it lets go.
     waiting: Option<(EngineConfig, Arc<dyn SecretStore>)>,
+    /// True from launch until [`AppState::open_user`] has asked the keychain
+    /// and tried the data directory.
+    opening: bool,
 }
 
 /// What the state needs from the app around it, without knowing its
@@ -259,17 +266,48 @@ pub struct AppState {
     pub generation: AtomicU64,
     /// Notification rules.
     pub notifier: Mutex<Notifier>,
-    /// Whether a keychain answered at start.
-    pub keychain: KeychainStatus,
+    /// Whether a keychain answered at start (`Available` until it is asked).
+    keychain: Mutex<KeychainStatus>,
+    /// Whether the window was told "opening", so it must reload once open.
+    told_opening: std::sync::atomic::AtomicBool,
     /// Whether the OS lets us notify, and whether this run asked.
     pub permission: crate::notify::Permission,
     opts: AppOptions,
 }
 
 impl AppState {
-    /// Opens the user's engine. A database that cannot be opened does not
-    /// stop the app: the demo still works and the error is shown.
-    pub async fn open(opts: AppOptions) -> AppState {
+    /// The state as the window first sees it: nothing opened yet, so the
+    /// launch never waits on the keychain or the disk (a Secret Service
+    /// that asks to be unlocked, a slow disk, a command holding the
+    /// directory). [`AppState::open_user`] does that work in a task.
+    pub fn new(opts: AppOptions) -> AppState {
+        const OPENING: &str = "Greenlight is opening your data";
+        AppState {
+            engines: tokio::sync::Mutex::new(Engines {
+                real: Err(OPENING.into()),
+                owned: None,
+                blynk: Err(OPENING.into()),
+                demo: None,
+                waiting: None,
+                opening: true,
+            }),
+            generation: AtomicU64::new(0),
+            notifier: Mutex::new(Notifier::default()),
+            keychain: Mutex::new(KeychainStatus::Available),
+            told_opening: std::sync::atomic::AtomicBool::new(false),
+            permission: crate::notify::Permission::default(),
+            opts,
+            shell: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Opens the user's engine: asks the keychain, then opens the data
+    /// directory (or attaches to the daemon that has it). A database that
+    /// cannot be opened does not stop the app: the demo still works and the
+    /// error is shown. True when a window was told "opening" meanwhile and
+    /// must reload to show what opened.
+    pub async fn open_user(&self) -> bool {
+        let opts = &self.opts;
         let (secrets, keychain): (Arc<dyn SecretStore>, KeychainStatus) = if opts.memory_secrets {
             (
                 Arc::new(MemorySecretStore::default()),
@@ -287,9 +325,10 @@ impl AppState {
                 }
             }
         };
+        *lock(&self.keychain) = keychain;
         let mut cfg = EngineConfig::new(&opts.data_dir, secrets.clone(), &opts.actor);
         (opts.tune)(&mut cfg);
-        let deadline = std::time::Instant::now() + LAUNCH_WAIT;
+        let deadline = std::time::Instant::now() + opts.launch_wait;
         let (real, owned, blynk, waiting) =
             match open_real(cfg.clone(), secrets.clone(), Some(deadline)).await {
                 Ok((h, owned)) => {
@@ -300,24 +339,18 @@ impl AppState {
                     let blynk = open_blynk(&cfg, true).await;
                     (Err(e), None, blynk, None)
                 }
-                // The window opens now and says so; the engine follows.
+                // The window says so; the engine follows.
                 Err(NotOpen::Held(e)) => (Err(e.clone()), None, Err(e), Some((cfg, secrets))),
             };
-        AppState {
-            engines: tokio::sync::Mutex::new(Engines {
-                real,
-                owned,
-                blynk,
-                demo: None,
-                waiting,
-            }),
-            generation: AtomicU64::new(0),
-            notifier: Mutex::new(Notifier::default()),
-            keychain,
-            permission: crate::notify::Permission::default(),
-            opts,
-            shell: std::sync::OnceLock::new(),
-        }
+        let mut g = self.engines.lock().await;
+        (g.real, g.owned, g.blynk, g.waiting) = (real, owned, blynk, waiting);
+        g.opening = false;
+        self.told_opening.load(Ordering::SeqCst)
+    }
+
+    /// Whether passwords can be kept in the OS keychain.
+    pub fn keychain(&self) -> KeychainStatus {
+        lock(&self.keychain).clone()
     }
 
     /// Opens the user's engine once a one-shot command that held the data
@@ -357,9 +390,14 @@ impl AppState {
         self.shell.get().cloned()
     }
 
-    /// Who runs the user's engine: `app`, `daemon`, `waiting` or `none`.
+    /// Who runs the user's engine: `opening` (not known yet), `app`,
+    /// `daemon`, `waiting` (a command holds the directory) or `none`.
     pub async fn engine_owner(&self) -> &'static str {
         let g = self.engines.lock().await;
+        if g.opening {
+            self.told_opening.store(true, Ordering::SeqCst);
+            return "opening";
+        }
         match (&g.real, &g.owned) {
             (Err(_), _) if g.waiting.is_some() => "waiting",
             (Err(_), _) => "none",
@@ -530,6 +568,11 @@ impl AppState {
             e.shutdown().await;
         }
     }
+}
+
+/// A poisoned lock still holds a usable value (a status, the rules).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Opens the OS keychain and checks that it answers (a Secret Service may be

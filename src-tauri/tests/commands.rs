@@ -424,6 +424,51 @@ fn commands_are_clients_of_the_app_when_it_runs_the_engine() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The launch never waits on the data directory (nor the keychain, opened
+/// in the same task): with a command holding the directory and the app told
+/// to wait an hour for it, the setup still returns, the window's status
+/// says "opening" at once, and the engine opens when the command lets go.
+#[test]
+fn the_window_opens_before_the_data_does() {
+    use greenlight_core::control;
+    let dir = tempdir("opening");
+    let held = control::claim(&dir, "command", false)
+        .unwrap()
+        .expect("the directory is free");
+    let mut opts = common::options(&dir, true);
+    opts.launch_wait = Duration::from_secs(3600);
+
+    // Before, the setup hook opened the state with `block_on`: this
+    // launch would have hung for the hour. The app lives on its own thread
+    // so a hang is a failed wait here, not a hung test.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (go_on, released) = std::sync::mpsc::channel::<()>();
+    let app = std::thread::spawn(move || {
+        let t = common::launch(opts);
+        let _ = tx.send(t.call("app_status", json!({})).expect("status"));
+        released.recv().expect("the test goes on");
+        t.poll(
+            "app_status",
+            json!({}),
+            Duration::from_secs(30),
+            "the app to own its directory once the command let go",
+            |v| v["engine_owner"] == "app",
+        );
+        t.call("accounts", json!({})).expect("the engine answers")
+    });
+    let status = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the launch returns while the directory is held");
+    assert_eq!(status["engine_owner"], "opening", "{status}");
+    assert_eq!(status["data_dir"], dir.display().to_string(), "{status}");
+
+    drop(held);
+    go_on.send(()).unwrap();
+    let accounts = app.join().expect("the app's thread");
+    assert_eq!(accounts, json!([]));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A one-shot command that holds the data directory at launch (say
 /// `greenlight approve` following a job) neither blocks the window nor
 /// leaves the app without an engine: the app says who holds it, and opens

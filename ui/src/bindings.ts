@@ -223,7 +223,8 @@ export type AppStatus = {
 	/**  The demo's sample Blynk firmware file, while the demo is on. */
 	demo_firmware: string | null,
 	/**
-	 *  Who runs the engine: `app` (this app; `greenlight` commands talk to
+	 *  Who runs the engine: `opening` (just launched: the keychain and the
+	 *  data directory are being opened; `app_changed` follows), `app` (this app; `greenlight` commands talk to
 	 *  it), `daemon` (`greenlight watch`; the app is its client), `waiting`
 	 *  (a one-shot `greenlight` command holds the data directory; the
 	 *  engine opens when it is done, and `app_changed` says so) or `none`

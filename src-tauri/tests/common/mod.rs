@@ -35,10 +35,27 @@ pub fn options(dir: &Path, memory_secrets: bool) -> AppOptions {
             c.cloud_check_interval = Duration::from_secs(2);
             c.rollback_grace = Duration::from_millis(800);
         },
+        launch_wait: greenlight_app::LAUNCH_WAIT,
     }
 }
 
+/// The app, launched, once it has opened the keychain and the data
+/// directory (or found it held, or failed to open it).
 pub fn start(opts: AppOptions) -> TestApp {
+    let t = launch(opts);
+    t.poll(
+        "app_status",
+        serde_json::json!({}),
+        Duration::from_secs(60),
+        "the app to open its data",
+        |v| v["engine_owner"] != "opening",
+    );
+    t
+}
+
+/// The app right after its setup hook: the window exists, the state may
+/// still be opening.
+pub fn launch(opts: AppOptions) -> TestApp {
     let mut app = greenlight_app::wire(mock_builder(), opts, |_| {})
         .build(mock_context(noop_assets()))
         .expect("app builds");

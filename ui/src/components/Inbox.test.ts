@@ -302,6 +302,17 @@ describe("Inbox", () => {
     expect(screen.queryByTestId("try-demo")).toBeNull();
   });
 
+  it("says it is opening the data right after launch, not that there are no devices", () => {
+    const m = new AppModel();
+    m.loaded = true;
+    m.status = { version: "0", demo: false, keychain: { state: "available" }, notifications_paused: false, data_dir: "/home/me/.local/share/greenlight", autostart: null, demo_firmware: null, engine_owner: "opening", demo_available: true, notifications: "granted" };
+    render(Inbox, { model: m });
+    expect(screen.getByTestId("inbox-opening").textContent).toContain("Opening your data");
+    expect(screen.getByText(/unlock it to go on/).textContent).toContain("/home/me/.local/share/greenlight");
+    expect(screen.queryByText("No devices yet")).toBeNull();
+    expect(screen.queryByTestId("try-demo")).toBeNull();
+  });
+
   it("offers the demo only where its simulator is installed", () => {
     const m = new AppModel();
     m.loaded = true;

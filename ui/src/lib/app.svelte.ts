@@ -185,10 +185,11 @@ export class AppModel {
 
   private async reloadOnce() {
     await this.act(async () => {
-      // A one-shot `greenlight` command holds the data directory: there is
+      // Just launched (the keychain and the data directory still opening),
+      // or a one-shot `greenlight` command holds the directory: there is
       // nothing else to ask yet; `app_changed` comes once the engine opens.
       const first = await call(commands.appStatus());
-      if (first.engine_owner === "waiting" && !first.demo) {
+      if ((first.engine_owner === "waiting" || first.engine_owner === "opening") && !first.demo) {
         this.status = first;
         return;
       }

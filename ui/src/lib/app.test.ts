@@ -30,6 +30,37 @@ describe("AppModel.reload", () => {
   });
 });
 
+describe("AppModel.reload right after launch", () => {
+  it("asks nothing but the status while the data is opening, and everything once it is open", async () => {
+    let owner = "opening";
+    const asked: string[] = [];
+    mockIPC(async (cmd) => {
+      asked.push(cmd);
+      switch (cmd) {
+        case "app_status":
+          return { version: "0", demo: false, keychain: { state: "available" }, notifications_paused: false, data_dir: "/d", autostart: null, demo_firmware: null, engine_owner: owner, demo_available: true, notifications: "granted" };
+        case "accounts":
+          return [{ name: "home", state: { state: "connected" }, freshness: {}, cloud_url: null, user: null, pinned_fingerprint: null, mqtt_url: "mqtts://broker.local:8883" }];
+        case "policies":
+          return { auto_approve: [], quiet_hours: null, skipped: [], snoozed: [] };
+        default:
+          return [];
+      }
+    });
+    const m = new AppModel();
+    await m.reload();
+    expect(m.status?.engine_owner).toBe("opening");
+    // The engine's commands would only answer "opening" errors as notices.
+    expect(asked).toEqual(["app_status"]);
+    expect(m.notices).toEqual([]);
+    // `app_changed` once it opened: the reload it triggers shows the accounts.
+    owner = "app";
+    await m.reload();
+    expect(m.status?.engine_owner).toBe("app");
+    expect(m.accounts.map((a) => a.name)).toEqual(["home"]);
+  });
+});
+
 describe("AppModel.apply", () => {
   it("follows a pause and quiet hours set elsewhere (the tray, `greenlight notifications pause`)", () => {
     const m = new AppModel();
