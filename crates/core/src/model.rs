@@ -615,7 +615,8 @@ pub struct RestConfig {
     /// The user's email. The password or refresh token lives in the secret
     /// store under this account's name.
     pub user: String,
-    /// Extra PEM CA file for a private deployment.
+    /// Extra PEM CA file for a private deployment, trusted beside the
+    /// built-in web roots.
     #[serde(default)]
     pub ca_file: Option<String>,
     /// SHA-256 fingerprint (hex) of a self-signed server certificate the
@@ -630,7 +631,7 @@ pub struct RestConfig {
 pub struct MqttConfig {
     /// `mqtt://host:port` or `mqtts://host:port`.
     pub url: String,
-    /// PEM CA file (mqtts); the built-in web roots otherwise.
+    /// Extra PEM CA file (mqtts), trusted beside the built-in web roots.
     #[serde(default)]
     pub ca_file: Option<String>,
     /// PEM client certificate (mutual TLS).

@@ -4,6 +4,16 @@
 //! that the user saw and accepted — never through a global "insecure" switch.
 //! A pinned server that later presents another certificate is refused, with
 //! both fingerprints in the message.
+//!
+//! Every client Greenlight opens (HTTPS to a RainMaker cloud or a Blynk
+//! server, MQTT over TLS, the trust probe) gets its rustls configuration
+//! from [`client_config`], on the provider from [`provider`]: one place
+//! decides what is trusted on every platform. The roots are the bundled web
+//! roots (`webpki-root-certs`) plus the user's CA file, never the platform
+//! verifier that reqwest would pick by itself: that one needs Android-side
+//! initialisation (a JVM context) before the first request, and would trust
+//! differently on each OS. The price: a root that exists only in the OS's
+//! store (a company's TLS-inspecting proxy) must be given as a CA file.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,17 +142,92 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
+/// Whom one account's connections trust, and how they identify themselves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrustSpec<'a> {
+    /// A PEM file of extra CA certificates (a private deployment's own CA),
+    /// trusted beside the bundled web roots.
+    pub ca_file: Option<&'a str>,
+    /// The SHA-256 fingerprint the user accepted: only that certificate is
+    /// trusted, whatever the roots say.
+    pub pinned_sha256: Option<&'a str>,
+    /// PEM client certificate and key files (mutual TLS, MQTT only).
+    pub client_auth: Option<(&'a str, &'a str)>,
+}
+
+/// The rustls configuration every TLS client of Greenlight's is built on.
+pub fn client_config(spec: TrustSpec<'_>) -> Result<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::PrivateKeyDer;
+    let bad = |what: &str, e: &dyn std::fmt::Display| Error::Config(format!("{what}: {e}"));
+    let provider = provider();
+    let b = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad("TLS", &e))?;
+    let b = match spec.pinned_sha256 {
+        Some(pin) => b
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Pinned {
+                pin: normalize_fingerprint(pin)?,
+                provider,
+            })),
+        None => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add_parsable_certificates(
+                webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned(),
+            );
+            if let Some(ca) = spec.ca_file {
+                let what = format!("CA file {ca}");
+                let mut n = 0;
+                for c in CertificateDer::pem_file_iter(ca).map_err(|e| bad(&what, &e))? {
+                    roots
+                        .add(c.map_err(|e| bad(&what, &e))?)
+                        .map_err(|e| bad(&what, &e))?;
+                    n += 1;
+                }
+                if n == 0 {
+                    // An empty or wrong file would otherwise be silently
+                    // the web roots alone.
+                    return Err(Error::Config(format!("{what}: no certificate in it")));
+                }
+            }
+            b.with_root_certificates(roots)
+        }
+    };
+    match spec.client_auth {
+        Some((cert, key)) => {
+            let what = format!("client certificate {cert}");
+            let certs = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| bad(&what, &e))?
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| bad(&what, &e))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| bad(&format!("client key {key}"), &e))?;
+            b.with_client_auth_cert(certs, key)
+                .map_err(|e| bad("client certificate", &e))
+        }
+        None => Ok(b.with_no_client_auth()),
+    }
+}
+
+/// An HTTP client on [`client_config`]: `builder` says the timeouts, the
+/// redirect policy and the user agent; this says whom it trusts.
+pub fn http_client(
+    builder: reqwest::ClientBuilder,
+    spec: TrustSpec<'_>,
+) -> Result<reqwest::Client> {
+    builder
+        .use_preconfigured_tls(client_config(spec)?)
+        .build()
+        .map_err(|e| Error::Config(format!("HTTP client: {e}")))
+}
+
 /// A rustls client configuration that trusts only the certificate with this fingerprint.
 pub fn pinned_client_config(pin: &str) -> Result<rustls::ClientConfig> {
-    let pin = normalize_fingerprint(pin)?;
-    let provider = provider();
-    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Config(format!("TLS: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned { pin, provider }))
-        .with_no_client_auth();
-    Ok(cfg)
+    client_config(TrustSpec {
+        pinned_sha256: Some(pin),
+        ..TrustSpec::default()
+    })
 }
 
 /// Records the certificate a server presents and accepts nothing: used only
@@ -269,12 +354,12 @@ pub async fn probe_fingerprint(url: &str) -> Result<String> {
 /// added: the views ask the user only in the [`Trust::Unknown`] case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trust {
-    /// Plain `http://`, or a certificate the system already trusts and no pin
-    /// was given: nothing to pin.
+    /// Plain `http://`, or a certificate the bundled web roots already
+    /// trust and no pin was given: nothing to pin.
     System,
     /// The user's pin matches what the server presents: pin it.
     Pinned(String),
-    /// The system does not trust the certificate and no pin was given: show
+    /// The web roots do not vouch for the certificate and no pin was given: show
     /// this fingerprint and ask.
     Unknown {
         /// SHA-256 of the certificate, lowercase hex.
@@ -290,12 +375,11 @@ pub async fn decide_trust(url: &str, given: Option<&str>) -> Result<Trust> {
     }
     let given = given.map(normalize_fingerprint).transpose()?;
     if given.is_none() {
-        provider();
-        let probe = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .build()
-            .map_err(|e| Error::Config(format!("TLS: {e}")))?;
-        // Any HTTP answer means the TLS handshake passed system verification.
+        let probe = http_client(
+            reqwest::Client::builder().timeout(Duration::from_secs(15)),
+            TrustSpec::default(),
+        )?;
+        // Any HTTP answer means the TLS handshake passed verification.
         if probe
             .get(format!("{}/apiversions", url.trim_end_matches('/')))
             .send()

@@ -130,20 +130,18 @@ impl AdminClient {
                 account.url
             )));
         }
-        // reqwest has no crypto provider of its own: ours, installed.
-        crate::tls::provider();
-        let mut b = reqwest::Client::builder()
-            .timeout(opts.request_timeout)
-            .connect_timeout(opts.connect_timeout)
-            // The login answers 301 with the cookie: it must be read, not followed.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("greenlight/", env!("CARGO_PKG_VERSION")));
-        if let Some(pin) = &account.pinned_sha256 {
-            b = b.use_preconfigured_tls(crate::tls::pinned_client_config(pin)?);
-        }
-        let http = b
-            .build()
-            .map_err(|e| BlynkError::Invalid(format!("HTTP client: {e}")))?;
+        let http = crate::tls::http_client(
+            reqwest::Client::builder()
+                .timeout(opts.request_timeout)
+                .connect_timeout(opts.connect_timeout)
+                // The login answers 301 with the cookie: it must be read, not followed.
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("greenlight/", env!("CARGO_PKG_VERSION"))),
+            crate::tls::TrustSpec {
+                pinned_sha256: account.pinned_sha256.as_deref(),
+                ..Default::default()
+            },
+        )?;
         Ok(AdminClient {
             inner: Arc::new(Inner {
                 http,

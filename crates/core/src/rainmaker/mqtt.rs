@@ -127,51 +127,22 @@ pub fn parse_url(url: &str) -> Result<(String, u16, bool)> {
 }
 
 fn tls_config(cfg: &MqttConfig) -> Result<Arc<rustls::ClientConfig>> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let bad = |what: &str, e: &dyn std::fmt::Display| Error::Config(format!("{what}: {e}"));
-    let mut roots = rustls::RootCertStore::empty();
-    match &cfg.ca_file {
-        Some(ca) => {
-            for c in
-                CertificateDer::pem_file_iter(ca).map_err(|e| bad(&format!("CA file {ca}"), &e))?
-            {
-                let c = c.map_err(|e| bad(&format!("CA file {ca}"), &e))?;
-                roots
-                    .add(c)
-                    .map_err(|e| bad(&format!("CA file {ca}"), &e))?;
-            }
-        }
-        None => {
-            roots.add_parsable_certificates(
-                webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned(),
-            );
-        }
-    }
-    let provider = crate::tls::provider();
-    let b = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad("TLS", &e))?
-        .with_root_certificates(roots);
-    let c = match (&cfg.client_cert, &cfg.client_key) {
-        (Some(cert), Some(key)) => {
-            let certs = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| bad(&format!("client certificate {cert}"), &e))?
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| bad(&format!("client certificate {cert}"), &e))?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| bad(&format!("client key {key}"), &e))?;
-            b.with_client_auth_cert(certs, key)
-                .map_err(|e| bad("client certificate", &e))?
-        }
-        (None, None) => b.with_no_client_auth(),
+    let client_auth = match (&cfg.client_cert, &cfg.client_key) {
+        (Some(cert), Some(key)) => Some((cert.as_str(), key.as_str())),
+        (None, None) => None,
         _ => {
             return Err(Error::Config(
                 "a client certificate needs both client_cert and client_key".into(),
             ))
         }
     };
-    Ok(Arc::new(c))
+    Ok(Arc::new(crate::tls::client_config(
+        crate::tls::TrustSpec {
+            ca_file: cfg.ca_file.as_deref(),
+            pinned_sha256: None,
+            client_auth,
+        },
+    )?))
 }
 
 /// Builds the MQTT options of an account (TLS, credentials, limits).

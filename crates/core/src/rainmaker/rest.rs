@@ -137,29 +137,17 @@ impl RestClient {
         secrets: Arc<dyn SecretStore>,
         retry: RetryPolicy,
     ) -> Result<RestClient> {
-        // reqwest has no crypto provider of its own: ours, installed.
-        crate::tls::provider();
-        let mut b = reqwest::Client::builder()
-            .timeout(retry.request_timeout)
-            .connect_timeout(retry.request_timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("greenlight/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = &cfg.ca_file {
-            let pem = std::fs::read(ca).map_err(|source| Error::Io {
-                what: format!("reading CA file {ca}"),
-                source,
-            })?;
-            for c in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| Error::Config(format!("CA file {ca}: {e}")))?
-            {
-                b = b.add_root_certificate(c);
-            }
-        }
-        if let Some(pin) = &cfg.pinned_sha256 {
-            b = b.use_preconfigured_tls(crate::tls::pinned_client_config(pin)?);
-        }
-        let http = b
-            .build()
-            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        let http = crate::tls::http_client(
+            reqwest::Client::builder()
+                .timeout(retry.request_timeout)
+                .connect_timeout(retry.request_timeout.min(Duration::from_secs(10)))
+                .user_agent(concat!("greenlight/", env!("CARGO_PKG_VERSION"))),
+            crate::tls::TrustSpec {
+                ca_file: cfg.ca_file.as_deref(),
+                pinned_sha256: cfg.pinned_sha256.as_deref(),
+                client_auth: None,
+            },
+        )?;
         Ok(RestClient {
             inner: Arc::new(Inner {
                 http,
@@ -393,10 +381,12 @@ impl RestClient {
                     (Error::Api(api), retry_after)
                 }
                 Err(e) => {
-                    // A connection that was never made cannot have been acted on.
-                    let retry =
-                        e.is_connect() || (idempotent && (e.is_timeout() || e.is_request()));
+                    // A connection that was never made cannot have been acted on;
+                    // a certificate we do not trust stays untrusted, however
+                    // often it is asked again (the user waits for the answer).
                     let kind = NetKind::of_request(&e);
+                    let retry = !matches!(kind, NetKind::Tls | NetKind::CertChanged)
+                        && (e.is_connect() || (idempotent && (e.is_timeout() || e.is_request())));
                     let err = Error::network(
                         kind,
                         if kind == NetKind::Timeout {
