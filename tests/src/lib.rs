@@ -549,6 +549,42 @@ pub async fn blynk_bounce(
     off
 }
 
+/// Waits until each simulated Blynk device in `tokens` has read everything
+/// the server wrote to it until now. Each is asked for a PING at once, and
+/// the server answers one connection's frames in order, so an answer to a
+/// PING sent after this call proves it (an OTA command ends the session
+/// when read, and is counted in `ota_urls_received`). Panics after `limit`,
+/// or if a token is not one of the simulator's devices.
+pub async fn blynk_caught_up(
+    sim: &greenlight_sim::blynk::BlynkSim,
+    tokens: &[String],
+    limit: Duration,
+) {
+    let sent: Vec<u32> = tokens
+        .iter()
+        .map(|t| {
+            sim.device_stats(t)
+                .expect("a simulated device's token")
+                .pings_sent
+        })
+        .collect();
+    for t in tokens {
+        sim.ping_now(t);
+    }
+    eventually(
+        limit,
+        "the simulated devices to answer a PING sent after the call",
+        || async {
+            tokens
+                .iter()
+                .zip(&sent)
+                .all(|(t, &n)| sim.device_stats(t).is_some_and(|s| s.pings_answered > n))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 /// The `greenlight-sim` executable, built (debug) if it is not up to date:
 /// the demo runs it as a separate process, and a test binary of another
 /// package has no `CARGO_BIN_EXE_greenlight-sim`. Asks cargo once per test

@@ -17,7 +17,7 @@ use greenlight_core::MemorySecretStore;
 use greenlight_sim::blynk::{
     make_firmware, BlynkConfig, BlynkSim, BlynkTiming, DeviceBehaviour, UserSpec, DEFAULT_BUILD,
 };
-use greenlight_tests::eventually;
+use greenlight_tests::{blynk_caught_up, eventually};
 
 const WAIT: Duration = Duration::from_secs(45);
 const NEW_BUILD: &str = "Sep 21 2017 11:02:33";
@@ -171,6 +171,8 @@ async fn token_target_is_sent_now_and_tracked_to_updated() {
     assert_eq!(c.devices[0].state, DeviceState::Updated);
     assert_eq!(c.devices[0].build_now.as_deref(), Some(NEW_BUILD));
     assert_eq!(sim.device_stats(&t0).unwrap().build, NEW_BUILD);
+    // The others have read all the server sent them: none was told.
+    blynk_caught_up(&sim, &sim.ready.tokens[1..], WAIT).await;
     for t in &sim.ready.tokens[1..] {
         assert_eq!(sim.device_stats(t).unwrap().ota_urls_received, 0);
     }

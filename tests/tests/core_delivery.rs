@@ -13,7 +13,7 @@ use common::*;
 use greenlight_core::{ApprovalResult, EngineHandle, JobState, QueueReason, UpdateKind};
 use greenlight_sim::rainmaker::wire::NodeInfo;
 use greenlight_sim::rainmaker::{scenario, JobKind, JobSpec, NodeSpec, RainmakerSim, Timing};
-use greenlight_tests::{eventually, Mosquitto};
+use greenlight_tests::{eventually, node_caught_up, Mosquitto};
 
 fn spec(n: usize) -> NodeSpec {
     NodeSpec::new(
@@ -169,6 +169,12 @@ async fn a_device_back_with_another_update_closes_the_old_approval() {
     })
     .await;
     assert_eq!(p.kind, UpdateKind::NodeSide);
+    // The new offer waits for the user. The engine records a job before it
+    // sends anything, in the step that showed the offer: none is open. And
+    // the node has handled everything the cloud had sent it.
+    let open = e.jobs().await.unwrap();
+    assert!(!open.iter().any(|j| j.node_id == id), "{open:#?}");
+    node_caught_up(&sim, &id, WAIT).await;
     assert_eq!(sim.fleet.node(&id).unwrap().starts_received, 1);
     assert_eq!(sim.fleet.node(&id).unwrap().downloads_started, 0);
     e.shutdown().await;

@@ -82,6 +82,9 @@ async fn broker_killed_and_restarted_mid_job_the_job_finishes_once() {
         )
     })
     .await;
+    // The outage lasts a while (the node's download goes on meanwhile and
+    // its reports are lost). This is the scenario's length, not a wait for
+    // anything: what is asserted below is waited for.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let _mosq2 = Mosquitto::start_on(port);
 

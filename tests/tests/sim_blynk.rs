@@ -12,7 +12,7 @@ use greenlight_sim::blynk::{
     hash_password, make_firmware, BlynkConfig, BlynkSim, BlynkTiming, DeviceBehaviour, DeviceStats,
     UserSpec, DEFAULT_BUILD,
 };
-use greenlight_tests::eventually;
+use greenlight_tests::{blynk_caught_up, eventually};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -315,8 +315,8 @@ async fn all_target_reaches_every_device_on_reconnect_and_tracks_to_updated() {
     // Online devices are not told: the server only decides on login. A token
     // OTA to the probe goes down the same per-connection queue as anything
     // the campaign could have sent it, after it: so it is the first frame
-    // the probe reads, and what the campaign sent the simulated devices (at
-    // the same moment, the same way) has had its time to arrive.
+    // the probe reads. The simulated devices prove it for themselves: each
+    // answers a heartbeat sent after the campaign started.
     let (s, token_path) = admin.start(&format!("?token={probe}"), &fw).await;
     assert_eq!(s, 200, "{token_path}");
     let first = next(&mut ps, &mut pdec).await.expect("the token OTA");
@@ -329,6 +329,7 @@ async fn all_target_reaches_every_device_on_reconnect_and_tracks_to_updated() {
         "the campaign reached an online device"
     );
     drop(ps);
+    blynk_caught_up(&sim, &sim.ready.tokens, WAIT).await;
     assert!(sim
         .all_device_stats()
         .iter()

@@ -826,6 +826,9 @@ impl Tap {
                         n.notify_waiters();
                     }
                     Ok(_) => {}
+                    // The event loop reconnects on the next poll: a pause
+                    // so a broker that is gone is not dialled in a busy loop
+                    // (the task ends with the tap).
                     Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
             }

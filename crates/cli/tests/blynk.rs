@@ -13,7 +13,7 @@ use std::time::Duration;
 use greenlight_sim::blynk::{
     make_firmware, BlynkConfig, BlynkSim, BlynkTiming, DeviceBehaviour, UserSpec,
 };
-use greenlight_tests::{eventually, SecretService};
+use greenlight_tests::{blynk_caught_up, eventually, SecretService};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
@@ -299,6 +299,8 @@ async fn account_checks_and_every_target_followed_to_updated() {
         );
     }
     assert_eq!(sim.server.campaigns(), 0);
+    // And no device was sent anything: each has read all the server wrote.
+    blynk_caught_up(&sim, &sim.ready.tokens, WAIT).await;
     assert!(sim
         .all_device_stats()
         .iter()

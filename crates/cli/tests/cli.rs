@@ -392,11 +392,15 @@ async fn scheduled_approval_snooze_skip_and_policies() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let o = greenlight(&keyring, &data, &["--json", "pending"], None);
-        if json_of(&o)["pending"].as_array().map(Vec::len).unwrap_or(0) >= 4
-            || Instant::now() > deadline
-        {
+        if json_of(&o)["pending"].as_array().map(Vec::len).unwrap_or(0) >= 4 {
             break;
         }
+        assert!(
+            Instant::now() < deadline,
+            "fewer than 4 pending updates after 60 s: {}",
+            text(&o)
+        );
+        // The pace of this bounded poll; the pending list is the signal.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 

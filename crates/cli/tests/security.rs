@@ -6,14 +6,15 @@
 //! (database, WAL, shared memory, anything else) and everything the runs
 //! printed is searched for them. None may appear.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
 use greenlight_sim::blynk::{make_firmware, BlynkConfig, BlynkSim, BlynkTiming, DeviceBehaviour};
-use greenlight_sim::rainmaker::{BrokerChoice, RainmakerSim, Scenario, SimConfig, Timing};
+use greenlight_sim::rainmaker::{BrokerChoice, Cloud, RainmakerSim, Scenario, SimConfig, Timing};
 use greenlight_tests::{Mosquitto, SecretService};
 
 const RM_PASSWORD: &str = "RmPw-4c1d-SECRET-9e7a";
@@ -65,20 +66,69 @@ impl Run {
         o
     }
 
-    /// `watch` for a while, then `signal` (TERM: it stops cleanly; KILL:
-    /// it leaves its write-ahead log behind, which is searched too).
-    async fn watch_for(&mut self, d: Duration, signal: &str) -> Output {
-        let child = self.cmd(&["watch"]).spawn().expect("spawn greenlight");
-        tokio::time::sleep(d).await;
+    /// `watch` until it has done something with the secrets, then `signal`
+    /// (TERM: it stops cleanly; KILL: it leaves its write-ahead log behind,
+    /// which is searched too). "Until" is a positive signal, not a pause: its
+    /// banner is out (so its signal handlers are in place) and the cloud has
+    /// served it a request (so it has used the stored tokens, or logged in
+    /// with the stored password, and written what it swept). Without it, a
+    /// slow machine would stop the watcher before it did anything, and the
+    /// search for leaks below would pass for nothing.
+    async fn watch_until_working(&mut self, cloud: &Cloud, signal: &str) -> Output {
+        let served = || cloud.state().requests.values().sum::<u64>();
+        let before = served();
+        let mut child = self.cmd(&["watch"]).spawn().expect("spawn greenlight");
+        // Both pipes are read as the watcher writes: at trace level a full
+        // pipe would stall it, and the banner is looked for while it runs.
+        let drain = |pipe: Option<Box<dyn Read + Send>>| {
+            let buf = Arc::new(Mutex::new(Vec::new()));
+            let sink = buf.clone();
+            let reader = std::thread::spawn(move || {
+                let Some(mut pipe) = pipe else { return };
+                let mut chunk = [0u8; 8192];
+                // Ends at end of file: when the watcher has exited.
+                while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                    sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+                }
+            });
+            (buf, reader)
+        };
+        let (out, out_reader) = drain(child.stdout.take().map(|p| Box::new(p) as _));
+        let (err, err_reader) = drain(child.stderr.take().map(|p| Box::new(p) as _));
+        // Polled (bounded): the watcher is stopped whether or not it got
+        // there, and the assertion below says what it printed.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let working = loop {
+            let banner = find(&err.lock().unwrap(), "greenlight: watching").is_some();
+            if banner && served() > before {
+                break true;
+            }
+            if tokio::time::Instant::now() > deadline {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
         let _ = Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(child.id().to_string())
             .status();
-        let o = tokio::task::spawn_blocking(move || child.wait_with_output())
+        let status = tokio::task::spawn_blocking(move || child.wait())
             .await
             .unwrap()
             .unwrap();
+        out_reader.join().unwrap();
+        err_reader.join().unwrap();
+        let o = Output {
+            status,
+            stdout: std::mem::take(&mut *out.lock().unwrap()),
+            stderr: std::mem::take(&mut *err.lock().unwrap()),
+        };
         self.keep(&o);
+        assert!(
+            working,
+            "within 60 s the watcher did not announce itself and reach the cloud: {}",
+            text(&o)
+        );
         o
     }
 }
@@ -200,7 +250,7 @@ async fn no_secret_in_the_data_directory_database_or_logs() {
         "the run approved and finished updates: {}",
         text(&o)
     );
-    let o = r.watch_for(Duration::from_secs(3), "TERM").await;
+    let o = r.watch_until_working(&sim.cloud, "TERM").await;
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("watching 2 account(s)"),
         "{}",
@@ -268,7 +318,7 @@ async fn no_secret_in_the_data_directory_database_or_logs() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 
     // A watcher killed in its stride leaves the WAL and shared memory files.
-    r.watch_for(Duration::from_secs(3), "KILL").await;
+    r.watch_until_working(&sim.cloud, "KILL").await;
 
     // The secrets, and what is as good as them.
     let mut secrets: Vec<(String, String)> = vec![

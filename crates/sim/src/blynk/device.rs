@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::firmware::{build_tag, info_string};
@@ -102,12 +102,21 @@ pub struct DeviceStats {
     pub flashes: u32,
     /// Failed flashes.
     pub flash_failures: u32,
+    /// Heartbeat PINGs sent, over every session.
+    pub pings_sent: u32,
+    /// Answers to those PINGs read. The server answers one connection's
+    /// frames in order, so once `pings_answered` passes an earlier
+    /// `pings_sent`, the device has read everything the server wrote to it
+    /// before that moment: a test's proof that nothing was sent.
+    pub pings_answered: u32,
 }
 
 /// A running simulated device.
 pub(crate) struct DeviceHandle {
     pub stats: Arc<Mutex<DeviceStats>>,
     pub online: watch::Sender<bool>,
+    /// Asks for a heartbeat PING now (at its next login if offline).
+    pub ping_now: Arc<Notify>,
     pub task: JoinHandle<()>,
 }
 
@@ -134,10 +143,19 @@ pub(crate) fn spawn(
         ..DeviceStats::default()
     }));
     let (online, rx) = watch::channel(true);
-    let task = tokio::spawn(run(token, behaviour, env, stats.clone(), rx));
+    let ping_now = Arc::new(Notify::new());
+    let task = tokio::spawn(run(
+        token,
+        behaviour,
+        env,
+        stats.clone(),
+        rx,
+        ping_now.clone(),
+    ));
     DeviceHandle {
         stats,
         online,
+        ping_now,
         task,
     }
 }
@@ -154,6 +172,7 @@ async fn run(
     env: DeviceEnv,
     stats: Arc<Mutex<DeviceStats>>,
     mut online: watch::Receiver<bool>,
+    ping_now: Arc<Notify>,
 ) {
     loop {
         if !*online.borrow_and_update() {
@@ -162,7 +181,7 @@ async fn run(
             }
             continue;
         }
-        let end = session(&token, &env, &stats, &mut online).await;
+        let end = session(&token, &env, &stats, &mut online, &ping_now).await;
         lock(&stats).online = false;
         match end {
             End::Ota(url) => {
@@ -188,6 +207,7 @@ async fn session(
     env: &DeviceEnv,
     stats: &Mutex<DeviceStats>,
     online: &mut watch::Receiver<bool>,
+    ping_now: &Notify,
 ) -> End {
     let t = &env.timing;
     let mut s = match tokio::time::timeout(t.io_timeout, TcpStream::connect(env.hardware)).await {
@@ -232,6 +252,8 @@ async fn session(
         tokio::select! {
             r = read_frame(&mut s, &mut dec) => match r {
                 Ok(Some(Frame::Response { id: 2, status: status::OK })) => lock(stats).info_acks += 1,
+                // Every other id is a PING's (ids from 3 on).
+                Ok(Some(Frame::Response { id, .. })) if id != 2 => lock(stats).pings_answered += 1,
                 Ok(Some(Frame::Message { cmd: cmd::INTERNAL, id: OTA_MSG_ID, body })) => {
                     let parts = body_parts(&body);
                     if parts.len() >= 2 && parts[0] == "ota" {
@@ -246,8 +268,12 @@ async fn session(
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => return End::Lost,
             },
-            _ = ping.tick() => {
-                next_id = next_id.wrapping_add(1).max(1);
+            // On the heartbeat, or at once when a test asks for one.
+            _ = async { tokio::select! { _ = ping.tick() => {}, _ = ping_now.notified() => {} } } => {
+                next_id = next_id.wrapping_add(1).max(3);
+                // Counted before it goes: an answer can come back before
+                // `send` returns.
+                lock(stats).pings_sent += 1;
                 if !send(&mut s, &Frame::message(cmd::PING, next_id, &[])).await {
                     return End::Lost;
                 }

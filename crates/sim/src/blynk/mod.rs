@@ -437,6 +437,20 @@ impl BlynkSim {
         }
     }
 
+    /// Makes a simulated device send a heartbeat PING now instead of at its
+    /// next heartbeat (at its next login if it is offline), so a test's wait
+    /// on `pings_answered` takes a round trip, not a heartbeat. `false` for
+    /// an unknown token.
+    pub fn ping_now(&self, token: &str) -> bool {
+        match self.handle(token) {
+            Some(h) => {
+                h.ping_now.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Stops the listeners, every connection and every simulated device.
     pub async fn shutdown(self) {
         for d in &self.devices {
