@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo demo-terminal demo-sim test test-rust test-ui e2e lint platform-deps audit bench bench-quick deps build ui bindings fmt package package-test
+.PHONY: demo demo-terminal demo-sim test test-rust test-ui e2e lint platform-deps audit bench bench-quick deps build ui bindings fmt package package-test soak
 
 deps:
 	@scripts/deps.sh
@@ -62,6 +62,13 @@ package-test: deps
 # target/release/bundle/ (or $CARGO_TARGET_DIR/release/bundle/).
 package: deps
 	@scripts/package.sh
+
+# The SIGKILL crash test at scale: at least 200 kills (SOAK_KILLS) within
+# 35 minutes of killing (SOAK_MINUTES), seeded; prints the seed, a replay
+# line and the figures (kills, runs, rounds, time, kinds of kill points).
+# `make test` runs the same test short. See SECURITY.md.
+soak: deps
+	@scripts/soak.sh
 
 # Regenerates ui/src/bindings.ts from the Rust commands and types.
 bindings: ui

@@ -545,12 +545,14 @@ impl Store {
         Ok(())
     }
 
-    /// Images that failed or rolled back on a device after reaching it, and
-    /// did not succeed on it since: (account, node, version) → what happened.
+    /// Images that failed or rolled back on a device after reaching it (a
+    /// rollback did, even if the command was never confirmed sent), and did
+    /// not succeed on it since: (account, node, version) → what happened.
     pub(crate) fn earlier_outcomes(&self) -> Result<Vec<(ImageKey, crate::engine::Earlier)>> {
         let mut st = self.conn.prepare(
             "SELECT account, node_id, to_version, state_json, finished_at FROM jobs j
-             WHERE state IN ('failed','rolled_back') AND sent_at IS NOT NULL
+             WHERE state IN ('failed','rolled_back')
+             AND (sent_at IS NOT NULL OR state = 'rolled_back')
              AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.account = j.account AND k.node_id = j.node_id
                              AND k.to_version = j.to_version AND k.state = 'success' AND k.id > j.id)
              ORDER BY id",

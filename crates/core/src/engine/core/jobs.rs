@@ -123,8 +123,14 @@ impl Core {
                 self.approved.remove(&key);
             }
             // Only what happened on the device warns about the image: a
-            // command that never left says nothing about it.
-            if let (Some((rolled_back, reason)), Some(_)) = (bad, job.sent_at) {
+            // command that never left says nothing about it. A rollback is
+            // the device's own doing, so it warns even when the command was
+            // never confirmed sent (a process killed between sending it and
+            // recording it): else auto-approve took the same image, offered
+            // again, for a fresh one, and the device installed it once more.
+            let on_device =
+                |(rolled_back, _): &(bool, String)| *rolled_back || job.sent_at.is_some();
+            if let Some((rolled_back, reason)) = bad.filter(on_device) {
                 self.remember_bad(
                     &k,
                     &job.to_version,

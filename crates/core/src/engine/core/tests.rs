@@ -1180,3 +1180,55 @@ fn after_a_restart_a_failed_source_turns_what_was_remembered_into_unknown() {
     );
     assert_eq!((n.online, n.last_seen), (None, Some(seen)));
 }
+
+/// Found by `make soak` (seed 1796078895094924551): the process was killed
+/// between sending a start and recording it, so the approval was never
+/// confirmed sent; the device installed it anyway and rolled back. The
+/// rollback is the device's own doing: the image it offers again must be
+/// left to the user (auto-approve and approve-all), in this process and
+/// after a restart, as for an approval confirmed sent.
+#[test]
+fn a_rollback_of_an_approval_never_confirmed_sent_still_warns_and_is_not_approved_again() {
+    let mut r = saved_rig();
+    r.boot("4.2.0");
+    r.node(report(Some(true), None, offer("J1", "4.3.0")));
+    let k = r.key();
+    r.core.set_auto(&k, true, r.now);
+    r.effects();
+    let id = r.approve_sending();
+    // Killed before the command's answer: the next process finds an intent.
+    r.restart(2 * S);
+    assert!(
+        matches!(r.state(id), JobState::NotConfirmed { .. }),
+        "{:?}",
+        r.state(id)
+    );
+    r.boot("4.2.0");
+    r.status("J1", "in-progress", "Rebooting into new firmware");
+    r.status("J1", "failed", "MQTT did not connect within 90 seconds");
+    assert!(
+        matches!(r.state(id), JobState::RolledBack { .. }),
+        "{:?}",
+        r.state(id)
+    );
+    for restarted in [false, true] {
+        if restarted {
+            r.restart(2 * S);
+            r.boot("4.2.0");
+        }
+        r.advance(300 * S);
+        let fx = r.node(report(Some(true), None, offer("J1", "4.3.0")));
+        assert!(
+            !fx.iter().any(|e| matches!(e, Effect::AutoApprove(_))),
+            "auto-approve must leave the image that rolled back to the user (restarted: {restarted})"
+        );
+        let slots = r
+            .core
+            .approve(vec![N.into()], Mode::All, &mut r.store, r.now);
+        assert!(
+            matches!(&slots[..], [Slot::Done(o)] if matches!(&o.result, crate::model::ApprovalResult::Skipped { reason } if reason.contains("already rolled back"))),
+            "approve-all leaves it out, saying why (restarted: {restarted}): {slots:?}"
+        );
+        r.effects();
+    }
+}
