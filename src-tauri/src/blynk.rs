@@ -90,14 +90,17 @@ pub enum BlynkTargetInput {
     All,
 }
 
-fn read_firmware(path: &str) -> AppResult<Firmware> {
+/// The firmware file the user chose: a path or a `file://` URL from the
+/// dialog, or a phone's document (read once and kept as a copy).
+fn firmware_path(state: &AppState, path: &str) -> AppResult<std::path::PathBuf> {
     let path = path.trim();
     if path.is_empty() {
         return Err(AppError::invalid("choose a firmware file (.bin)"));
     }
-    // A plain path or a `file://` URL from the dialog; a phone's
-    // `content://` document is refused in plain words.
-    let path = crate::commands::chosen_file(path)?;
+    crate::documents::opened_path(state, path, crate::documents::FIRMWARE_LIMIT)
+}
+
+fn read_firmware(path: std::path::PathBuf) -> AppResult<Firmware> {
     Ok(Firmware::read(&path)?)
 }
 
@@ -173,8 +176,12 @@ pub async fn remove_blynk_account(state: State<'_, AppState>, name: String) -> A
 /// it cannot be used, before anything is uploaded.
 #[tauri::command]
 #[specta::specta]
-pub async fn blynk_check_firmware(path: String) -> AppResult<FirmwareInfo> {
-    let fw = tokio::task::spawn_blocking(move || read_firmware(&path))
+pub async fn blynk_check_firmware(
+    state: State<'_, AppState>,
+    path: String,
+) -> AppResult<FirmwareInfo> {
+    let path = firmware_path(&state, &path)?;
+    let fw = tokio::task::spawn_blocking(move || read_firmware(path))
         .await
         .map_err(|e| AppError::failed(e.to_string()))??;
     Ok(FirmwareInfo {
@@ -196,7 +203,8 @@ pub async fn blynk_start(
     target: BlynkTargetInput,
 ) -> AppResult<Campaign> {
     let b = state.blynk().await?;
-    let fw = tokio::task::spawn_blocking(move || read_firmware(&path))
+    let path = firmware_path(&state, &path)?;
+    let fw = tokio::task::spawn_blocking(move || read_firmware(path))
         .await
         .map_err(|e| AppError::failed(e.to_string()))??;
     let target = match target {

@@ -47,6 +47,9 @@ pub struct AppStatus {
     pub demo_available: bool,
     /// Whether the OS lets Greenlight show notifications.
     pub notifications: crate::notify::NotificationPermission,
+    /// A phone (Android, iOS): files are chosen in the system's picker
+    /// only, there are no paths to type.
+    pub mobile: bool,
 }
 
 /// An account as the Accounts page shows it (no secrets).
@@ -123,11 +126,14 @@ fn opt(s: &Option<String>) -> Option<String> {
         .map(String::from)
 }
 
-/// An optional file field: empty is none; a path or `file://` URL from the
-/// dialog is a path.
-fn chosen(s: &Option<String>) -> AppResult<Option<String>> {
+/// An optional certificate field: empty is none; a path or `file://` URL
+/// from the dialog is a path; a phone's document is kept as a copy.
+fn chosen(state: &AppState, s: &Option<String>) -> AppResult<Option<String>> {
     opt(s)
-        .map(|p| chosen_file(&p).map(|p| p.display().to_string()))
+        .map(|p| {
+            crate::documents::opened_path(state, &p, crate::documents::CERTIFICATE_LIMIT)
+                .map(|p| p.display().to_string())
+        })
         .transpose()
 }
 
@@ -146,6 +152,7 @@ pub async fn app_status(state: State<'_, AppState>) -> AppResult<AppStatus> {
         engine_owner: state.engine_owner().await.into(),
         demo_available: state.simulator().is_some(),
         notifications: state.notification_permission(),
+        mobile: cfg!(mobile),
     })
 }
 
@@ -221,9 +228,9 @@ pub async fn add_mqtt_account(
             url: input.url,
             username: input.username,
             password: input.password,
-            ca_file: chosen(&input.ca_file)?,
-            client_cert: chosen(&input.client_cert)?,
-            client_key: chosen(&input.client_key)?,
+            ca_file: chosen(&state, &input.ca_file)?,
+            client_cert: chosen(&state, &input.client_cert)?,
+            client_key: chosen(&state, &input.client_key)?,
         }),
     };
     setup::add_account(&e, new).await?;
@@ -412,7 +419,15 @@ pub async fn export_history_csv(
 ) -> AppResult<String> {
     // The target is checked before the history is read: a bad choice is
     // said at once.
-    let chosen = opt(&path).map(|p| csv_target(&p)).transpose()?;
+    let chosen = opt(&path)
+        .map(|p| {
+            if crate::documents::is_document(&p) {
+                Ok(Err(p))
+            } else {
+                csv_target(&p).map(Ok)
+            }
+        })
+        .transpose()?;
     let e = state.engine().await?;
     let jobs = e
         .history(HistoryFilter {
@@ -431,7 +446,12 @@ pub async fn export_history_csv(
         names.get(id).cloned().unwrap_or_else(|| id.to_string())
     });
     let path = match chosen {
-        Some(p) => p,
+        Some(Ok(p)) => p,
+        // A phone's save target: written through the system.
+        Some(Err(url)) => {
+            crate::documents::save(&state, &url, csv.as_bytes())?;
+            return Ok(url);
+        }
         None => {
             let dir = directories::UserDirs::new()
                 .and_then(|u| u.download_dir().map(|d| d.to_path_buf()))
@@ -462,9 +482,9 @@ fn csv_target(s: &str) -> AppResult<std::path::PathBuf> {
 
 /// A file the user chose in a native dialog, as a path: a plain path, or a
 /// `file://` URL (what the dialog plugin hands back for some pickers).
-/// Android's `content://` URIs name a document, not a file: they are refused
-/// in plain words until the app reads and writes through the platform's
-/// document provider (issue 17).
+/// Other URLs (Android's `content://`) name a document, not a file: files
+/// to read go through [`crate::documents::opened_path`] instead; the CSV
+/// export, which writes, refuses them in plain words.
 pub fn chosen_file(s: &str) -> AppResult<std::path::PathBuf> {
     let s = s.trim();
     if let Some(rest) = s.strip_prefix("file://") {

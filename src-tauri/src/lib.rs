@@ -5,6 +5,7 @@
 
 pub mod blynk;
 pub mod commands;
+pub mod documents;
 pub mod error;
 pub mod events;
 pub mod notify;
@@ -218,6 +219,7 @@ pub fn run() {
     }
     builder = builder.plugin(tauri_plugin_notification::init());
     builder = builder.plugin(tauri_plugin_dialog::init());
+    builder = builder.plugin(tauri_plugin_fs::init());
     let app = wire(builder, AppOptions::from_env(), |app| {
         #[cfg(desktop)]
         {

@@ -217,6 +217,13 @@ pub trait Shell: Send + Sync {
     fn autostart(&self) -> Option<bool>;
     /// Turns start-at-login on or off.
     fn set_autostart(&self, on: bool) -> Result<(), String>;
+    /// Reads a document the system's file picker returned as a URL (an
+    /// Android `content://` document, an iOS file URL that must be opened
+    /// through the system), at most `limit` bytes.
+    fn read_document(&self, url: &str, limit: u64) -> Result<Vec<u8>, String>;
+    /// Writes a document the save dialog returned as a URL (an Android
+    /// `content://` target), replacing its content.
+    fn write_document(&self, url: &str, bytes: &[u8]) -> Result<(), String>;
 }
 
 impl<R: tauri::Runtime> Shell for tauri::AppHandle<R> {
@@ -247,6 +254,29 @@ impl<R: tauri::Runtime> Shell for tauri::AppHandle<R> {
             .ok_or("start at login is not available here")?;
         if on { m.enable() } else { m.disable() }.map_err(|e| e.to_string())
     }
+    fn read_document(&self, url: &str, limit: u64) -> Result<Vec<u8>, String> {
+        use std::io::Read;
+        let mut opts = tauri_plugin_fs::OpenOptions::default();
+        opts.read(true);
+        let file = open_document(self, url, opts)?;
+        let mut bytes = Vec::new();
+        file.take(limit.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("it could not be read: {e}"))?;
+        if bytes.len() as u64 > limit {
+            return Err(format!("it is larger than {limit} bytes"));
+        }
+        Ok(bytes)
+    }
+    fn write_document(&self, url: &str, bytes: &[u8]) -> Result<(), String> {
+        use std::io::Write;
+        let mut opts = tauri_plugin_fs::OpenOptions::default();
+        opts.write(true).create(true).truncate(true);
+        let mut file = open_document(self, url, opts)?;
+        file.write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| format!("it could not be written: {e}"))
+    }
     #[cfg(any(target_os = "android", target_os = "ios"))]
     fn autostart(&self) -> Option<bool> {
         None
@@ -255,6 +285,22 @@ impl<R: tauri::Runtime> Shell for tauri::AppHandle<R> {
     fn set_autostart(&self, _on: bool) -> Result<(), String> {
         Err("start at login is not available on mobile".into())
     }
+}
+
+/// Opens a picker's document through the fs plugin (the only way to a
+/// `content://` document; on iOS it also starts the security scope).
+fn open_document<R: tauri::Runtime>(
+    app: &tauri::AppHandle<R>,
+    url: &str,
+    opts: tauri_plugin_fs::OpenOptions,
+) -> Result<std::fs::File, String> {
+    use tauri::Manager;
+    let fs = app
+        .try_state::<tauri_plugin_fs::Fs<R>>()
+        .ok_or("this build of Greenlight cannot open documents from the file picker")?;
+    let parsed = tauri::Url::parse(url).map_err(|e| e.to_string())?;
+    fs.open(tauri_plugin_fs::FilePath::Url(parsed), opts)
+        .map_err(|e| format!("it could not be opened: {e}"))
 }
 
 /// Managed Tauri state.

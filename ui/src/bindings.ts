@@ -238,6 +238,11 @@ export type AppStatus = {
 	demo_available: boolean,
 	/**  Whether the OS lets Greenlight show notifications. */
 	notifications: NotificationPermission,
+	/**
+	 *  A phone (Android, iOS): files are chosen in the system's picker
+	 *  only, there are no paths to type.
+	 */
+	mobile: boolean,
 };
 
 /**  The result of an approval for one node. */

@@ -25,7 +25,7 @@ describe("Devices", () => {
   it("says when the system has turned Greenlight's notifications off, and only then", () => {
     const status = (notifications: "granted" | "denied" | "not_asked") => ({
       version: "0", demo: false, keychain: { state: "available" as const }, notifications_paused: false, data_dir: "/d",
-      autostart: null, demo_firmware: null, engine_owner: "app", demo_available: false, notifications,
+      autostart: null, demo_firmware: null, engine_owner: "app", demo_available: false, notifications, mobile: false,
     });
     const m = new AppModel();
     m.loaded = true;

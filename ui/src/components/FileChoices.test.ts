@@ -113,6 +113,22 @@ describe("the Blynk firmware file", () => {
     expect(screen.getByTestId("blynk-fw-info").textContent).toContain("Nov 30 2026 12:00:00");
   });
 
+  it("on a phone is chosen only in the system's picker: no path to type", async () => {
+    const calls: Array<[string, unknown]> = [];
+    blynkIPC(calls);
+    openDialog.mockResolvedValueOnce("content://com.android.providers.downloads.documents/document/42");
+    const m = model();
+    m.status = { mobile: true } as AppModel["status"];
+    render(Blynk, { model: m });
+    const choose = await screen.findByTestId("blynk-firmware-choose");
+    expect(screen.queryByTestId("blynk-firmware")).toBeNull();
+    await fireEvent.click(choose);
+    await settle();
+    expect(calls.find(([c]) => c === "blynk_check_firmware")?.[1]).toEqual({
+      path: "content://com.android.providers.downloads.documents/document/42",
+    });
+  });
+
   it("keeps the demo's firmware when the dialog is cancelled, and checks nothing", async () => {
     const calls: Array<[string, unknown]> = [];
     blynkIPC(calls);

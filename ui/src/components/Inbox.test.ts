@@ -295,7 +295,7 @@ describe("Inbox", () => {
   it("says a command holds the data directory instead of inviting a first account", () => {
     const m = new AppModel();
     m.loaded = true;
-    m.status = { version: "0", demo: false, keychain: { state: "available" }, notifications_paused: false, data_dir: "/home/me/.local/share/greenlight", autostart: null, demo_firmware: null, engine_owner: "waiting", demo_available: true, notifications: "granted" };
+    m.status = { version: "0", demo: false, keychain: { state: "available" }, notifications_paused: false, data_dir: "/home/me/.local/share/greenlight", autostart: null, demo_firmware: null, engine_owner: "waiting", demo_available: true, notifications: "granted", mobile: false };
     render(Inbox, { model: m });
     expect(screen.getByTestId("inbox-waiting")).toBeTruthy();
     expect(screen.getByText(/as soon as it is done/).textContent).toContain("/home/me/.local/share/greenlight");
@@ -305,7 +305,7 @@ describe("Inbox", () => {
   it("says it is opening the data right after launch, not that there are no devices", () => {
     const m = new AppModel();
     m.loaded = true;
-    m.status = { version: "0", demo: false, keychain: { state: "available" }, notifications_paused: false, data_dir: "/home/me/.local/share/greenlight", autostart: null, demo_firmware: null, engine_owner: "opening", demo_available: true, notifications: "granted" };
+    m.status = { version: "0", demo: false, keychain: { state: "available" }, notifications_paused: false, data_dir: "/home/me/.local/share/greenlight", autostart: null, demo_firmware: null, engine_owner: "opening", demo_available: true, notifications: "granted", mobile: false };
     render(Inbox, { model: m });
     expect(screen.getByTestId("inbox-opening").textContent).toContain("Opening your data");
     expect(screen.getByText(/unlock it to go on/).textContent).toContain("/home/me/.local/share/greenlight");
@@ -316,7 +316,7 @@ describe("Inbox", () => {
   it("offers the demo only where its simulator is installed", () => {
     const m = new AppModel();
     m.loaded = true;
-    m.status = { version: "0", demo: false, keychain: { state: "available" }, notifications_paused: false, data_dir: "/d", autostart: null, demo_firmware: null, engine_owner: "app", demo_available: false, notifications: "granted" };
+    m.status = { version: "0", demo: false, keychain: { state: "available" }, notifications_paused: false, data_dir: "/d", autostart: null, demo_firmware: null, engine_owner: "app", demo_available: false, notifications: "granted", mobile: false };
     render(Inbox, { model: m });
     expect(screen.getByText("No devices yet")).toBeTruthy();
     expect(screen.queryByTestId("try-demo")).toBeNull();

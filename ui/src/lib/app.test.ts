@@ -14,7 +14,7 @@ describe("AppModel.reload", () => {
           await gate;
           return [];
         case "app_status":
-          return { version: "0", demo: true, keychain: { state: "available" }, notifications_paused: false, data_dir: "/d", autostart: null, demo_firmware: null, engine_owner: "app", demo_available: true, notifications: "granted" };
+          return { version: "0", demo: true, keychain: { state: "available" }, notifications_paused: false, data_dir: "/d", autostart: null, demo_firmware: null, engine_owner: "app", demo_available: true, notifications: "granted", mobile: false };
         case "policies":
           return { auto_approve: [], quiet_hours: null, skipped: [], snoozed: [] };
         default:
@@ -38,7 +38,7 @@ describe("AppModel.reload right after launch", () => {
       asked.push(cmd);
       switch (cmd) {
         case "app_status":
-          return { version: "0", demo: false, keychain: { state: "available" }, notifications_paused: false, data_dir: "/d", autostart: null, demo_firmware: null, engine_owner: owner, demo_available: true, notifications: "granted" };
+          return { version: "0", demo: false, keychain: { state: "available" }, notifications_paused: false, data_dir: "/d", autostart: null, demo_firmware: null, engine_owner: owner, demo_available: true, notifications: "granted", mobile: false };
         case "accounts":
           return [{ name: "home", state: { state: "connected" }, freshness: {}, cloud_url: null, user: null, pinned_fingerprint: null, mqtt_url: "mqtts://broker.local:8883" }];
         case "policies":
@@ -64,7 +64,7 @@ describe("AppModel.reload right after launch", () => {
 describe("AppModel.apply", () => {
   it("follows a pause and quiet hours set elsewhere (the tray, `greenlight notifications pause`)", () => {
     const m = new AppModel();
-    m.status = { version: "0", demo: false, keychain: { state: "available" }, notifications_paused: false, data_dir: "/d", autostart: null, demo_firmware: null, engine_owner: "daemon", demo_available: true, notifications: "granted" };
+    m.status = { version: "0", demo: false, keychain: { state: "available" }, notifications_paused: false, data_dir: "/d", autostart: null, demo_firmware: null, engine_owner: "daemon", demo_available: true, notifications: "granted", mobile: false };
     m.policies = { auto_approve: [], quiet_hours: null, skipped: [], snoozed: [] };
     m.apply({ type: "notifications_paused", paused: true });
     expect(m.status.notifications_paused).toBe(true);
