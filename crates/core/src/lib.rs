@@ -39,6 +39,7 @@ pub mod fuzz_api;
 pub mod model;
 pub mod notify;
 pub mod policy;
+pub mod private;
 pub mod rainmaker;
 pub mod resume;
 pub mod secrets;

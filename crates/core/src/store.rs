@@ -239,6 +239,9 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
     })
 }
 
+/// The database's file name in the data directory.
+pub const DB_FILE: &str = "greenlight.db";
+
 /// (account, node, version).
 type ImageKey = (String, String, String);
 
@@ -262,12 +265,19 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 impl Store {
     /// Opens (creating) `dir/greenlight.db`, in WAL mode, migrated.
     pub fn open(dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-            what: format!("creating data directory {}", dir.display()),
-            source,
-        })?;
+        crate::private::create_dir(dir)?;
+        let db = dir.join(DB_FILE);
+        if !db.exists() {
+            // Created 0600 before SQLite opens it, so its -wal and -shm (which
+            // SQLite gives the database's mode) are private from the start.
+            // A failure is SQLite's to report, with the checks below.
+            let _ = crate::private::file_options()
+                .write(true)
+                .create_new(true)
+                .open(&db);
+        }
         let open = || -> rusqlite::Result<Connection> {
-            let mut conn = Connection::open(dir.join("greenlight.db"))?;
+            let mut conn = Connection::open(&db)?;
             // Another engine on the same directory may hold the write lock briefly.
             conn.busy_timeout(Duration::from_secs(15))?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -283,7 +293,15 @@ impl Store {
             Ok(conn)
         };
         match open() {
-            Ok(conn) => Ok(Store { conn }),
+            Ok(conn) => {
+                // Made by an older Greenlight, or under a looser umask.
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut name = db.clone().into_os_string();
+                    name.push(suffix);
+                    crate::private::tighten_file(Path::new(&name));
+                }
+                Ok(Store { conn })
+            }
             // SQLite only says "unable to open database file": a read-only or
             // full data directory is named as such.
             Err(e) => Err(match writable(dir) {
