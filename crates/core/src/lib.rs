@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod blynk;
+pub mod body;
 pub mod control;
 pub mod demo;
 pub mod engine;
