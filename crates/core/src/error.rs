@@ -201,6 +201,13 @@ pub enum Error {
     /// A bad configuration value.
     #[error("configuration: {0}")]
     Config(String),
+    /// A broker password would be sent over plain `mqtt://` to a broker
+    /// beyond this computer, and the user did not say that is acceptable.
+    #[error("the broker URL {url} is mqtt:// (not encrypted): the password would travel in clear; use mqtts:// or confirm that sending it unencrypted is acceptable")]
+    PlaintextPassword {
+        /// The broker URL.
+        url: String,
+    },
     /// No such account.
     #[error("no account named {0:?}")]
     UnknownAccount(String),
