@@ -105,6 +105,10 @@ pub struct MqttAccountInput {
     pub username: Option<String>,
     /// Broker password; goes to the keychain only.
     pub password: Option<String>,
+    /// The user confirmed sending the password over an unencrypted
+    /// `mqtt://` URL (refused otherwise, except to a broker on this computer).
+    #[serde(default)]
+    pub allow_plaintext_password: bool,
 }
 
 /// Which jobs the History page lists.
@@ -231,6 +235,7 @@ pub async fn add_mqtt_account(
             ca_file: chosen(&state, &input.ca_file)?,
             client_cert: chosen(&state, &input.client_cert)?,
             client_key: chosen(&state, &input.client_key)?,
+            allow_plaintext_password: input.allow_plaintext_password,
         }),
     };
     setup::add_account(&e, new).await?;

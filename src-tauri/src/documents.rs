@@ -72,17 +72,17 @@ fn keep_copy(dir: &Path, url: &str, bytes: &[u8]) -> AppResult<PathBuf> {
         return Err(AppError::invalid(format!("{url} is empty")));
     }
     let files = dir.join(FILES);
-    let fail = |what: &Path, e: std::io::Error| {
+    let fail = |what: &Path, e: &dyn std::fmt::Display| {
         AppError::failed(format!("cannot keep a copy in {}: {e}", what.display()))
     };
-    create_private_dir(&files).map_err(|e| fail(&files, e))?;
+    greenlight_core::private::create_dir(&files).map_err(|e| fail(&files, &e))?;
     let hash = greenlight_core::tls::fingerprint(bytes);
     let path = files.join(format!("{}-{}", &hash[..12], document_name(url)));
     // Through a temporary file: a crash never leaves half a certificate
     // under the name the account will read.
     let tmp = path.with_extension("part");
-    write_private(&tmp, bytes).map_err(|e| fail(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| fail(&path, e))?;
+    write_private(&tmp, bytes).map_err(|e| fail(&tmp, &e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| fail(&path, &e))?;
     Ok(path)
 }
 
@@ -129,21 +129,13 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    b.create(dir)
-}
-
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    let mut f = o.open(path)?;
+    let mut f = greenlight_core::private::file_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
 }

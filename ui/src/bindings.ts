@@ -853,6 +853,11 @@ export type MqttAccountInput = {
 	username: string | null,
 	/**  Broker password; goes to the keychain only. */
 	password: string | null,
+	/**
+	 *  The user confirmed sending the password over an unencrypted
+	 *  `mqtt://` URL (refused otherwise, except to a broker on this computer).
+	 */
+	allow_plaintext_password?: boolean,
 };
 
 /**  One node as the engine knows it. */

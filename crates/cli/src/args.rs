@@ -288,6 +288,10 @@ pub struct MqttAccountArgs {
     /// Read the broker password from standard input.
     #[arg(long)]
     pub password_stdin: bool,
+    /// Send the broker password over an unencrypted mqtt:// URL anyway
+    /// (refused without this, except to a broker on this computer).
+    #[arg(long)]
+    pub allow_plaintext_password: bool,
 }
 
 /// TLS files for an MQTT broker.

@@ -501,6 +501,7 @@ fn new_broker(
     tls: &TlsArgs,
     username: Option<String>,
     password: Option<String>,
+    allow_plaintext_password: bool,
 ) -> NewBroker {
     let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned());
     NewBroker {
@@ -510,6 +511,7 @@ fn new_broker(
         ca_file: path(&tls.ca),
         client_cert: path(&tls.cert),
         client_key: path(&tls.key),
+        allow_plaintext_password,
     }
 }
 
@@ -534,11 +536,15 @@ async fn add_account(cli: &Cli, kind: &AccountAdd) -> Res {
                 broker: a
                     .mqtt_url
                     .as_ref()
-                    .map(|u| new_broker(u, &a.tls, None, None)),
+                    .map(|u| new_broker(u, &a.tls, None, None, false)),
             }
         }
         AccountAdd::Mqtt(a) => {
             let password = if a.username.is_some() {
+                // Said before the password is asked for, not after.
+                setup::check_broker_password(&a.mqtt_url, a.allow_plaintext_password).map_err(
+                    |e| Failure::Usage(format!("{} (--allow-plaintext-password)", e.plain())),
+                )?;
                 Some(read_password(a.password_stdin, "Broker password")?)
             } else {
                 None
@@ -551,6 +557,7 @@ async fn add_account(cli: &Cli, kind: &AccountAdd) -> Res {
                     &a.tls,
                     a.username.clone(),
                     password,
+                    a.allow_plaintext_password,
                 )),
             }
         }

@@ -606,3 +606,60 @@ async fn nodes_say_unknown_not_offline_when_the_cloud_cannot_be_reached() {
     assert!(err.contains("refused the connection"), "{}", text(&o));
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[test]
+fn a_broker_password_over_plain_mqtt_is_refused_unless_confirmed() {
+    let Some(keyring) = SecretService::start() else {
+        panic!(
+            "no Secret Service could be started (dbus-daemon, gnome-keyring): run scripts/deps.sh"
+        );
+    };
+    let mosq = Mosquitto::start();
+    let data = std::env::temp_dir().join(format!("greenlight-cli-plain-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    // 0.0.0.0 is not a loopback address, so the check applies; connecting
+    // to it on Linux still reaches this computer's own broker (tests talk
+    // to loopback only).
+    let url = mosq.url().replace("127.0.0.1", "0.0.0.0");
+    let add = |extra: &[&str]| {
+        let mut args = vec![
+            "account",
+            "add",
+            "mqtt",
+            "--name",
+            "lan",
+            "--mqtt-url",
+            &url,
+            "--username",
+            "watcher",
+            "--password-stdin",
+        ];
+        args.extend_from_slice(extra);
+        greenlight(&keyring, &data, &args, Some("plain-pw\n"))
+    };
+
+    // Refused before the password is even read: usage (2), said plainly,
+    // nothing saved.
+    let o = add(&[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("is mqtt:// (not encrypted): the password would travel in clear")
+            && err.contains("--allow-plaintext-password"),
+        "{err}"
+    );
+    let o = greenlight(&keyring, &data, &["--json", "account", "list"], None);
+    assert_eq!(json_of(&o), serde_json::json!([]), "{}", text(&o));
+
+    // Confirmed: added, and the choice is kept with the account.
+    let o = add(&["--allow-plaintext-password"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = greenlight(&keyring, &data, &["--json", "account", "list"], None);
+    let list = json_of(&o);
+    let lan = list
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["name"] == "lan"))
+        .unwrap_or_else(|| panic!("lan is listed: {list}"));
+    assert_eq!(lan["mqtt"]["allow_plaintext_password"], true, "{lan}");
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -156,6 +156,15 @@ pub enum Error {
     /// The cloud answered something that is not what the reference describes.
     #[error("unexpected answer from the cloud: {0}")]
     Protocol(String),
+    /// The cloud's answer is larger than Greenlight reads (see
+    /// [`crate::body`]): it was not read.
+    #[error("the cloud's answer to {what} is larger than {limit} bytes (a broken or hostile server?): not read")]
+    AnswerTooLarge {
+        /// The request (its path).
+        what: String,
+        /// The cap it passed.
+        limit: usize,
+    },
     /// The account must log in again (wrong password, refresh token expired,
     /// no credentials stored). Nothing is retried until it does.
     #[error("account {account} needs to log in again: {reason}")]
@@ -192,6 +201,13 @@ pub enum Error {
     /// A bad configuration value.
     #[error("configuration: {0}")]
     Config(String),
+    /// A broker password would be sent over plain `mqtt://` to a broker
+    /// beyond this computer, and the user did not say that is acceptable.
+    #[error("the broker URL {url} is mqtt:// (not encrypted): the password would travel in clear; use mqtts:// or confirm that sending it unencrypted is acceptable")]
+    PlaintextPassword {
+        /// The broker URL.
+        url: String,
+    },
     /// No such account.
     #[error("no account named {0:?}")]
     UnknownAccount(String),
@@ -243,6 +259,8 @@ impl Error {
             Error::Api(a) => a.http >= 500 && a.http != 503,
             Error::Network { kind, .. } => !kind.never_sent(),
             Error::Unconfirmed(_) => true,
+            // The server got the request and answered: it may have acted.
+            Error::AnswerTooLarge { .. } => true,
             _ => false,
         }
     }

@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod blynk;
+pub mod body;
 pub mod control;
 pub mod demo;
 pub mod engine;
@@ -39,6 +40,7 @@ pub mod fuzz_api;
 pub mod model;
 pub mod notify;
 pub mod policy;
+pub mod private;
 pub mod rainmaker;
 pub mod resume;
 pub mod secrets;

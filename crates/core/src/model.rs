@@ -651,6 +651,11 @@ pub struct MqttConfig {
     /// MQTT client id (random when absent).
     #[serde(default)]
     pub client_id: Option<String>,
+    /// The user confirmed that the broker password may travel unencrypted
+    /// (an `mqtt://` URL to a broker beyond this computer); see
+    /// [`crate::setup::check_broker_password`].
+    #[serde(default)]
+    pub allow_plaintext_password: bool,
 }
 
 fn yes() -> bool {
@@ -696,6 +701,7 @@ impl AccountConfig {
             username: None,
             basic_ingest: true,
             client_id: None,
+            allow_plaintext_password: false,
         });
         self
     }

@@ -55,7 +55,8 @@ impl Error {
             | Error::UnknownNode(_)
             | Error::AmbiguousNode { .. }
             | Error::AccountExists(_)
-            | Error::Config(_) => ErrorClass::Usage,
+            | Error::Config(_)
+            | Error::PlaintextPassword { .. } => ErrorClass::Usage,
             _ => ErrorClass::Failed,
         }
     }
@@ -89,6 +90,9 @@ pub struct NewBroker {
     pub client_cert: Option<String>,
     /// Client key file (PEM).
     pub client_key: Option<String>,
+    /// The user confirmed that the password may be sent over plain
+    /// `mqtt://` (see [`check_broker_password`]).
+    pub allow_plaintext_password: bool,
 }
 
 /// A RainMaker account to add: a cloud login, a broker, or both.
@@ -146,6 +150,36 @@ pub fn check_broker_url(url: &str) -> Result<String> {
     Ok(u.to_string())
 }
 
+/// Refuses a broker password over plain `mqtt://` unless the user
+/// confirmed it (`allow`): anyone on the path could read it. A broker on
+/// this computer (`localhost`, 127.0.0.0/8, `::1`) is exempt: the password
+/// never leaves the machine. Call it with a URL [`check_broker_url`] took.
+pub fn check_broker_password(url: &str, allow: bool) -> Result<()> {
+    let Ok(u) = url::Url::parse(url.trim()) else {
+        return Ok(());
+    };
+    if u.scheme() != "mqtt" || allow {
+        return Ok(());
+    }
+    let loopback = match u.host() {
+        // `mqtt` is not a scheme the URL standard knows, so an IPv4
+        // address comes back as a name.
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost")
+                || d.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+        }
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        None => false,
+    };
+    if loopback {
+        return Ok(());
+    }
+    Err(Error::PlaintextPassword {
+        url: url.trim().to_string(),
+    })
+}
+
 fn check_file(what: &str, p: &Option<String>) -> Result<Option<String>> {
     match p.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
         None => Ok(None),
@@ -198,6 +232,7 @@ pub async fn add_account(engine: &EngineHandle, new: NewAccount) -> Result<Accou
         let url = check_broker_url(&b.url)?;
         let username = nonempty(&b.username);
         if let (Some(_), Some(pw)) = (&username, b.password.as_ref().filter(|p| !p.is_empty())) {
+            check_broker_password(&url, b.allow_plaintext_password)?;
             secrets_to_set.push((secret_keys::MQTT_PASSWORD, pw.clone()));
         }
         cfg.mqtt = Some(MqttConfig {
@@ -208,6 +243,7 @@ pub async fn add_account(engine: &EngineHandle, new: NewAccount) -> Result<Accou
             username,
             basic_ingest: true,
             client_id: None,
+            allow_plaintext_password: b.allow_plaintext_password,
         });
     }
     if engine.accounts().await?.iter().any(|(c, _)| c.name == name) {
@@ -294,6 +330,31 @@ mod tests {
             "",
         ] {
             assert!(check_broker_url(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_password_over_plain_mqtt_needs_the_users_word_except_on_this_computer() {
+        for url in [
+            "mqtt://broker.example.com:1883",
+            "mqtt://192.168.1.10",
+            "mqtt://[fe80::1]:1883",
+        ] {
+            let e = check_broker_password(url, false).unwrap_err();
+            assert!(matches!(e, Error::PlaintextPassword { .. }), "{url}: {e:?}");
+            assert_eq!(e.class(), ErrorClass::Usage);
+            assert!(e.to_string().contains("would travel in clear"), "{e}");
+            assert!(check_broker_password(url, true).is_ok(), "{url}");
+        }
+        for url in [
+            "mqtts://broker.example.com:8883",
+            "mqtt://127.0.0.1:1883",
+            "mqtt://127.8.9.1",
+            "mqtt://localhost:1883",
+            "mqtt://LOCALHOST",
+            "mqtt://[::1]:1883",
+        ] {
+            assert!(check_broker_password(url, false).is_ok(), "{url}");
         }
     }
 

@@ -149,6 +149,10 @@ CREATE TABLE offers (
     PRIMARY KEY (account, node_id, kind)
 );
 "#,
+    // The per-node trimming of the audit (trim_refusals, trim_node).
+    r#"
+CREATE INDEX approvals_node ON approvals (account, node_id, job_id);
+"#,
 ];
 
 /// An approval to record.
@@ -239,6 +243,24 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
     })
 }
 
+/// Jobs kept per node (with their history and audit rows): when a new one
+/// is recorded, the oldest finished ones beyond this are dropped. A real device updates a few
+/// times a year; a broken or hostile one that finishes a new job every
+/// second must not grow the database without bound. Jobs that have not
+/// ended (running, queued, not confirmed) are never dropped.
+pub const MAX_JOBS_PER_NODE: i64 = 100;
+/// Refusals kept per node in the approvals audit.
+pub const MAX_REFUSALS_PER_NODE: i64 = 100;
+/// State changes kept per job: the first (the approval) and the newest.
+/// A real job has one per progress step (about a hundred at most).
+pub const MAX_EVENTS_PER_JOB: i64 = 500;
+
+/// The states a job ends in (as stored).
+const FINISHED: &str = "('success','failed','rejected','rolled_back','cancelled')";
+
+/// The database's file name in the data directory.
+pub const DB_FILE: &str = "greenlight.db";
+
 /// (account, node, version).
 type ImageKey = (String, String, String);
 
@@ -255,6 +277,26 @@ fn writable(dir: &Path) -> std::io::Result<()> {
     r
 }
 
+/// Keeps a node's newest [`MAX_REFUSALS_PER_NODE`] refusals in the audit
+/// (approvals that recorded no job: a node offering again and again what
+/// cannot be approved adds one each time).
+fn trim_refusals(conn: &Connection, account: &str, node_id: &str) -> Result<()> {
+    let n = conn.execute(
+        "DELETE FROM approvals WHERE account = ?1 AND node_id = ?2 AND job_id IS NULL
+         AND id NOT IN (SELECT id FROM approvals WHERE account = ?1 AND node_id = ?2 AND job_id IS NULL
+                        ORDER BY id DESC LIMIT ?3)",
+        params![account, node_id, MAX_REFUSALS_PER_NODE],
+    )?;
+    if n > 0 {
+        tracing::debug!(
+            account,
+            node = node_id,
+            "older refusals dropped from the audit"
+        );
+    }
+    Ok(())
+}
+
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
@@ -262,12 +304,19 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 impl Store {
     /// Opens (creating) `dir/greenlight.db`, in WAL mode, migrated.
     pub fn open(dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-            what: format!("creating data directory {}", dir.display()),
-            source,
-        })?;
+        crate::private::create_dir(dir)?;
+        let db = dir.join(DB_FILE);
+        if !db.exists() {
+            // Created 0600 before SQLite opens it, so its -wal and -shm (which
+            // SQLite gives the database's mode) are private from the start.
+            // A failure is SQLite's to report, with the checks below.
+            let _ = crate::private::file_options()
+                .write(true)
+                .create_new(true)
+                .open(&db);
+        }
         let open = || -> rusqlite::Result<Connection> {
-            let mut conn = Connection::open(dir.join("greenlight.db"))?;
+            let mut conn = Connection::open(&db)?;
             // Another engine on the same directory may hold the write lock briefly.
             conn.busy_timeout(Duration::from_secs(15))?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -283,7 +332,15 @@ impl Store {
             Ok(conn)
         };
         match open() {
-            Ok(conn) => Ok(Store { conn }),
+            Ok(conn) => {
+                // Made by an older Greenlight, or under a looser umask.
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut name = db.clone().into_os_string();
+                    name.push(suffix);
+                    crate::private::tighten_file(Path::new(&name));
+                }
+                Ok(Store { conn })
+            }
             // SQLite only says "unable to open database file": a read-only or
             // full data directory is named as such.
             Err(e) => Err(match writable(dir) {
@@ -462,6 +519,7 @@ impl Store {
                  VALUES (NULL, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![now, n.actor, n.account, n.node_id, n.ota_job_id, n.from_version, n.to_version, format!("refused: {reason}")],
             )?;
+            trim_refusals(&tx, &n.account, &n.node_id)?;
             tx.commit()?;
             return Ok(Err(reason));
         }
@@ -498,6 +556,56 @@ impl Store {
         Ok(Ok(job))
     }
 
+    /// Drops a node's oldest finished jobs so that, with the one just
+    /// recorded, at most [`MAX_JOBS_PER_NODE`] remain (a node has one
+    /// unfinished job at a time),
+    /// with their history and audit rows, in one transaction. Returns the
+    /// `ota_job_id`s no longer remembered for the node: the engine forgets
+    /// them too, so a restart changes nothing. Called after each approval
+    /// is recorded (the only way jobs are added).
+    pub fn trim_node(&mut self, account: &str, node_id: &str) -> Result<Vec<String>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let old: Vec<(i64, String)> = {
+            let mut st = tx.prepare(&format!(
+                "SELECT id, ota_job_id FROM jobs WHERE account = ?1 AND node_id = ?2 AND state IN {FINISHED}
+                 ORDER BY id DESC LIMIT -1 OFFSET ?3"
+            ))?;
+            let rows = st.query_map(params![account, node_id, MAX_JOBS_PER_NODE - 1], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        for (id, _) in &old {
+            tx.execute("DELETE FROM job_events WHERE job_id = ?1", params![id])?;
+            tx.execute("DELETE FROM approvals WHERE job_id = ?1", params![id])?;
+            tx.execute("DELETE FROM jobs WHERE id = ?1", params![id])?;
+        }
+        trim_refusals(&tx, account, node_id)?;
+        let mut gone = vec![];
+        for (_, ota) in old {
+            let left: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM jobs WHERE account = ?1 AND node_id = ?2 AND ota_job_id = ?3",
+                params![account, node_id, ota],
+                |r| r.get(0),
+            )?;
+            if left == 0 && !gone.contains(&ota) {
+                gone.push(ota);
+            }
+        }
+        tx.commit()?;
+        if !gone.is_empty() {
+            tracing::warn!(
+                account,
+                node = node_id,
+                dropped = gone.len(),
+                "this node has more than {MAX_JOBS_PER_NODE} finished updates in history: the oldest were dropped (a broken or hostile device inventing jobs?)"
+            );
+        }
+        Ok(gone)
+    }
+
     /// Records a refusal decided before any row (offline, up to date...) in the audit.
     pub fn audit_refusal(
         &self,
@@ -510,7 +618,7 @@ impl Store {
             "INSERT INTO approvals (job_id, at, actor, account, node_id, result) VALUES (NULL, ?1, ?2, ?3, ?4, ?5)",
             params![now_ms(), actor, account, node_id, result],
         )?;
-        Ok(())
+        trim_refusals(&self.conn, account, node_id)
     }
 
     /// Writes a job's new state; adds a history entry when the state or text
@@ -540,6 +648,20 @@ impl Store {
                 "UPDATE approvals SET result = ?2 WHERE job_id = ?1",
                 params![job.id, job.state.name()],
             )?;
+            // A node that keeps changing its progress text: the approval
+            // and the newest changes are kept.
+            let dropped = tx.execute(
+                "DELETE FROM job_events WHERE job_id = ?1
+                 AND id > (SELECT MIN(id) FROM job_events WHERE job_id = ?1)
+                 AND id NOT IN (SELECT id FROM job_events WHERE job_id = ?1 ORDER BY id DESC LIMIT ?2)",
+                params![job.id, MAX_EVENTS_PER_JOB - 1],
+            )?;
+            if dropped > 0 {
+                tracing::debug!(
+                    job = job.id,
+                    "more than {MAX_EVENTS_PER_JOB} state changes: the oldest dropped"
+                );
+            }
         }
         tx.commit()?;
         Ok(())
@@ -871,6 +993,25 @@ mod tests {
             .unwrap()
             .iter()
             .any(|e| e.result.starts_with("refused")));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_job_keeps_its_approval_and_its_newest_changes() {
+        let d = tmp("events");
+        let mut s = Store::open(&d).unwrap();
+        let mut j = s.insert_intent(&new_job("J")).unwrap().unwrap();
+        let n = MAX_EVENTS_PER_JOB as usize + 100;
+        for i in 0..n {
+            j.progress_text = Some(format!("Downloaded {i} bytes"));
+            j.updated_at = i as i64 + 1;
+            s.save_job(&j, true).unwrap();
+        }
+        let ev = s.job_events(j.id).unwrap();
+        assert_eq!(ev.len(), MAX_EVENTS_PER_JOB as usize);
+        assert_eq!(ev[0].text, None, "the approval itself stays");
+        let last = format!("Downloaded {} bytes", n - 1);
+        assert_eq!(ev.last().unwrap().text.as_deref(), Some(last.as_str()));
         let _ = std::fs::remove_dir_all(&d);
     }
 

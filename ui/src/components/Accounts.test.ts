@@ -76,4 +76,37 @@ describe("Accounts", () => {
     expect(error.parentElement!.contains(screen.getByRole("button", { name: "Add account" }))).toBe(true);
     expect(scrolled).toEqual([error.parentElement]);
   });
+
+  it("sends a broker password over plain mqtt:// only once the user ticks the box", async () => {
+    const calls: Array<Record<string, unknown>> = [];
+    mockIPC((cmd, args) => {
+      if (cmd !== "add_mqtt_account") return null;
+      const input = (args as { input: Record<string, unknown> }).input;
+      calls.push(input);
+      if (!input.allow_plaintext_password) {
+        throw { kind: "invalid", message: "the broker URL mqtt://lab.lan:1883 is mqtt:// (not encrypted): the password would travel in clear; use mqtts:// or confirm" };
+      }
+      return null;
+    });
+    render(Accounts, { model: model() });
+    await fireEvent.click(screen.getByLabelText("MQTT broker"));
+    const broker = screen.getAllByPlaceholderText("mqtts://broker:8883")[0];
+    await fireEvent.input(broker, { target: { value: "mqtts://lab.lan:8883" } });
+    await fireEvent.input(screen.getByLabelText("User name"), { target: { value: "watcher" } });
+    await fireEvent.input(screen.getByLabelText("Password"), { target: { value: "pw" } });
+    // Encrypted: nothing to confirm.
+    expect(screen.queryByTestId("account-plain")).toBeNull();
+
+    await fireEvent.input(broker, { target: { value: "mqtt://lab.lan:1883" } });
+    const box = screen.getByTestId("account-plain").querySelector("input")!;
+    expect(box.checked).toBe(false);
+    await submit("Lab");
+    expect(calls.at(-1)).toMatchObject({ url: "mqtt://lab.lan:1883", allow_plaintext_password: false });
+    expect((await screen.findByTestId("account-error")).textContent).toContain("the password would travel in clear");
+
+    await fireEvent.click(box);
+    await submit("Lab");
+    expect(calls.at(-1)).toMatchObject({ allow_plaintext_password: true });
+    expect(screen.queryByTestId("account-error")).toBeNull();
+  });
 });

@@ -23,6 +23,7 @@ use super::error::{BlynkError, BlynkResult};
 use super::firmware::Firmware;
 use super::model::{BlynkAccount, DeviceSeen, StartTarget};
 use super::users::devices_of;
+use crate::body::{read_capped, BodyError, MAX_PAGE};
 use crate::rainmaker::parse::clean;
 use crate::rainmaker::rest::error_chain;
 
@@ -197,7 +198,8 @@ impl AdminClient {
                 Ok(resp) => {
                     let status = resp.status();
                     let headers = resp.headers().clone();
-                    match resp.text().await {
+                    // Pages of users are the largest answers; one cap for all.
+                    match read_capped(resp, MAX_PAGE).await {
                         Ok(body) if status.is_server_error() && retry == Retry::Idempotent => (
                             BlynkError::Refused {
                                 http: status.as_u16(),
@@ -212,7 +214,14 @@ impl AdminClient {
                                 body,
                             })
                         }
-                        Err(e) => (
+                        // Not retried: the same server would send it again.
+                        Err(BodyError::TooLarge { limit, .. }) => {
+                            return Err(BlynkError::AnswerTooLarge {
+                                what: what.to_string(),
+                                limit,
+                            })
+                        }
+                        Err(BodyError::Read(e)) => (
                             BlynkError::Network(format!("{what}: reading the answer: {e}")),
                             retry == Retry::Idempotent,
                         ),

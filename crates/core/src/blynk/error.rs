@@ -88,6 +88,15 @@ pub enum BlynkError {
     /// The server answered something the reference does not describe.
     #[error("unexpected answer from the Blynk server: {0}")]
     Protocol(String),
+    /// The server's answer is larger than Greenlight reads (see
+    /// [`crate::body`]): it was not read.
+    #[error("the server's answer to {what} is larger than {limit} bytes (a broken or hostile server?): not read")]
+    AnswerTooLarge {
+        /// What was asked.
+        what: String,
+        /// The cap it passed.
+        limit: usize,
+    },
     /// No such Blynk account.
     #[error("no Blynk account named {0:?}")]
     UnknownAccount(String),

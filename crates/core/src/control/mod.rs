@@ -193,9 +193,10 @@ impl Drop for Ownership {
 }
 
 fn lock_file(dir: &Path) -> Result<File> {
-    create_private_dir(dir)?;
+    // The socket in the directory accepts anyone who can reach it.
+    crate::private::create_dir(dir)?;
     let path = dir.join(LOCK_FILE);
-    OpenOptions::new()
+    let file = crate::private::file_options()
         .read(true)
         .write(true)
         .create(true)
@@ -204,22 +205,9 @@ fn lock_file(dir: &Path) -> Result<File> {
         .map_err(|e| Error::Io {
             what: format!("opening {}", path.display()),
             source: e,
-        })
-}
-
-/// Creates the data directory readable by its user only (the socket in it
-/// accepts anyone who can reach it).
-fn create_private_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::Io {
-        what: format!("creating {}", dir.display()),
-        source: e,
-    })?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-    }
-    Ok(())
+        })?;
+    crate::private::tighten_file(&path);
+    Ok(file)
 }
 
 /// Takes the directory if nobody owns it. `None`: someone does (see

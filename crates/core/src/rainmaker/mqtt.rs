@@ -164,6 +164,12 @@ pub fn options(cfg: &MqttConfig, password: Option<String>) -> Result<MqttOptions
         )));
     }
     if let Some(u) = &cfg.username {
+        // Accounts added before the check keep working, and are named.
+        if password.as_ref().is_some_and(|p| !p.is_empty())
+            && crate::setup::check_broker_password(&cfg.url, cfg.allow_plaintext_password).is_err()
+        {
+            tracing::warn!(url = %cfg.url, "the broker password is sent unencrypted (mqtt://): use mqtts://, or add the account again to confirm");
+        }
         o.set_credentials(u.clone(), password.unwrap_or_default());
     }
     Ok(o)

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
 use super::parse::{self, clean, parse_error_body, short_field, MAX_TEXT};
+use crate::body::{read_capped, BodyError, MAX_ANSWER, MAX_PAGE};
 use crate::error::{Error, NetKind, Result};
 use crate::model::{secret_keys, RestConfig};
 use crate::secrets::SecretStore;
@@ -99,6 +100,16 @@ struct Inner {
     secrets: Arc<dyn SecretStore>,
     tokens: Mutex<Tokens>,
     retry: RetryPolicy,
+}
+
+/// How much of an answer to `path` is read: a page of nodes (100, each
+/// with its config and params) may be large, anything else is small.
+fn answer_limit(path: &str) -> usize {
+    if path == "user/nodes" {
+        MAX_PAGE
+    } else {
+        MAX_ANSWER
+    }
 }
 
 fn now_s() -> u64 {
@@ -338,9 +349,16 @@ impl RestClient {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|s| s.trim().parse::<u64>().ok())
                         .map(Duration::from_secs);
-                    let text = match resp.text().await {
+                    let text = match read_capped(resp, answer_limit(path)).await {
                         Ok(t) => t,
-                        Err(e) => {
+                        Err(BodyError::TooLarge { limit, .. }) => {
+                            // Not retried: the same server would send it again.
+                            return Err(Error::AnswerTooLarge {
+                                what: path.to_string(),
+                                limit,
+                            });
+                        }
+                        Err(BodyError::Read(e)) => {
                             if idempotent && attempt < p.attempts {
                                 tracing::debug!(%url, error = %e, "body read failed; retrying");
                                 self.backoff(attempt, None).await;
@@ -767,5 +785,159 @@ mod tests {
             "http://127.0.0.1:8080/rm"
         );
         assert_eq!(canonical_base("https://v1/v1").unwrap(), "https://v1");
+    }
+
+    /// What the loopback cloud below answers to one request.
+    enum Reply {
+        /// A 200 with this body and its `Content-Length`.
+        Json(String),
+        /// Announces this `Content-Length`, then sends nothing (and keeps
+        /// the connection open until the client leaves).
+        Announces(u64),
+        /// A body with no `Content-Length` that does not end (until the
+        /// client hangs up, or 256 MiB as a bound on the test itself).
+        Endless,
+    }
+
+    /// A real HTTP/1.1 server on loopback answering requests in turn from
+    /// `replies`. Returns its base URL and, per request, how many body
+    /// bytes it got out before the client hung up.
+    async fn cloud(replies: Vec<Reply>) -> (String, tokio::sync::mpsc::UnboundedReceiver<u64>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            for reply in replies {
+                let Ok((mut c, _)) = l.accept().await else {
+                    return;
+                };
+                // The request: its head, then as many body bytes as it says.
+                let mut req = Vec::new();
+                let mut b = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 65536 {
+                    match c.read(&mut b).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&b[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&req).to_ascii_lowercase();
+                let end = head.find("\r\n\r\n").unwrap_or(head.len()) + 4;
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                let mut body = req.len().saturating_sub(end);
+                while body < len {
+                    match c.read(&mut b).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => body += n,
+                    }
+                }
+                let mut sent = 0u64;
+                match reply {
+                    Reply::Json(j) => {
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                            j.len()
+                        );
+                        let _ = c.write_all(head.as_bytes()).await;
+                        let _ = c.write_all(j.as_bytes()).await;
+                        sent = j.len() as u64;
+                    }
+                    Reply::Announces(n) => {
+                        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {n}\r\n\r\n");
+                        let _ = c.write_all(head.as_bytes()).await;
+                        // Until the client leaves.
+                        let _ = c.read(&mut b).await;
+                    }
+                    Reply::Endless => {
+                        let _ = c
+                            .write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n[")
+                            .await;
+                        let chunk = [b' '; 65536];
+                        for _ in 0..4096 {
+                            if c.write_all(&chunk).await.is_err() {
+                                break;
+                            }
+                            sent += chunk.len() as u64;
+                        }
+                    }
+                }
+                let _ = tx.send(sent);
+            }
+        });
+        (base, rx)
+    }
+
+    fn client(base: &str) -> RestClient {
+        let secrets = Arc::new(crate::MemorySecretStore::default());
+        secrets.set("a", secret_keys::PASSWORD, "pw").unwrap();
+        let cfg = RestConfig {
+            base_url: base.into(),
+            user: "me@example.com".into(),
+            ca_file: None,
+            pinned_sha256: None,
+        };
+        let retry = RetryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(50),
+            // Were the cap not applied, the endless answer would end here
+            // as a timeout, not as "too large".
+            request_timeout: Duration::from_secs(10),
+        };
+        RestClient::new("a", &cfg, secrets, retry).unwrap()
+    }
+
+    #[tokio::test]
+    async fn oversized_answers_are_refused_unread_and_the_account_still_works() {
+        let login = r#"{"status":"success","accesstoken":"tok"}"#.to_string();
+        // A page of nodes just under its cap is read whole.
+        let page_nodes = format!(
+            r#"{{"node_details":[{{"id":"n1","config":{{"pad":"{}"}}}}]}}"#,
+            "x".repeat(MAX_PAGE - 1024)
+        );
+        let (base, mut sent) = cloud(vec![
+            Reply::Announces(1 << 40),
+            Reply::Endless,
+            Reply::Json(login),
+            Reply::Json(page_nodes),
+            Reply::Endless,
+        ])
+        .await;
+        let c = client(&base);
+
+        // A terabyte announced: refused on the header, nothing waited for.
+        let e = c.access_token().await.unwrap_err();
+        assert!(
+            matches!(&e, Error::AnswerTooLarge { what, limit } if what == "login2" && *limit == MAX_ANSWER),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("larger than 1048576 bytes"), "{e}");
+        assert_eq!(sent.recv().await, Some(0));
+
+        // No Content-Length and no end: reading stops past the cap and the
+        // connection is dropped; the server could not push much more than
+        // the cap and the sockets' buffers.
+        let e = c.access_token().await.unwrap_err();
+        assert!(matches!(&e, Error::AnswerTooLarge { .. }), "{e:?}");
+        let pushed = sent.recv().await.unwrap();
+        assert!(pushed < 16 << 20, "the server pushed {pushed} bytes");
+
+        // Nothing lost: the next normal answer logs in, a big page is read.
+        assert_eq!(c.access_token().await.unwrap(), "tok");
+        let (nodes, _) = c.list_nodes_page(None).await.unwrap();
+        assert_eq!(nodes.len(), 1);
+        // A page that does not end is refused at the page cap.
+        let e = c.list_nodes_page(None).await.unwrap_err();
+        assert!(
+            matches!(&e, Error::AnswerTooLarge { what, limit } if what == "user/nodes" && *limit == MAX_PAGE),
+            "{e:?}"
+        );
+        // The request reached the server: an approval answered this way
+        // is "not confirmed", never re-sent by itself.
+        assert!(e.maybe_delivered());
     }
 }

@@ -205,6 +205,13 @@ impl Core {
         match store.insert_intent(&new) {
             Ok(Ok(job)) => {
                 self.approved.insert(key);
+                match store.trim_node(&k.0, &k.1) {
+                    Ok(gone) => self.forget_jobs(k, &gone),
+                    // Only a bound on growth: it is tried again next time.
+                    Err(e) => {
+                        tracing::warn!(node = %k.1, error = %e, "could not trim the node's history")
+                    }
+                }
                 self.jobs.insert(job.id, JobRt::new(job.clone(), now));
                 self.emit(Event::JobChanged { job: job.clone() });
                 self.pending_diff(k, before, now);

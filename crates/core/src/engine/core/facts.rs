@@ -107,8 +107,7 @@ impl Core {
         if !self.accounts.contains(&k.0) {
             return;
         }
-        self.windows
-            .insert((k.0.clone(), k.1.clone(), job_id.to_string()), window);
+        self.remember_window(k, job_id, window);
         // A job already delayed by its window now shows which window.
         let ids: Vec<i64> = self
             .jobs

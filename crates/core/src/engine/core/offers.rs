@@ -8,12 +8,16 @@
 
 use super::{Core, Earlier, Effect, Key};
 use crate::event::Event;
-use crate::model::{Millis, OtaLayout, PendingUpdate, UpdateKind};
+use crate::model::{DownloadWindow, Millis, OtaLayout, PendingUpdate, UpdateKind};
 use crate::rainmaker::rest::CloudOffer;
 
 /// A remembered offer a source keeps repeating is rewritten at most this
 /// often (a restart then says "last heard" at most this long ago).
 const HEARD_SAVE_EVERY: Millis = 5 * 60_000;
+
+/// Download windows remembered per node: one per offer and running job is
+/// all that is needed; a node or cloud inventing job ids adds more.
+const MAX_WINDOWS_PER_NODE: usize = 8;
 
 /// A raw offer as a source reported it; [`Core::visible`] fills in what the
 /// node record knows (name, running version, online state, warning).
@@ -76,6 +80,48 @@ impl Core {
                 p
             })
             .collect()
+    }
+
+    /// Remembers a job's download window, keeping a node's windows bounded:
+    /// past [`MAX_WINDOWS_PER_NODE`] only those of its current offers and
+    /// running jobs stay.
+    pub(crate) fn remember_window(&mut self, k: &Key, job_id: &str, w: DownloadWindow) {
+        self.windows
+            .insert((k.0.clone(), k.1.clone(), job_id.to_string()), w);
+        let mine = self
+            .windows
+            .keys()
+            .filter(|(a, n, _)| *a == k.0 && *n == k.1)
+            .count();
+        if mine <= MAX_WINDOWS_PER_NODE {
+            return;
+        }
+        let keep: Vec<String> = [self.node_pending.get(k), self.cloud_pending.get(k)]
+            .into_iter()
+            .flatten()
+            .map(|p| p.job_id.clone())
+            .chain(
+                self.jobs
+                    .values()
+                    .filter(|r| r.job.account == k.0 && r.job.node_id == k.1)
+                    .map(|r| r.job.ota_job_id.clone()),
+            )
+            .chain([job_id.to_string()])
+            .collect();
+        self.windows
+            .retain(|(a, n, j), _| *a != k.0 || *n != k.1 || keep.contains(j));
+        tracing::debug!(node = %k.1, "download windows of old offers forgotten");
+    }
+
+    /// Forgets what is remembered of a node's jobs the store dropped
+    /// ([`Store::trim_node`](crate::store::Store::trim_node)), as a restart would.
+    pub(crate) fn forget_jobs(&mut self, k: &Key, job_ids: &[String]) {
+        for j in job_ids {
+            let key = (k.0.clone(), k.1.clone(), j.clone());
+            self.approved.remove(&key);
+            self.closed.remove(&key);
+            self.windows.remove(&key);
+        }
     }
 
     /// Plain words when this very image went wrong on this device before.
@@ -196,8 +242,7 @@ impl Core {
                     .map(|p| p.first_seen)
                     .unwrap_or(now);
                 if let Some(w) = o.window {
-                    self.windows
-                        .insert((k.0.clone(), k.1.clone(), o.job_id.clone()), w);
+                    self.remember_window(k, &o.job_id, w);
                 }
                 self.clear_stale_skip(k, &o.fw_version);
                 let mut p = raw_offer(

@@ -1232,3 +1232,77 @@ fn a_rollback_of_an_approval_never_confirmed_sent_still_warns_and_is_not_approve
         r.effects();
     }
 }
+
+#[test]
+fn a_node_inventing_jobs_cannot_grow_the_store_or_memory_without_bound() {
+    use crate::store::{MAX_JOBS_PER_NODE, MAX_REFUSALS_PER_NODE};
+    let mut r = rig();
+    r.boot("1.0.0");
+    let k = r.key();
+    let flood = MAX_JOBS_PER_NODE as usize + 50;
+    // A node that offers, installs and finishes a new job every minute,
+    // while its cloud invents a job (with a download window) every second.
+    for i in 1..=flood {
+        let (job, fw) = (format!("J{i}"), format!("1.{i}.0"));
+        for c in 0..60 {
+            r.core.cloud_offer(
+                &k,
+                Some(CloudOffer {
+                    job_id: format!("C{i}-{c}"),
+                    fw_version: format!("9.{i}.{c}"),
+                    description: None,
+                    file_size: None,
+                    window: Some(DownloadWindow {
+                        start_minute: 60,
+                        end_minute: 120,
+                    }),
+                }),
+                r.now,
+            );
+            r.advance(S);
+        }
+        r.core.cloud_offer(&k, None, r.now);
+        r.node(report(Some(true), None, offer(&job, &fw)));
+        let id = r.approve_sent();
+        r.node(report(Some(false), None, InfoReport::Unknown));
+        r.advance(20 * S);
+        r.node(report(Some(true), Some(recipe(&fw)), InfoReport::Empty));
+        assert_eq!(r.state(id), JobState::Success, "job {i}");
+        // And a refusal in the audit each round.
+        r.store
+            .audit_refusal("tester", A, N, "refused: up to date")
+            .unwrap();
+    }
+    let all = crate::model::HistoryFilter {
+        account: None,
+        node_id: Some(N.into()),
+        limit: Some(10_000),
+    };
+    let jobs = r.store.history(&all).unwrap();
+    assert_eq!(jobs.len(), MAX_JOBS_PER_NODE as usize);
+    // The newest are kept.
+    assert_eq!(jobs[0].ota_job_id, format!("J{flood}"));
+    assert_eq!(jobs.last().unwrap().ota_job_id, format!("J{}", flood - 99));
+    let audit = r.store.audit(10_000).unwrap();
+    assert_eq!(
+        audit.iter().filter(|a| a.job_id.is_some()).count(),
+        MAX_JOBS_PER_NODE as usize
+    );
+    assert_eq!(
+        audit.iter().filter(|a| a.job_id.is_none()).count(),
+        MAX_REFUSALS_PER_NODE as usize
+    );
+    // Memory as after a restart: only what the store still holds.
+    assert_eq!(r.core.approved.len(), MAX_JOBS_PER_NODE as usize);
+    assert!(r.core.windows.len() <= 8, "{}", r.core.windows.len());
+
+    // The newest offer is the one shown, and it can be approved.
+    let (job, fw) = (format!("J{}", flood + 1), format!("1.{}.0", flood + 1));
+    r.node(report(Some(true), None, offer(&job, &fw)));
+    let p = r.core.pending(r.now);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].job_id, job);
+    r.approve_sending();
+    // A job that has not ended is never dropped, however many follow.
+    assert_eq!(r.store.unfinished_jobs().unwrap().len(), 1);
+}
