@@ -9,15 +9,15 @@
 //! the token asked for, and is one of the devices listed.
 #![no_main]
 
-use arbitrary::{Arbitrary, Unstructured};
+use arbitrary::Arbitrary;
 use greenlight_core::blynk::users::{devices_of, token_hint};
 use greenlight_fuzz::shapes::{token, UserShape};
-use greenlight_fuzz::{check, json_text};
+use greenlight_fuzz::{check, input, Input};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
 #[derive(Debug, Arbitrary)]
-struct Input {
+struct Generated {
     user: UserShape,
     /// Look for the token of this device (index), or for this one.
     find: Option<u8>,
@@ -53,18 +53,13 @@ fn without_tokens(v: &Value) -> Value {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let (user, find) = match json_text(data) {
-        Some(t) => match serde_json::from_slice::<Value>(t) {
-            Ok(v) => {
-                let first = tokens(&v).into_iter().next();
-                (v, first)
-            }
-            Err(_) => return,
-        },
-        None => {
-            let Ok(i) = Input::arbitrary_take_rest(Unstructured::new(data)) else {
-                return;
-            };
+    let (user, find) = match input::<Generated>(data) {
+        None => return,
+        Some(Input::Json(v)) => {
+            let first = tokens(&v).into_iter().next();
+            (v, first)
+        }
+        Some(Input::Generated(i)) => {
             let v = i.user.to_json();
             let all = tokens(&v);
             let find = match (i.find, i.other) {

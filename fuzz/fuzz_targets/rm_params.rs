@@ -10,34 +10,27 @@
 //! connectivity is exactly `Connectivity.Connected` when that is a bool.
 #![no_main]
 
-use arbitrary::{Arbitrary, Unstructured};
+use arbitrary::Arbitrary;
 use greenlight_core::model::OtaNames;
 use greenlight_core::rainmaker::mqtt::{read_ota_params, NodeOta};
 use greenlight_core::rainmaker::parse::{params_connectivity, parse_info, StockNames};
 use greenlight_core::rainmaker::InfoReport;
-use greenlight_fuzz::{check, json_text, shapes::ParamsShape, Str};
+use greenlight_fuzz::{check, input, shapes::ParamsShape, Input, Str};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
 #[derive(Debug, Arbitrary)]
-struct Input {
+struct Generated {
     params: ParamsShape,
     names: Option<(Str, Str, Str)>,
     status_name: Option<Str>,
 }
 
 fuzz_target!(|data: &[u8]| {
-    let (params, names, status) = match json_text(data) {
-        Some(t) => match serde_json::from_slice::<Value>(t) {
-            Ok(v) => (v, None, None),
-            Err(_) => return,
-        },
-        None => {
-            let Ok(i) = Input::arbitrary_take_rest(Unstructured::new(data)) else {
-                return;
-            };
-            (i.params.to_json(), i.names, i.status_name)
-        }
+    let (params, names, status) = match input::<Generated>(data) {
+        None => return,
+        Some(Input::Json(v)) => (v, None, None),
+        Some(Input::Generated(i)) => (i.params.to_json(), i.names, i.status_name),
     };
     let connectivity = params_connectivity(&params);
     let want = params

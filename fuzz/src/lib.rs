@@ -311,16 +311,34 @@ pub fn json_text(data: &[u8]) -> Option<&[u8]> {
     matches!(first, b'{' | b'[' | b'"').then_some(data)
 }
 
-/// The input as a JSON value: parsed when it looks like JSON text (`None`
-/// when it is not valid JSON), else generated as a `T` and turned into JSON.
+/// What a target's input is (see the module docs).
+#[derive(Debug)]
+pub enum Input<T> {
+    /// JSON text, parsed.
+    Json(Value),
+    /// Generated from the bytes.
+    Generated(T),
+}
+
+/// The input: parsed when it looks like JSON text, else generated as a
+/// `T`; `None` when it is neither valid JSON nor enough bytes for a `T`.
+pub fn input<'a, T: Arbitrary<'a>>(data: &'a [u8]) -> Option<Input<T>> {
+    match json_text(data) {
+        Some(text) => serde_json::from_slice(text).ok().map(Input::Json),
+        None => T::arbitrary_take_rest(Unstructured::new(data))
+            .ok()
+            .map(Input::Generated),
+    }
+}
+
+/// The input as a JSON value (see [`input`]), a generated `T` turned into
+/// JSON by `to_json`.
 pub fn json_or<'a, T: Arbitrary<'a>>(
     data: &'a [u8],
     to_json: impl FnOnce(T) -> Value,
 ) -> Option<Value> {
-    match json_text(data) {
-        Some(text) => serde_json::from_slice(text).ok(),
-        None => T::arbitrary_take_rest(Unstructured::new(data))
-            .ok()
-            .map(to_json),
-    }
+    Some(match input(data)? {
+        Input::Json(v) => v,
+        Input::Generated(t) => to_json(t),
+    })
 }

@@ -35,6 +35,7 @@ pub struct InfoObj {
 }
 
 impl InfoObj {
+    /// The JSON this shape stands for, as the parser is given it.
     pub fn to_json(&self) -> Value {
         obj(
             &[
@@ -62,6 +63,7 @@ pub enum InfoShape {
 }
 
 impl InfoShape {
+    /// The JSON this shape stands for, as the parser is given it.
     pub fn to_json(&self) -> Value {
         match self {
             InfoShape::Object(o) => o.to_json(),
@@ -94,6 +96,7 @@ pub enum ParamsShape {
 }
 
 impl ParamsShape {
+    /// The JSON this shape stands for, as the parser is given it.
     pub fn to_json(&self) -> Value {
         match self {
             ParamsShape::Ota {
@@ -180,6 +183,7 @@ pub struct ConfigShape {
 }
 
 impl ConfigShape {
+    /// The JSON this shape stands for, as the parser is given it.
     pub fn to_json(&self) -> Value {
         let info = self.info.as_ref().map(|i| {
             or_any(&self.info_not_an_object, || {
@@ -280,6 +284,7 @@ pub struct MetadataShape {
 }
 
 impl MetadataShape {
+    /// The JSON this shape stands for, as the parser is given it.
     pub fn to_json(&self) -> Value {
         let w = self.window.as_ref().map(|w| match w {
             WindowShape::Object(a, b) => obj(&[("start", a.get()), ("end", b.get())], &[]),
@@ -293,12 +298,16 @@ impl MetadataShape {
     }
 }
 
-/// `ota_available`: `true` most of the time.
+/// `ota_available`: `true`, `false`, `null`, or anything.
 #[derive(Debug, Clone, Arbitrary)]
 pub enum Available {
+    /// `true`: a job waits.
     Yes,
+    /// `false`.
     No,
+    /// `null`.
     Null,
+    /// Anything, or absent.
     Other(F),
 }
 
@@ -315,6 +324,7 @@ pub struct OfferShape {
 }
 
 impl OfferShape {
+    /// The JSON this shape stands for, as the parser is given it.
     pub fn to_json(&self) -> Value {
         let available = match &self.available {
             Available::Yes => Some(json!(true)),
@@ -340,6 +350,7 @@ impl OfferShape {
     }
 }
 
+/// OTA statuses as nodes and the cloud spell them, and misspell them.
 pub const STATUSES: [&str; 11] = [
     "triggered",
     "started",
@@ -354,6 +365,7 @@ pub const STATUSES: [&str; 11] = [
     "IN-PROGRESS",
 ];
 
+/// `additional_info` texts the RainMaker OTA firmware sends.
 pub const TEXTS: [&str; 14] = [
     "Waiting for Approval",
     "Downloaded 40% Firmware Image",
@@ -374,13 +386,16 @@ pub const TEXTS: [&str; 14] = [
 /// A status text: a real one, a real one with a number changed, or anything.
 #[derive(Debug, Clone, Arbitrary)]
 pub enum Text {
+    /// A real text (index modulo their number).
     Known(u8),
     /// A real text with its digits replaced by these.
     Digits(u8, u32),
+    /// Anything, or absent.
     Other(F),
 }
 
 impl Text {
+    /// The value, `None` when absent.
     pub fn get(&self) -> Option<Value> {
         match self {
             Text::Known(i) => Some(json!(TEXTS[*i as usize % TEXTS.len()])),
@@ -462,6 +477,7 @@ pub struct OtaUrlShape {
 }
 
 impl OtaUrlShape {
+    /// The JSON this shape stands for, as the parser is given it.
     pub fn to_json(&self) -> Value {
         let meta = match &self.metadata {
             Some(m) => Some(m.to_json()),
@@ -492,6 +508,7 @@ pub enum NodeIdShape {
 }
 
 impl NodeIdShape {
+    /// The node id as text.
     pub fn get(&self) -> String {
         const OK: &[u8] = b"ABCDEFabcdef0123456789._:-";
         match self {
@@ -525,6 +542,7 @@ pub struct DetailShape {
 }
 
 impl DetailShape {
+    /// The JSON this shape stands for, as the parser is given it.
     pub fn to_json(&self) -> Value {
         let status = or_any(
             &self.status_other,
@@ -557,6 +575,7 @@ pub struct PageShape {
 }
 
 impl PageShape {
+    /// The JSON this shape stands for, as the parser is given it.
     pub fn to_json(&self) -> Value {
         let details = or_any(&self.details_other, || {
             Value::Array(self.details.iter().map(DetailShape::to_json).collect())
@@ -608,6 +627,7 @@ impl From<Token> for Value {
 }
 
 impl DeviceShape {
+    /// The JSON this shape stands for, as the parser is given it.
     pub fn to_json(&self) -> Value {
         let hw = or_any(&self.hardware_other, || {
             obj(
@@ -662,6 +682,7 @@ pub struct UserShape {
 }
 
 impl UserShape {
+    /// The JSON this shape stands for, as the parser is given it.
     pub fn to_json(&self) -> Value {
         let profile = or_any(&self.profile_other, || {
             let dashes: Vec<Value> = self
