@@ -4,6 +4,8 @@
 # `make demo` and `.ci/run`.
 #   scripts/deps.sh test    packages for the test suite
 #   scripts/deps.sh demo    packages for the demo
+#   scripts/deps.sh cargo-fuzz   only cargo-fuzz (`make fuzz` on a machine
+#                           set up by hand; its C++ needs g++, in the list)
 set -euo pipefail
 
 want=(mosquitto mosquitto-clients curl ca-certificates pkg-config build-essential
@@ -27,12 +29,26 @@ tauri_driver() {
   fi
 }
 
+# cargo-fuzz (`make fuzz`, and the short run in `make test`) from crates.io,
+# pinned like tauri-driver so a fresh machine gets what was measured.
+cargo_fuzz() {
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "deps: installing cargo-fuzz from crates.io" >&2
+    cargo install cargo-fuzz --version 0.13.2 --locked --quiet
+  fi
+}
+if [ "${1:-}" = cargo-fuzz ]; then
+  cargo_fuzz
+  exit 0
+fi
+
 missing=()
 for p in "${want[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
   tauri_driver
+  cargo_fuzz
   exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -49,3 +65,4 @@ DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recomme
 # Debian starts a system mosquitto on port 1883 after install; the tests start
 # their own on free ports and do not need it.
 tauri_driver
+cargo_fuzz

@@ -1,9 +1,14 @@
 //! Bounded fuzzing of every parser that reads what a node, a cloud, a broker
-//! or a Blynk device sends, with proptest (cargo-fuzz needs a nightly
-//! toolchain that CI machines do not have). Inputs are arbitrary bytes and
-//! strings, arbitrary JSON, and JSON shaped like the real messages but with
-//! hostile values (control characters, wildcards, huge or deep values, wrong
-//! types).
+//! or a Blynk device sends, with proptest: the quick guard that runs in every
+//! `cargo test`, with no instrumented build. The coverage-guided fuzzing of
+//! the same parsers is `fuzz/` (cargo-fuzz, `make fuzz`; `make test` runs it
+//! briefly); these properties stay because they run everywhere, in seconds,
+//! and a few check what the fuzz targets do not (the MQTT size cap before
+//! parsing, `clean`/`short` directly, percentages built to round-trip).
+//!
+//! Inputs are arbitrary bytes and strings, arbitrary JSON, and JSON shaped
+//! like the real messages but with hostile values (control characters,
+//! wildcards, huge or deep values, wrong types).
 //!
 //! Properties: no panic; what comes out is bounded and clean (no control
 //! characters, node ids safe in a topic); round trips where there is an

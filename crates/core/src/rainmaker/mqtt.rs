@@ -109,8 +109,9 @@ pub fn parse_url(url: &str) -> Result<(String, u16, bool)> {
         }
     };
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(bad(
-            "give the user name and password in their own fields, not in the URL".into(),
+        // Not repeated in the message: it may hold a password.
+        return Err(Error::Config(
+            "the broker URL holds a user name or password: give them in their own fields, not in the URL".into(),
         ));
     }
     if !matches!(parsed.path(), "" | "/") || parsed.query().is_some() || parsed.fragment().is_some()
@@ -594,6 +595,17 @@ mod tests {
                 (host.to_string(), port, tls),
                 "{url:?}"
             );
+        }
+    }
+
+    /// The refusal is shown to people and logged: it must say what is wrong
+    /// without repeating the password it refuses.
+    #[test]
+    fn a_broker_url_with_credentials_is_refused_without_echoing_them() {
+        for url in ["mqtt://user:s3cr3t-pw@h:1883", "mqtts://s3cr3t-pw@h"] {
+            let msg = parse_url(url).unwrap_err().to_string();
+            assert!(msg.contains("user name or password"), "{msg}");
+            assert!(!msg.contains("s3cr3t-pw"), "{msg}");
         }
     }
 
