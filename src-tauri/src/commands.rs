@@ -514,7 +514,8 @@ pub fn chosen_file(s: &str) -> AppResult<std::path::PathBuf> {
     Ok(std::path::PathBuf::from(s))
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+/// `%XX` escapes decoded; `None` for a broken escape or bytes that are not UTF-8.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -91,7 +91,8 @@ fn keep_copy(dir: &Path, url: &str, bytes: &[u8]) -> AppResult<PathBuf> {
 /// (percent-encoded).
 fn document_name(url: &str) -> String {
     let last = url.rsplit('/').next().unwrap_or_default();
-    let decoded = percent_decode(last);
+    // A broken escape leaves the name as it came; it is filtered below.
+    let decoded = crate::commands::percent_decode(last).unwrap_or_else(|| last.to_string());
     let tail = decoded.rsplit([':', '/']).next().unwrap_or_default();
     let clean: String = tail
         .chars()
@@ -103,30 +104,6 @@ fn document_name(url: &str) -> String {
     } else {
         clean
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = (b[i] == b'%')
-            .then(|| b.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match hex {
-            Some(v) => {
-                out.push(v);
-                i += 3;
-            }
-            None => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
