@@ -424,15 +424,11 @@ pub async fn export_history_csv(
 ) -> AppResult<String> {
     // The target is checked before the history is read: a bad choice is
     // said at once.
-    let chosen = opt(&path)
-        .map(|p| {
-            if crate::documents::is_document(&p) {
-                Ok(Err(p))
-            } else {
-                csv_target(&p).map(Ok)
-            }
-        })
-        .transpose()?;
+    let chosen = match opt(&path) {
+        Some(p) if crate::documents::is_document(&p) => Some(ExportTo::Document(p)),
+        Some(p) => Some(ExportTo::File(csv_target(&p)?)),
+        None => None,
+    };
     let e = state.engine().await?;
     let jobs = e
         .history(HistoryFilter {
@@ -451,9 +447,9 @@ pub async fn export_history_csv(
         names.get(id).cloned().unwrap_or_else(|| id.to_string())
     });
     let path = match chosen {
-        Some(Ok(p)) => p,
+        Some(ExportTo::File(p)) => p,
         // A phone's save target: written through the system.
-        Some(Err(url)) => {
+        Some(ExportTo::Document(url)) => {
             crate::documents::save(&state, &url, csv.as_bytes())?;
             return Ok(url);
         }
@@ -469,6 +465,14 @@ pub async fn export_history_csv(
     };
     write_replacing(&path, csv.as_bytes())?;
     Ok(path.display().to_string())
+}
+
+/// Where the user chose to save an export.
+enum ExportTo {
+    /// A path (desktops).
+    File(std::path::PathBuf),
+    /// A phone's save target, written through the system.
+    Document(String),
 }
 
 /// Where the export goes: a file whose name ends in `.csv`. Commands are
