@@ -153,7 +153,24 @@ CREATE TABLE offers (
     r#"
 CREATE INDEX approvals_node ON approvals (account, node_id, job_id);
 "#,
+    // Staged approvals (rollouts), RainMaker's and Blynk's: each one's
+    // record is one JSON document, rewritten whole on every change (a few
+    // hundred devices at most), so its shape can grow without migrations.
+    r#"
+CREATE TABLE rollouts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    record TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX rollouts_active ON rollouts (kind, active);
+"#,
 ];
+
+/// Rollouts kept per kind once they ended (the newest ones).
+pub const MAX_ENDED_ROLLOUTS: i64 = 50;
 
 /// An approval to record.
 #[derive(Debug, Clone)]
@@ -969,6 +986,40 @@ mod tests {
     }
 
     #[test]
+    fn rollouts_survive_a_reopen_and_ended_ones_are_bounded() {
+        let d = tmp("rollouts");
+        let mut s = Store::open(&d).unwrap();
+        let id = s
+            .insert_rollout("rainmaker", &serde_json::json!({"n": 1}), 5)
+            .unwrap();
+        s.save_rollout(id, "rainmaker", &serde_json::json!({"n": 2}), true, 6)
+            .unwrap();
+        // Another kind's record is not this kind's.
+        assert!(s
+            .save_rollout(id, "blynk", &serde_json::json!({}), true, 6)
+            .is_err());
+        drop(s);
+        let mut s = Store::open(&d).unwrap();
+        let v: Vec<(i64, serde_json::Value)> = s.rollouts("rainmaker", true).unwrap();
+        assert_eq!(v, vec![(id, serde_json::json!({"n": 2}))]);
+        assert!(s
+            .rollouts::<serde_json::Value>("blynk", false)
+            .unwrap()
+            .is_empty());
+        for i in 0..(MAX_ENDED_ROLLOUTS + 5) {
+            let r = s.insert_rollout("rainmaker", &i, 7).unwrap();
+            s.save_rollout(r, "rainmaker", &i, false, 8).unwrap();
+        }
+        let all: Vec<(i64, serde_json::Value)> = s.rollouts("rainmaker", false).unwrap();
+        // The active one is never dropped; the ended ones are the newest.
+        assert_eq!(all.len() as i64, MAX_ENDED_ROLLOUTS + 1);
+        assert!(all.iter().any(|(r, _)| *r == id));
+        assert_eq!(all[0].1, serde_json::json!(MAX_ENDED_ROLLOUTS + 4));
+        let active: Vec<(i64, serde_json::Value)> = s.rollouts("rainmaker", true).unwrap();
+        assert_eq!(active.len(), 1);
+    }
+
+    #[test]
     fn intent_is_recorded_once_even_from_two_connections() {
         let d = tmp("once");
         let mut a = Store::open(&d).unwrap();
@@ -1051,5 +1102,84 @@ mod tests {
         assert!(s.quiet_hours().unwrap().is_some());
         assert_eq!(s.accounts().unwrap()[0].name, "x");
         let _ = std::fs::remove_dir_all(&d);
+    }
+}
+
+/// Staged approvals (rollouts): stored as one JSON record each, by kind
+/// (`"rainmaker"`, `"blynk"`). The record's shape belongs to its kind's
+/// module; the store only keeps it and says which are still active.
+impl Store {
+    /// Records a new rollout and returns its id.
+    pub fn insert_rollout<T: serde::Serialize>(
+        &mut self,
+        kind: &str,
+        record: &T,
+        now: Millis,
+    ) -> Result<i64> {
+        let body = serde_json::to_string(record)
+            .map_err(|e| Error::Config(format!("a rollout could not be written: {e}")))?;
+        self.conn.execute(
+            "INSERT INTO rollouts (kind, record, active, created_at, updated_at) VALUES (?1, ?2, 1, ?3, ?3)",
+            params![kind, body, now],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Rewrites a rollout's record; `active: false` once it ended. Ended
+    /// rollouts beyond [`MAX_ENDED_ROLLOUTS`] of the kind are dropped.
+    pub fn save_rollout<T: serde::Serialize>(
+        &mut self,
+        id: i64,
+        kind: &str,
+        record: &T,
+        active: bool,
+        now: Millis,
+    ) -> Result<()> {
+        let body = serde_json::to_string(record)
+            .map_err(|e| Error::Config(format!("a rollout could not be written: {e}")))?;
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE rollouts SET record = ?1, active = ?2, updated_at = ?3 WHERE id = ?4 AND kind = ?5",
+            params![body, active, now, id, kind],
+        )?;
+        if n == 0 {
+            return Err(Error::Config(format!("no rollout {id}")));
+        }
+        if !active {
+            tx.execute(
+                "DELETE FROM rollouts WHERE kind = ?1 AND active = 0 AND id NOT IN
+                   (SELECT id FROM rollouts WHERE kind = ?1 AND active = 0 ORDER BY id DESC LIMIT ?2)",
+                params![kind, MAX_ENDED_ROLLOUTS],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The kind's rollouts, newest first: the active ones, or all kept.
+    /// A record that no longer reads is skipped with a log line, never
+    /// fatal: the devices' jobs are kept apart and stay followed.
+    pub fn rollouts<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        active_only: bool,
+    ) -> Result<Vec<(i64, T)>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, record FROM rollouts WHERE kind = ?1 AND (active = 1 OR ?2 = 0) ORDER BY id DESC",
+        )?;
+        let rows = st.query_map(params![kind, active_only], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = vec![];
+        for row in rows {
+            let (id, body) = row?;
+            match serde_json::from_str(&body) {
+                Ok(v) => out.push((id, v)),
+                Err(e) => {
+                    tracing::warn!(id, error = %e, "a stored rollout does not read; left out")
+                }
+            }
+        }
+        Ok(out)
     }
 }
