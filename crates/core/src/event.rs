@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{ApprovalOutcome, Job, Millis, Node, PendingUpdate, QuietHours};
+use crate::rollout::Rollout;
 
 /// How an account's sources are doing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +115,12 @@ pub enum Event {
     NotificationsPaused {
         /// Paused now.
         paused: bool,
+    },
+    /// A staged approval changed (a device approved, updated or failed; the
+    /// rollout stopped, resumed, finished or was cancelled).
+    RolloutChanged {
+        /// The rollout now.
+        rollout: Rollout,
     },
     /// Quiet hours were set or cleared.
     QuietHoursChanged {

@@ -43,6 +43,7 @@ pub mod policy;
 pub mod private;
 pub mod rainmaker;
 pub mod resume;
+pub mod rollout;
 pub mod secrets;
 pub mod setup;
 pub mod store;
@@ -54,4 +55,8 @@ pub use error::{Error, Result};
 pub use event::{AccountState, Checking, Event, Freshness};
 pub use model::*;
 pub use notify::{Note, Notifier, BATCH_WINDOW_MS};
+pub use rollout::{
+    DailyWindow, MemberState, Rollout, RolloutAction, RolloutCounts, RolloutMember, RolloutPlan,
+    RolloutState,
+};
 pub use secrets::{KeyringSecretStore, MemorySecretStore, SecretError, SecretStore};

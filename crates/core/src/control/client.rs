@@ -225,6 +225,9 @@ fn translate(req: Request) -> Translated {
                 let _ = r.send(Ok(vec![rx]));
             }),
         ),
+        Request::StartRollout(plan, r) => C(Call::StartRollout(plan), reply(r)),
+        Request::Rollouts(r) => C(Call::Rollouts, reply(r)),
+        Request::RolloutAction(id, a, r) => C(Call::RolloutAction(id, a), reply(r)),
         Request::Shutdown(done) => Translated::Close(done),
     }
 }

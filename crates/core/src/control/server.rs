@@ -192,6 +192,9 @@ async fn run(h: &EngineHandle, call: Call, owner: &Owner) -> Result<Value> {
         Call::Hello { .. } => Ok(Value::Null),
         Call::CheckNow(n) => to_value(h.check_now(n).await?),
         Call::Refresh => to_value(h.refresh().await?),
+        Call::StartRollout(plan) => to_value(h.start_rollout(*plan).await?),
+        Call::Rollouts => to_value(h.rollouts().await?),
+        Call::RolloutAction(id, a) => to_value(h.rollout_action(id, a).await?),
         Call::Owner => to_value(owner),
     }
 }

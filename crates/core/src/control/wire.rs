@@ -90,6 +90,9 @@ pub(crate) enum Call {
     SetNotificationsPaused(bool),
     CheckNow(NodeRef),
     Refresh,
+    StartRollout(Box<crate::rollout::RolloutPlan>),
+    Rollouts,
+    RolloutAction(Option<i64>, crate::rollout::RolloutAction),
     /// Who the owner is (for `greenlight status`).
     Owner,
 }

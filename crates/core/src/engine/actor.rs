@@ -226,6 +226,7 @@ impl Actor {
         }
         let now = self.clock.now();
         self.core.tick(now);
+        self.core.rollout_step(&mut self.store, now);
         self.flush();
     }
 
@@ -481,6 +482,19 @@ impl Actor {
             }
             Request::Resumed(reply) => {
                 let _ = reply.send(Ok(self.resumed()));
+            }
+            Request::StartRollout(plan, reply) => {
+                let r = self.core.start_rollout(*plan, &mut self.store, now);
+                self.flush();
+                let _ = reply.send(r);
+            }
+            Request::Rollouts(reply) => {
+                let _ = reply.send(self.core.rollouts(&self.store));
+            }
+            Request::RolloutAction(id, action, reply) => {
+                let r = self.core.rollout_action(id, action, &mut self.store, now);
+                self.flush();
+                let _ = reply.send(r);
             }
             Request::Shutdown(_) => {}
         }

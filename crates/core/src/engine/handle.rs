@@ -12,6 +12,7 @@ use crate::model::{
     AccountConfig, ApprovalOutcome, HistoryFilter, Job, JobEvent, Millis, Node, NodeRef,
     PendingUpdate, Policies, QuietHours,
 };
+use crate::rollout::{Rollout, RolloutAction, RolloutPlan};
 use crate::secrets::SecretStore;
 use crate::store::AuditEntry;
 
@@ -44,6 +45,9 @@ pub(crate) enum Request {
     CheckNow(NodeRef, Reply<oneshot::Receiver<()>>),
     Refresh(Reply<Vec<oneshot::Receiver<std::result::Result<(), String>>>>),
     Resumed(Reply<Vec<oneshot::Receiver<std::result::Result<(), String>>>>),
+    StartRollout(Box<RolloutPlan>, Reply<Rollout>),
+    Rollouts(Reply<Vec<Rollout>>),
+    RolloutAction(Option<i64>, RolloutAction, Reply<Rollout>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -291,6 +295,26 @@ impl EngineHandle {
         } else {
             Err(Error::Refresh(errors.join(" ")))
         }
+    }
+
+    /// Starts a staged approval ("approve all, carefully"): the first
+    /// device is approved now; the rest follow as the rollout's rules allow
+    /// (see [`crate::rollout`]). Refused while another rollout runs or is
+    /// stopped. Follow it with [`Event::RolloutChanged`].
+    pub async fn start_rollout(&self, plan: RolloutPlan) -> Result<Rollout> {
+        self.ask(|r| Request::StartRollout(Box::new(plan), r)).await
+    }
+
+    /// The running or stopped rollout first, then the last ended ones.
+    pub async fn rollouts(&self) -> Result<Vec<Rollout>> {
+        self.ask(Request::Rollouts).await
+    }
+
+    /// Resumes a stopped rollout, retries its failed devices, or cancels
+    /// it. `id`: the rollout the user saw (refused if another one is the
+    /// active one now); `None`: the active one.
+    pub async fn rollout_action(&self, id: Option<i64>, action: RolloutAction) -> Result<Rollout> {
+        self.ask(|r| Request::RolloutAction(id, action, r)).await
     }
 
     /// Stops the engine and its sources.

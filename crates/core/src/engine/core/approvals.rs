@@ -113,7 +113,7 @@ impl Core {
     /// Checks one node and records its intent. `Err`: the outcome without a job.
     // The error is the outcome itself, built once per node: boxing it buys nothing.
     #[allow(clippy::result_large_err)]
-    fn decide(
+    pub(super) fn decide(
         &mut self,
         k: &Key,
         mode: Mode,
@@ -234,7 +234,7 @@ impl Core {
     }
 
     /// Queues the command of a `Requested` job.
-    fn send(&mut self, job_id: i64) {
+    pub(super) fn send(&mut self, job_id: i64) {
         let Some(rt) = self.jobs.get(&job_id) else {
             return;
         };

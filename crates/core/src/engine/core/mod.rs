@@ -20,6 +20,9 @@ mod facts;
 mod jobs;
 mod offers;
 mod presence;
+mod rollout;
+#[cfg(test)]
+mod rollout_tests;
 #[cfg(test)]
 mod tests;
 
@@ -181,6 +184,8 @@ pub(crate) struct Core {
     pub(crate) quiet: Option<QuietHours>,
     /// Each running account's links, for node presence.
     pub(crate) links: HashMap<String, presence::Link>,
+    /// The staged approval that runs or is stopped (at most one).
+    pub(crate) rollout: Option<crate::rollout::Rollout>,
     out: Vec<Effect>,
 }
 
@@ -205,6 +210,7 @@ impl Core {
             auto: HashSet::new(),
             quiet: None,
             links: HashMap::new(),
+            rollout: None,
             out: Vec::new(),
         }
     }
@@ -244,6 +250,7 @@ impl Core {
             }
             self.jobs.insert(job.id, JobRt::new(job, now));
         }
+        self.load_rollout(store, now)?;
         Ok(())
     }
 
