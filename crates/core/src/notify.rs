@@ -45,6 +45,8 @@ pub struct Notifier {
     batch_started: Option<Millis>,
     /// (job id, state name) already told.
     told_jobs: HashSet<(i64, &'static str)>,
+    /// (rollout id, what) already told about staged approvals.
+    told_rollouts: HashSet<(i64, String)>,
     /// (campaign id, what) already told about Blynk campaigns.
     told_blynk: HashSet<(i64, String)>,
     /// Device labels by (account, node id), learnt from events: one id
@@ -185,10 +187,62 @@ impl Notifier {
                     }
                 }
             }
+            Event::RolloutChanged { rollout } => {
+                if let Some(note) = self.rollout_note(rollout) {
+                    if self.silent(now) {
+                        self.held_back += 1;
+                    } else {
+                        out.push(note);
+                    }
+                }
+            }
             _ => {}
         }
         out.extend(self.flush(now));
         out
+    }
+
+    /// A rollout that stopped or finished, told once each. A stopped
+    /// rollout is saved again while its in-flight devices finish; that is
+    /// not news. Once resumed, a new stop is.
+    fn rollout_note(&mut self, r: &crate::rollout::Rollout) -> Option<Note> {
+        use crate::rollout::RolloutState as S;
+        let c = r.counts();
+        let (key, note) = match &r.state {
+            S::Running => {
+                self.told_rollouts
+                    .retain(|(id, w)| !(*id == r.id && w.starts_with("stopped")));
+                return None;
+            }
+            // The user did it: nothing to tell.
+            S::Cancelled => return None,
+            S::Stopped {
+                account,
+                node_id,
+                reason,
+            } => (
+                format!("stopped:{account}/{node_id}"),
+                Note {
+                    title: format!("Careful update stopped at {}", self.label(account, node_id)),
+                    body: format!(
+                        "{reason}. Nothing more is approved ({} updated, {} not started): resume, retry the failed one or cancel in Greenlight.",
+                        c.updated, c.waiting
+                    ),
+                },
+            ),
+            S::Done => (
+                "done".to_string(),
+                Note {
+                    title: if c.failed == 0 {
+                        "Careful update finished".into()
+                    } else {
+                        "Careful update finished, with failures".into()
+                    },
+                    body: format!("{}.", r.headline.trim_start_matches("Done: ")),
+                },
+            ),
+        };
+        self.told_rollouts.insert((r.id, key)).then_some(note)
     }
 
     /// Folds one Blynk tracker event in: a suspected reboot loop (once per
@@ -322,6 +376,53 @@ mod tests {
                 headline: String::new(),
             },
         }
+    }
+
+    #[test]
+    fn a_rollout_is_told_when_it_stops_and_when_it_ends_once_each() {
+        use crate::rollout::{Rollout, RolloutState};
+        let mut r = Rollout {
+            id: 1,
+            approved_by: "me".into(),
+            created_at: 0,
+            updated_at: 0,
+            batch: 2,
+            soak_secs: 300,
+            window: None,
+            canary: None,
+            state: RolloutState::Stopped {
+                account: "a".into(),
+                node_id: "n1".into(),
+                reason: "Plug rolled back: it went back".into(),
+            },
+            members: vec![],
+            headline: String::new(),
+        };
+        let mut n = Notifier::default();
+        let ev = |r: &Rollout| Event::RolloutChanged { rollout: r.clone() };
+        let shown = n.on_event(&ev(&r), 0);
+        assert_eq!(shown.len(), 1);
+        assert!(shown[0].title.contains("stopped at n1"), "{shown:?}");
+        assert!(shown[0].body.starts_with("Plug rolled back"), "{shown:?}");
+        // Saved again while stopped: not news.
+        r.updated_at = 5;
+        assert!(n.on_event(&ev(&r), 1).is_empty());
+        // Resumed, then stopped again at the same device: news again.
+        let stop = r.state.clone();
+        r.state = RolloutState::Running;
+        assert!(n.on_event(&ev(&r), 2).is_empty());
+        r.state = stop;
+        assert_eq!(n.on_event(&ev(&r), 3).len(), 1);
+        r.state = RolloutState::Done;
+        r.headline = "Done: 4 updated".into();
+        let done = n.on_event(&ev(&r), 4);
+        assert_eq!(done[0].title, "Careful update finished");
+        assert_eq!(done[0].body, "4 updated.");
+        assert!(n.on_event(&ev(&r), 5).is_empty());
+        // Paused: held back, not shown.
+        let mut quiet = Notifier::new(true, None);
+        assert!(quiet.on_event(&ev(&r), 6).is_empty());
+        assert_eq!(quiet.held_back(), 1);
     }
 
     #[test]
