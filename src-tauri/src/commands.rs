@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use greenlight_core::{
     now_ms, AccountState, ApprovalOutcome, Freshness, HistoryFilter, Job, JobEvent, Node, NodeRef,
-    PendingUpdate, Policies, QuietHours,
+    PendingUpdate, Policies, QuietHours, Rollout, RolloutAction, RolloutPlan,
 };
 use serde::{Deserialize, Serialize};
 use tauri::State;
@@ -318,6 +318,57 @@ pub async fn approve(
 #[specta::specta]
 pub async fn approve_all(state: State<'_, AppState>) -> AppResult<Vec<ApprovalOutcome>> {
     Ok(state.engine().await?.approve_all().await?)
+}
+
+/// Approves carefully ("Approve all…", then "Carefully"): one device
+/// first, then the rest a batch at a time, each batch only once the last
+/// one stayed online on its new version for the soak time. The engine
+/// checks the plan (a batch of 0, a window that never opens are refused in
+/// plain words) and refuses a second rollout while one runs or is stopped.
+/// What happens next arrives as `rollout_changed` events.
+#[tauri::command]
+#[specta::specta]
+pub async fn start_rollout(state: State<'_, AppState>, plan: RolloutPlan) -> AppResult<Rollout> {
+    state
+        .engine()
+        .await?
+        .start_rollout(plan)
+        .await
+        .map_err(refusal)
+}
+
+/// The running or stopped rollout first, then the last ended ones.
+#[tauri::command]
+#[specta::specta]
+pub async fn rollouts(state: State<'_, AppState>) -> AppResult<Vec<Rollout>> {
+    Ok(state.engine().await?.rollouts().await?)
+}
+
+/// Resume, Retry failed or Cancel on the rollout the user sees (`id`; the
+/// engine refuses it if another rollout is the active one by now).
+#[tauri::command]
+#[specta::specta]
+pub async fn rollout_action(
+    state: State<'_, AppState>,
+    id: Option<i64>,
+    action: RolloutAction,
+) -> AppResult<Rollout> {
+    state
+        .engine()
+        .await?
+        .rollout_action(id, action)
+        .await
+        .map_err(refusal)
+}
+
+/// The engine refuses a rollout in a sentence written for the user ("a
+/// batch is 1 to 100 devices, not 0", "no rollout is running"): shown as
+/// it is, without the "configuration:" its error type puts in front.
+fn refusal(e: greenlight_core::Error) -> AppError {
+    match e {
+        greenlight_core::Error::Config(message) => AppError::Invalid { message },
+        e => e.into(),
+    }
 }
 
 /// Approves now; the update starts when the node is next online.

@@ -106,6 +106,185 @@ fn approving_through_a_command_is_followed_to_success_in_events_and_history() {
     assert_eq!(t.call("app_status", json!({})).unwrap()["demo"], false);
 }
 
+const HALL_THERMOSTAT: &str = "7CDFA1000005";
+
+fn rollout_of(ev: &Value) -> Option<&Value> {
+    let e = &ev["event"];
+    (e["type"] == "rollout_changed").then(|| &e["rollout"])
+}
+
+fn member<'a>(r: &'a Value, node: &str) -> &'a Value {
+    r["members"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["node_id"] == node))
+        .unwrap_or_else(|| panic!("{node} is not in the rollout: {r}"))
+}
+
+/// "Approve all…", then "Carefully", on the demo fleet: one device goes
+/// first, the window hears every step, the thermostat's rollback stops the
+/// rollout with its reason, and Retry failed and Cancel act on it.
+#[test]
+fn a_careful_approval_goes_one_first_and_stops_at_the_demo_thermostat_rollback() {
+    let dir = tempdir("rollout");
+    let t = common::start(common::options(&dir, true));
+    t.call("demo_start", json!({})).expect("demo starts");
+    // Every offer of the demo is in (the thermostat's is the last one).
+    t.poll(
+        "pending",
+        json!({}),
+        Duration::from_secs(30),
+        "the demo's five offers",
+        |v| v.as_array().is_some_and(|a| a.len() >= 5),
+    );
+    assert_eq!(t.call("rollouts", json!({})).unwrap(), json!([]));
+
+    let r = t
+        .call(
+            "start_rollout",
+            json!({ "plan": { "batch": 2, "soak_secs": 1 } }),
+        )
+        .expect("the rollout starts");
+    assert_eq!(r["state"]["state"], "running", "{r}");
+    assert_eq!(r["batch"], 2);
+    assert_eq!(r["approved_by"], "tester (demo)");
+    let members = r["members"].as_array().unwrap();
+    assert_eq!(members.len(), 5, "every offered device is in it: {r}");
+    // One device goes first (the first online one), the rest wait; the
+    // offline Garage Door is in the rollout and waits for its turn online.
+    assert_eq!(members[0]["stage"], 0, "{r}");
+    assert!(
+        ["releasing", "running"].contains(&members[0]["state"]["state"].as_str().unwrap()),
+        "{r}"
+    );
+    assert!(
+        members[1..]
+            .iter()
+            .all(|m| m["stage"].is_null() && m["state"]["state"] == "waiting"),
+        "{r}"
+    );
+    assert_eq!(member(&r, "7CDFA1000003")["state"]["state"], "waiting");
+    assert!(r["headline"].as_str().unwrap().starts_with("First "), "{r}");
+    let id = r["id"].as_i64().unwrap();
+    let listed = t.call("rollouts", json!({})).unwrap();
+    assert_eq!(listed[0]["id"], id, "{listed}");
+
+    // A second one while this one runs: refused in plain words.
+    let e = t
+        .call(
+            "start_rollout",
+            json!({ "plan": { "batch": 2, "soak_secs": 1 } }),
+        )
+        .expect_err("one rollout at a time");
+    assert_eq!(e["kind"], "invalid", "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("already running"),
+        "{e}"
+    );
+
+    // Followed in events: the first device is watched, then the batches
+    // go, and the thermostat's rollback stops it.
+    let mut seen: Vec<String> = vec![];
+    let stopped = t.wait_event(
+        Duration::from_secs(120),
+        "the rollout to stop at the thermostat",
+        |ev| {
+            let Some(r) = rollout_of(ev) else {
+                return false;
+            };
+            let h = r["headline"].as_str().unwrap_or("").to_string();
+            if seen.last() != Some(&h) {
+                seen.push(h);
+            }
+            r["state"]["state"] == "stopped"
+        },
+    );
+    let r = rollout_of(&stopped).unwrap().clone();
+    assert_eq!(r["state"]["node_id"], HALL_THERMOSTAT, "{r}");
+    assert!(
+        r["state"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("Hall Thermostat"),
+        "{r}"
+    );
+    assert!(
+        r["headline"].as_str().unwrap().starts_with("Stopped: "),
+        "{r}"
+    );
+    assert!(
+        seen.iter().any(|h| h.contains("must stay online")),
+        "the first device was watched before the rest: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|h| h.starts_with("Batch 1")),
+        "then a batch: {seen:?}"
+    );
+    assert_eq!(member(&r, HALL_THERMOSTAT)["state"]["state"], "failed");
+    // The offline Garage Door never went: it still waits.
+    assert_eq!(member(&r, "7CDFA1000003")["state"]["state"], "waiting");
+    let stage = |n: &str| member(&r, n)["stage"].as_u64();
+    assert_eq!(stage(KITCHEN_PLUG), Some(0), "the plug went first: {r}");
+    assert!(stage(HALL_THERMOSTAT) > Some(0), "{r}");
+
+    // Resume on a running rollout is refused; Cancel ends it, and the
+    // device that never went is left out, said why.
+    let r = t
+        .call("rollout_action", json!({ "id": id, "action": "cancel" }))
+        .expect("cancel");
+    assert_eq!(r["state"]["state"], "cancelled", "{r}");
+    assert!(
+        r["headline"].as_str().unwrap().starts_with("Cancelled: "),
+        "{r}"
+    );
+    assert_eq!(
+        member(&r, "7CDFA1000003")["state"]["reason"],
+        "the rollout was cancelled before its turn"
+    );
+    let e = t
+        .call("rollout_action", json!({ "id": id, "action": "resume" }))
+        .expect_err("nothing to resume");
+    assert_eq!(e["kind"], "invalid", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("no rollout"), "{e}");
+    // The ended one is still listed, for Activity's "recent".
+    let listed = t.call("rollouts", json!({})).unwrap();
+    assert_eq!(listed[0]["id"], id, "{listed}");
+    assert_eq!(listed[0]["state"]["state"], "cancelled", "{listed}");
+    t.call("demo_stop", json!({})).unwrap();
+}
+
+/// A plan that means nothing is refused before anything is approved, in
+/// words the window can show as they are.
+#[test]
+fn a_rollout_plan_that_means_nothing_is_a_clear_error() {
+    let dir = tempdir("rollout-plan");
+    let t = common::start(common::options(&dir, true));
+    let refused = |plan: Value| {
+        let e = t
+            .call("start_rollout", json!({ "plan": plan }))
+            .expect_err("refused");
+        assert_eq!(e["kind"], "invalid", "{e}");
+        e["message"].as_str().unwrap().to_string()
+    };
+    assert_eq!(
+        refused(json!({ "batch": 0, "soak_secs": 300 })),
+        "a batch is 1 to 100 devices, not 0"
+    );
+    assert!(refused(json!({ "batch": 2, "soak_secs": 300,
+        "window": { "start_minute": 120, "end_minute": 120, "utc_offset_minutes": 60 } }))
+    .contains("never opens"));
+    assert!(refused(json!({ "batch": 2, "soak_secs": 30 * 86_400 })).contains("at most a week"));
+    // A sound plan with nothing to approve says so.
+    assert_eq!(
+        refused(json!({ "batch": 2, "soak_secs": 300 })),
+        "no update is waiting for approval"
+    );
+    let e = t
+        .call("rollout_action", json!({ "id": null, "action": "cancel" }))
+        .expect_err("no rollout");
+    assert_eq!(e["message"], "no rollout is running", "{e}");
+    assert_eq!(t.call("rollouts", json!({})).unwrap(), json!([]));
+}
+
 #[test]
 fn errors_reach_the_front_end_typed_and_in_plain_words() {
     let dir = tempdir("errors");

@@ -41,6 +41,22 @@ export const commands = {
 	 *  and snoozed ones are left out and said so in the outcomes).
 	 */
 	approveAll: () => typedError<ApprovalOutcome[], AppError>(__TAURI_INVOKE("approve_all")),
+	/**
+	 *  Approves carefully ("Approve all…", then "Carefully"): one device
+	 *  first, then the rest a batch at a time, each batch only once the last
+	 *  one stayed online on its new version for the soak time. The engine
+	 *  checks the plan (a batch of 0, a window that never opens are refused in
+	 *  plain words) and refuses a second rollout while one runs or is stopped.
+	 *  What happens next arrives as `rollout_changed` events.
+	 */
+	startRollout: (plan: RolloutPlan) => typedError<Rollout, AppError>(__TAURI_INVOKE("start_rollout", { plan })),
+	/**  The running or stopped rollout first, then the last ended ones. */
+	rollouts: () => typedError<Rollout[], AppError>(__TAURI_INVOKE("rollouts")),
+	/**
+	 *  Resume, Retry failed or Cancel on the rollout the user sees (`id`; the
+	 *  engine refuses it if another rollout is the active one by now).
+	 */
+	rolloutAction: (id: number | null, action: RolloutAction) => typedError<Rollout, AppError>(__TAURI_INVOKE("rollout_action", { id, action })),
 	/**  Approves now; the update starts when the node is next online. */
 	installWhenOnline: (node: NodeRef) => typedError<ApprovalOutcome, AppError>(__TAURI_INVOKE("install_when_online", { node })),
 	/**  Hides a node's pending update for some hours ("remind me later"). */
@@ -461,6 +477,19 @@ export type Checking = {
 	total: number,
 };
 
+/**
+ *  A daily window, in minutes after local midnight (`utc_offset_minutes`
+ *  says which zone); `start > end` spans midnight.
+ */
+export type DailyWindow = {
+	/**  Opens, minutes after local midnight (0..1440). */
+	start_minute: number,
+	/**  Closes, minutes after local midnight (0..1440). */
+	end_minute: number,
+	/**  The user's offset from UTC, minutes. */
+	utc_offset_minutes: number,
+};
+
 /**  Why a node postpones an update (its `delayed` texts, docs/rainmaker.md). */
 export type DelayReason = 
 /**  "Waiting for Approval": the node asks the user. */
@@ -624,6 +653,13 @@ outcome: ApprovalOutcome } |
 { type: "notifications_paused"; 
 /**  Paused now. */
 paused: boolean } | 
+/**
+ *  A staged approval changed (a device approved, updated or failed; the
+ *  rollout stopped, resumed, finished or was cancelled).
+ */
+{ type: "rollout_changed"; 
+/**  The rollout now. */
+rollout: Rollout } | 
 /**  Quiet hours were set or cleared. */
 { type: "quiet_hours_changed"; 
 /**  The quiet hours now (`None`: off). */
@@ -836,6 +872,42 @@ export type Marks = {
 	/**  Since when (our clock) it has been installing without news. */
 	installing_since: number | null,
 };
+
+/**  Where one device of a rollout is. */
+export type MemberState = 
+/**  Not approved yet: its turn has not come, or it is offline. */
+{ state: "waiting" } | 
+/**
+ *  Its approval is being recorded (kept across a crash: a restart
+ *  looks for the job it made before approving anything again).
+ */
+{ state: "releasing"; 
+/**  When. */
+at: number } | 
+/**  Approved: its job runs. */
+{ state: "running" } | 
+/**  It runs the new version and must stay online on it. */
+{ state: "soaking"; 
+/**
+ *  Since when it is back online on the new version (`None`:
+ *  offline, the soak starts again when it is back).
+ */
+since: number | null; 
+/**  The soak is over at this time (`None` while offline). */
+until: number | null } | 
+/**  Updated, and stayed up for the soak time. */
+{ state: "updated" } | 
+/**  Its update failed, was rejected or rolled back. */
+{ state: "failed"; 
+/**  Why, in plain words. */
+reason: string } | 
+/**
+ *  Left out (no longer offered, already up to date, its image failed
+ *  here before, or the rollout was cancelled before its turn).
+ */
+{ state: "skipped"; 
+/**  Why, in plain words. */
+reason: string };
 
 /**  An MQTT broker to watch directly. */
 export type MqttAccountInput = {
@@ -1086,6 +1158,113 @@ export type RainmakerAccountInput = {
 	/**  A certificate fingerprint the user accepted after being shown it. */
 	trust_fingerprint: string | null,
 };
+
+/**  A staged approval as the engine keeps it. */
+export type Rollout = {
+	/**  Its id (database row). */
+	id: number,
+	/**  Who started it. */
+	approved_by: string,
+	/**  When it was started. */
+	created_at: number,
+	/**  When anything about it last changed. */
+	updated_at: number,
+	/**  How many run at once after the canary. */
+	batch: number,
+	/**  How long an updated device must stay online on the new version, seconds. */
+	soak_secs: number,
+	/**  Approvals only inside this daily window. */
+	window: DailyWindow | null,
+	/**
+	 *  The device the user chose to go first (it is waited for while
+	 *  offline); `None`: the first online device went first.
+	 */
+	canary?: NodeRef | null,
+	/**  Where it is. */
+	state: RolloutState,
+	/**  The devices, canary first, in the order they go. */
+	members: RolloutMember[],
+	/**
+	 *  Where it is, in plain words, one line ("Batch 2 of 3: 2 updating").
+	 *  Written by the engine so the app and the CLI say the same.
+	 */
+	headline: string,
+};
+
+/**  What the user can do to a rollout. */
+export type RolloutAction = 
+/**  Go on with the devices not yet approved; failed ones stay failed. */
+"resume" | 
+/**  Approve the failed ones again first, then go on. */
+"retry_failed" | 
+/**  Approve nothing more. */
+"cancel";
+
+/**  One device of a rollout. */
+export type RolloutMember = {
+	/**  Account. */
+	account: string,
+	/**  Node id. */
+	node_id: string,
+	/**  The device's name when known. */
+	name: string | null,
+	/**  The version it is to get. */
+	to_version: string,
+	/**  The offer's `ota_job_id` when the rollout was planned. */
+	ota_job_id: string,
+	/**  0: the canary; 1, 2...: the batch it went in; `None`: not yet approved. */
+	stage: number | null,
+	/**  Where it is. */
+	state: MemberState,
+	/**  Its job once approved. */
+	job_id: number | null,
+	/**
+	 *  Approved again by "retry failed": its image already failed once, so
+	 *  it is approved as if named by the user.
+	 */
+	retry?: boolean,
+};
+
+/**  What the user picks for a staged approval. */
+export type RolloutPlan = {
+	/**  The devices; empty: every update approve-all would take now. */
+	nodes?: NodeRef[],
+	/**  The device that goes first; `None`: the first online one. */
+	canary?: NodeRef | null,
+	/**  How many run at once after the canary (1 to [`MAX_BATCH`]). */
+	batch: number,
+	/**
+	 *  How long an updated device must stay online on the new version
+	 *  before the next batch, seconds (0 to [`MAX_SOAK_SECS`]).
+	 */
+	soak_secs: number,
+	/**  Approve only inside this daily window (local time). */
+	window?: DailyWindow | null,
+};
+
+/**  Where a rollout is. */
+export type RolloutState = 
+/**  Approving and following (the headline says what it waits for). */
+{ state: "running" } | 
+/**
+ *  Stopped by a device's failure, rejection or rollback (or an approval
+ *  that could not be recorded): nothing more is approved until the
+ *  user resumes, retries the failed ones, or cancels.
+ */
+{ state: "stopped"; 
+/**  The device that stopped it. */
+account: string; 
+/**  Its node id. */
+node_id: string; 
+/**  Why, in plain words. */
+reason: string } | 
+/**  Every device was updated, left out, or (after a resume) failed. */
+{ state: "done" } | 
+/**
+ *  Cancelled by the user: nothing more is approved (updates already
+ *  sent finish on their own: RainMaker has no cancel once sent).
+ */
+{ state: "cancelled" };
 
 /**  Which devices a campaign was for, as stored (never a full token). */
 export type Target = 
