@@ -1,5 +1,5 @@
 // Shared test data shaped exactly like the generated bindings' types.
-import type { Job, Node, PendingUpdate } from "./bindings";
+import type { Job, MemberState, Node, PendingUpdate, Rollout, RolloutMember } from "./bindings";
 
 export const T0 = Date.UTC(2026, 10, 23, 9, 0, 0);
 
@@ -58,6 +58,38 @@ export function job(id: number, nodeId: string, state: Job["state"], over: Parti
     sent_at: T0 + 500,
     updated_at: T0 + 1000,
     finished_at: null,
+    headline: "",
+    ...over,
+  };
+}
+
+export function member(id: string, name: string, state: MemberState, stage: number | null, over: Partial<RolloutMember> = {}): RolloutMember {
+  return {
+    account: "home",
+    node_id: id,
+    name,
+    to_version: "1.1.0",
+    ota_job_id: `job-${id}`,
+    stage,
+    state,
+    job_id: stage == null ? null : 100 + stage,
+    retry: false,
+    ...over,
+  };
+}
+
+export function rollout(id: number, state: Rollout["state"], members: RolloutMember[], over: Partial<Rollout> = {}): Rollout {
+  return {
+    id,
+    approved_by: "ana",
+    created_at: T0,
+    updated_at: T0 + 1000,
+    batch: 2,
+    soak_secs: 300,
+    window: null,
+    canary: null,
+    state,
+    members,
     headline: "",
     ...over,
   };

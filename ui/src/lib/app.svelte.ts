@@ -14,10 +14,14 @@ import {
   type NodeRef,
   type PendingUpdate,
   type Policies,
+  type Rollout,
+  type RolloutAction,
+  type RolloutPlan,
 } from "../bindings";
 
 type Result<T, E> = { status: "ok"; data: T } | { status: "error"; error: E };
 import { deviceName, isTerminal, presence, summarize, type Presence } from "./format";
+import { isActive } from "./rollout";
 
 export type Tab = "inbox" | "activity" | "history" | "devices" | "blynk" | "accounts";
 
@@ -61,6 +65,10 @@ export class AppModel {
   jobs = $state<Job[]>([]);
   history = $state<Job[]>([]);
   policies = $state<Policies | null>(null);
+  /** Staged approvals: the running or stopped one first, then recent ended ones, newest first. */
+  rollouts = $state<Rollout[]>([]);
+  /** A rollout action (Resume, Retry failed, Cancel) or start is waiting for its answer. */
+  rolloutBusy = $state(false);
   loaded = $state(false);
   /** Devices (by `key`) whose approval was tapped and not yet answered. */
   requesting = $state<Record<string, boolean>>({});
@@ -116,6 +124,11 @@ export class AppModel {
 
   get visiblePending(): PendingUpdate[] {
     return this.pending.filter((p) => p.snoozed_until == null || p.snoozed_until <= this.now);
+  }
+
+  /** The rollout the user can still act on (running or stopped); the engine keeps one at a time. */
+  get activeRollout(): Rollout | null {
+    return this.rollouts.find(isActive) ?? null;
   }
 
   get runningJobs(): Job[] {
@@ -193,7 +206,7 @@ export class AppModel {
         this.status = first;
         return;
       }
-      const [status, accounts, nodes, pending, jobs, history, policies] = await Promise.all([
+      const [status, accounts, nodes, pending, jobs, history, policies, rollouts] = await Promise.all([
         call(commands.appStatus()),
         call(commands.accounts()),
         call(commands.nodes()),
@@ -201,6 +214,7 @@ export class AppModel {
         call(commands.jobs()),
         call(commands.history({ account: null, node_id: null, limit: 500 })),
         call(commands.policies()),
+        call(commands.rollouts()),
       ]);
       this.status = status;
       this.accounts = accounts;
@@ -209,6 +223,7 @@ export class AppModel {
       this.jobs = jobs;
       this.history = history;
       this.policies = policies;
+      this.rollouts = rollouts;
     });
   }
 
@@ -265,6 +280,9 @@ export class AppModel {
       }
       case "approval":
         break;
+      case "rollout_changed":
+        this.putRollout(ev.rollout);
+        break;
       // Settings changed anywhere (this window, the tray, another process
       // such as `greenlight notifications pause`).
       case "notifications_paused":
@@ -273,6 +291,49 @@ export class AppModel {
       case "quiet_hours_changed":
         if (this.policies) this.policies = { ...this.policies, quiet_hours: ev.quiet_hours };
         break;
+    }
+  }
+
+  /**
+   * Puts a rollout in the list (an event, or a command's answer): the
+   * active one first, then by start, newest first. An answer and its event
+   * carry the same record; the later `updated_at` wins, so an older answer
+   * cannot undo an event that arrived before it.
+   */
+  private putRollout(r: Rollout) {
+    const old = this.rollouts.find((x) => x.id === r.id);
+    if (old && old.updated_at > r.updated_at) return;
+    const rest = this.rollouts.filter((x) => x.id !== r.id);
+    this.rollouts = [r, ...rest].sort(
+      (a, b) => Number(isActive(b)) - Number(isActive(a)) || b.created_at - a.created_at,
+    );
+  }
+
+  /** Starts a careful approval ("Approve all…", "Carefully") and shows it on Activity. */
+  async startRollout(plan: RolloutPlan): Promise<Rollout | undefined> {
+    this.rolloutBusy = true;
+    try {
+      const r = await this.act(() => call(commands.startRollout(plan)));
+      if (r) {
+        this.putRollout(r);
+        this.notify("info", `Careful update started: ${r.headline}.`);
+        this.tab = "activity";
+      }
+      return r;
+    } finally {
+      this.rolloutBusy = false;
+    }
+  }
+
+  /** Resume, Retry failed or Cancel, on the rollout the user is looking at. */
+  async rolloutAction(r: Rollout, action: RolloutAction): Promise<Rollout | undefined> {
+    this.rolloutBusy = true;
+    try {
+      const out = await this.act(() => call(commands.rolloutAction(r.id, action)));
+      if (out) this.putRollout(out);
+      return out;
+    } finally {
+      this.rolloutBusy = false;
     }
   }
 
