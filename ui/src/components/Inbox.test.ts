@@ -3,7 +3,7 @@ import { fireEvent, render, screen, within } from "@testing-library/svelte";
 import { mockIPC } from "@tauri-apps/api/mocks";
 import Inbox from "./Inbox.svelte";
 import { AppModel } from "../lib/app.svelte";
-import { job, node, pending } from "../fixtures.test-util";
+import { job, member, node, pending, rollout } from "../fixtures.test-util";
 
 function model() {
   const m = new AppModel();
@@ -89,6 +89,7 @@ describe("Inbox", () => {
     render(Inbox, { model: m });
     await fireEvent.click(screen.getByTestId("approve-all"));
     const dialog = screen.getByTestId("confirm-all");
+    await fireEvent.click(within(dialog).getByTestId("choice-all"));
     expect(within(dialog).getByText("Approve 2 update(s)?")).toBeTruthy();
     expect(dialog.textContent).toContain("1 device(s) not known to be online are left out (Garage Door)");
     await fireEvent.click(within(dialog).getByTestId("confirm-approve-all"));
@@ -97,6 +98,137 @@ describe("Inbox", () => {
     expect(m.notices.at(-1)?.text).toBe(
       "Started 2: Kitchen Plug, Porch Sensor. Left out 1: Garage Door (not known to be online — use Install when online).",
     );
+  });
+
+  it("Approve all… offers carefully (first) and all at once; carefully starts a rollout with the plan as set", async () => {
+    const calls: Array<[string, unknown]> = [];
+    mockIPC((cmd, args) => {
+      calls.push([cmd, args]);
+      if (cmd === "start_rollout")
+        return rollout(4, { state: "running" }, [member("a1", "Kitchen Plug", { state: "running" }, 0)], { headline: "First Kitchen Plug: updating" });
+      return null;
+    });
+    const m = model();
+    render(Inbox, { model: m });
+    const button = screen.getByTestId("approve-all");
+    expect(button.textContent).toBe("Approve all…");
+    await fireEvent.click(button);
+    const dialog = screen.getByRole("dialog");
+    const careful = within(dialog).getByTestId("choice-careful") as HTMLInputElement;
+    const all = within(dialog).getByTestId("choice-all") as HTMLInputElement;
+    expect(careful.checked).toBe(true);
+    expect(all.checked).toBe(false);
+    // The keyboard is in the choice at once.
+    expect(document.activeElement).toBe(careful);
+    expect(within(dialog).getByText("Carefully — one first, then 2 at a time")).toBeTruthy();
+    expect(within(dialog).getByText("All at once")).toBeTruthy();
+    // Carefully takes the offline Garage Door too: it waits, it is not left out.
+    expect(within(dialog).getByText("Approve 3 update(s)?")).toBeTruthy();
+    const summary = () => within(dialog).getByTestId("careful-summary").textContent!.replace(/\s+/g, " ").trim();
+    expect(summary()).toBe(
+      "Kitchen Plug goes first and must stay online on its new version for 5 min; then 2 at a time, each batch watched the same way. " +
+        "1 offline device(s) wait until they are online (Garage Door); they do not hold up the others.",
+    );
+    expect((within(dialog).getByTestId("careful-first") as HTMLSelectElement).value).toBe("");
+    expect(within(dialog).getByTestId("careful-first").textContent).toContain("The first online device");
+
+    await fireEvent.input(within(dialog).getByTestId("careful-batch"), { target: { value: "3" } });
+    await fireEvent.input(within(dialog).getByTestId("careful-soak"), { target: { value: "0.5" } });
+    expect(within(dialog).getByText("Carefully — one first, then 3 at a time")).toBeTruthy();
+    expect(summary()).toContain("for 30 s; then 3 at a time");
+    await fireEvent.click(within(dialog).getByTestId("start-careful"));
+    await new Promise((r) => setTimeout(r, 0));
+    expect(calls).toEqual([["start_rollout", { plan: { nodes: [], canary: null, batch: 3, soak_secs: 30, window: null } }]]);
+    await new Promise((r) => setTimeout(r, 0));
+    // Started: the choice closes and Activity shows it.
+    expect(m.confirmApproveAll).toBe(false);
+    expect(m.tab).toBe("activity");
+    expect(m.notices.at(-1)?.text).toBe("Careful update started: First Kitchen Plug: updating.");
+  });
+
+  it("the device to go first and a daily window in this computer's time go into the plan; a window that never opens is said, not sent", async () => {
+    const calls: Array<[string, unknown]> = [];
+    mockIPC((cmd, args) => {
+      calls.push([cmd, args]);
+      return cmd === "start_rollout" ? rollout(5, { state: "running" }, []) : null;
+    });
+    render(Inbox, { model: model() });
+    await fireEvent.click(screen.getByTestId("approve-all"));
+    const dialog = screen.getByTestId("confirm-all");
+    const first = within(dialog).getByTestId("careful-first") as HTMLSelectElement;
+    const options = [...first.options].map((o) => o.textContent);
+    expect(options).toEqual(["The first online device", "Kitchen Plug", "Porch Sensor", "Garage Door (offline: waits for it)"]);
+    first.value = [...first.options].find((o) => o.textContent === "Porch Sensor")!.value;
+    await fireEvent.change(first);
+    expect(within(dialog).getByTestId("careful-summary").textContent).toMatch(/^\s*Porch Sensor goes first/);
+
+    const start = within(dialog).getByTestId("careful-window-start") as HTMLInputElement;
+    expect(start.disabled).toBe(true);
+    await fireEvent.click(within(dialog).getByTestId("careful-window"));
+    expect(start.disabled).toBe(false);
+    await fireEvent.input(start, { target: { value: "05:30" } });
+    await fireEvent.input(within(dialog).getByTestId("careful-window-end"), { target: { value: "05:30" } });
+    expect(within(dialog).getByTestId("careful-problem").textContent).toContain("closes when it opens");
+    expect((within(dialog).getByTestId("start-careful") as HTMLButtonElement).disabled).toBe(true);
+
+    await fireEvent.input(start, { target: { value: "22:00" } });
+    expect(within(dialog).queryByTestId("careful-problem")).toBeNull();
+    await fireEvent.click(within(dialog).getByTestId("start-careful"));
+    await new Promise((r) => setTimeout(r, 0));
+    expect(calls).toEqual([
+      [
+        "start_rollout",
+        {
+          plan: {
+            nodes: [],
+            canary: { account: "home", node_id: "b2" },
+            batch: 2,
+            soak_secs: 300,
+            window: { start_minute: 1320, end_minute: 330, utc_offset_minutes: -new Date().getTimezoneOffset() },
+          },
+        },
+      ],
+    ]);
+  });
+
+  it("a batch outside 1 to 100 is said and nothing is sent; Escape closes the choice", async () => {
+    const calls: string[] = [];
+    mockIPC((cmd) => {
+      calls.push(cmd);
+      return null;
+    });
+    const m = model();
+    render(Inbox, { model: m });
+    await fireEvent.click(screen.getByTestId("approve-all"));
+    const dialog = screen.getByTestId("confirm-all");
+    await fireEvent.input(within(dialog).getByTestId("careful-batch"), { target: { value: "0" } });
+    expect(within(dialog).getByTestId("careful-problem").textContent).toBe("Give how many go at once after the first: 1 to 100.");
+    const start = within(dialog).getByTestId("start-careful") as HTMLButtonElement;
+    expect(start.disabled).toBe(true);
+    await fireEvent.click(start);
+    expect(calls).toEqual([]);
+    await fireEvent.keyDown(within(dialog).getByTestId("careful-batch"), { key: "Escape" });
+    expect(screen.queryByTestId("confirm-all")).toBeNull();
+    expect(m.confirmApproveAll).toBe(false);
+  });
+
+  it("while a careful update is under way, the inbox points to it and Approve all offers only all at once", async () => {
+    const m = model();
+    m.rollouts = [
+      rollout(6, { state: "stopped", account: "home", node_id: "a1", reason: "Kitchen Plug rolled back: x" }, [], {
+        headline: "Stopped: Kitchen Plug rolled back: x",
+      }),
+    ];
+    render(Inbox, { model: m });
+    expect(screen.getByTestId("inbox-rollout").textContent).toContain("A careful update is under way: Stopped: Kitchen Plug rolled back: x.");
+    await fireEvent.click(screen.getByTestId("approve-all"));
+    const dialog = screen.getByTestId("confirm-all");
+    expect((within(dialog).getByTestId("choice-careful") as HTMLInputElement).disabled).toBe(true);
+    expect((within(dialog).getByTestId("choice-all") as HTMLInputElement).checked).toBe(true);
+    expect(dialog.textContent).toContain("finish or cancel it on the Activity page first");
+    expect(within(dialog).getByTestId("confirm-approve-all")).toBeTruthy();
+    await fireEvent.click(within(screen.getByTestId("inbox-rollout")).getByText("Follow it on Activity"));
+    expect(m.tab).toBe("activity");
   });
 
   it("approves only the selected devices", async () => {
@@ -188,6 +320,7 @@ describe("Inbox", () => {
     // The confirmation counts from the same live data.
     await fireEvent.click(screen.getByTestId("approve-all"));
     const dialog = screen.getByTestId("confirm-all");
+    await fireEvent.click(within(dialog).getByTestId("choice-all"));
     expect(within(dialog).getByText("Approve 0 update(s)?")).toBeTruthy();
     expect(dialog.textContent).toContain("2 device(s) not known to be online are left out (Garage Door, Kitchen Plug)");
 
@@ -241,6 +374,9 @@ describe("Inbox", () => {
 
     await fireEvent.click(screen.getByTestId("approve-all"));
     const dialog = screen.getByTestId("confirm-all");
+    // Carefully leaves it out too.
+    expect(within(dialog).getByTestId("careful-summary").textContent).toContain("1 update(s) with a warning are left out (Porch Sensor)");
+    await fireEvent.click(within(dialog).getByTestId("choice-all"));
     expect(within(dialog).getByText("Approve 1 update(s)?")).toBeTruthy();
     expect(dialog.textContent).toContain("1 update(s) with a warning are left out (Porch Sensor)");
   });
