@@ -1,9 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { render, screen, within } from "@testing-library/svelte";
+import { fireEvent, render, screen, within } from "@testing-library/svelte";
+import { mockIPC } from "@tauri-apps/api/mocks";
 import Activity from "./Activity.svelte";
 import { AppModel } from "../lib/app.svelte";
 import { isTerminal } from "../lib/format";
-import { job, node } from "../fixtures.test-util";
+import { job, member, node, rollout, T0 } from "../fixtures.test-util";
 
 function withJobs(...jobs: ReturnType<typeof job>[]) {
   const m = new AppModel();
@@ -149,5 +150,168 @@ describe("Activity", () => {
   it("falls back to the state's name for a job recorded without a headline", () => {
     render(Activity, { model: withJobs(job(1, "a1", { state: "sent" })) });
     expect(screen.getByTestId("job-state").textContent).toBe("Sent");
+  });
+});
+
+describe("Activity: a careful update", () => {
+  const NOW = T0 + 600_000;
+
+  function withRollout(r: ReturnType<typeof rollout>) {
+    const m = withJobs(job(102, "b2", { state: "in_progress", attempt: null }, { headline: "Installing", created_at: T0 + 400_000 }));
+    m.nodes = [
+      node("a1", "Kitchen Plug"),
+      node("b2", "Porch Sensor"),
+      node("c3", "Garage Door", { online: false }),
+      node("d4", "Hall Thermostat"),
+      node("e5", "Bedroom Fan"),
+      node("f6", "Desk Lamp"),
+    ];
+    m.now = NOW;
+    m.rollouts = [r];
+    return m;
+  }
+
+  const running = () =>
+    rollout(
+      7,
+      { state: "running" },
+      [
+        member("a1", "Kitchen Plug", { state: "updated" }, 0),
+        member("e5", "Bedroom Fan", { state: "soaking", since: NOW - 55_000, until: NOW + 245_000 }, 1),
+        member("b2", "Porch Sensor", { state: "running" }, 1, { job_id: 102 }),
+        member("c3", "Garage Door", { state: "waiting" }, null),
+        member("d4", "Hall Thermostat", { state: "waiting" }, null),
+        member("f6", "Desk Lamp", { state: "skipped", reason: "already runs 1.1.0" }, null),
+      ],
+      { headline: "Batch 1: 1 updating, 1 being watched; 1 updated, 2 waiting", updated_at: NOW - 1000 },
+    );
+
+  const stopped = (failed = true) =>
+    rollout(
+      8,
+      { state: "stopped", account: "home", node_id: "d4", reason: "Hall Thermostat rolled back: MQTT did not connect within 90 seconds" },
+      [
+        member("a1", "Kitchen Plug", { state: "updated" }, 0),
+        member("d4", "Hall Thermostat", failed ? { state: "failed", reason: "Hall Thermostat rolled back: MQTT did not connect within 90 seconds" } : { state: "waiting" }, failed ? 1 : null),
+        member("c3", "Garage Door", { state: "waiting" }, null),
+      ],
+      { headline: "Stopped: Hall Thermostat rolled back: MQTT did not connect within 90 seconds", updated_at: NOW - 1000 },
+    );
+
+  const stage = (key: string) => screen.getAllByTestId("rollout-stage").find((s) => s.dataset.stage === key)!;
+  const memberRow = (node: string) => screen.getAllByTestId("rollout-member").find((r) => r.dataset.node === node)!;
+
+  it("shows the running rollout at the top, as stages, each device's state in words, with Cancel", () => {
+    render(Activity, { model: withRollout(running()) });
+    const card = screen.getByTestId("rollout");
+    // Above the jobs.
+    expect(card.compareDocumentPosition(screen.getByTestId("job-running")) & Node.DOCUMENT_POSITION_FOLLOWING).toBeTruthy();
+    expect(within(card).getByTestId("rollout-headline").textContent).toBe("Batch 1: 1 updating, 1 being watched; 1 updated, 2 waiting");
+    expect(within(card).getByTestId("rollout-state").textContent).toBe("Running");
+    expect(within(card).getAllByTestId("stage-title").map((t) => t.textContent)).toEqual(["First device", "Batch 1", "Waiting", "Left out"]);
+    expect(within(stage("first")).getByTestId("stage-status").textContent).toBe("Done");
+    expect(within(stage("batch-1")).getByTestId("stage-status").textContent).toBe("Updating");
+    const words = (n: string) => within(memberRow(n)).getByTestId("member-state").textContent;
+    expect(words("a1")).toBe("Updated");
+    expect(words("e5")).toBe("Updated — being watched to stay online");
+    // The job's own words while it updates.
+    expect(words("b2")).toBe("Updating — Installing");
+    expect(words("c3")).toBe("Offline — waits until online");
+    expect(words("d4")).toBe("Waiting for its turn");
+    expect(words("f6")).toBe("already runs 1.1.0");
+    expect(within(stage("left-out")).getByText("Desk Lamp")).toBeTruthy();
+    // Running: only Cancel.
+    expect(within(card).getByTestId("rollout-cancel")).toBeTruthy();
+    expect(within(card).queryByTestId("rollout-resume")).toBeNull();
+    expect(within(card).queryByTestId("rollout-retry")).toBeNull();
+    expect(within(card).queryByTestId("rollout-stopped")).toBeNull();
+    expect(screen.queryByTestId("activity-empty")).toBeNull();
+  });
+
+  it("counts a watched device's time left down every second, from its end time", async () => {
+    const m = withRollout(running());
+    render(Activity, { model: m });
+    const left = () => within(memberRow("e5")).getByTestId("soak-left");
+    expect(left().textContent).toBe("4:05 left");
+    expect(left().getAttribute("role")).toBe("timer");
+    m.now = NOW + 5_000;
+    await new Promise((r) => setTimeout(r, 0));
+    expect(left().textContent).toBe("4:00 left");
+    m.now = NOW + 300_000;
+    await new Promise((r) => setTimeout(r, 0));
+    expect(left().textContent).toBe("0:00 left");
+    // No countdown for the others.
+    expect(within(memberRow("a1")).queryByTestId("soak-left")).toBeNull();
+  });
+
+  it("a stopped rollout shows its reason first and offers Resume, Retry failed and Cancel, each sent as it is", async () => {
+    const calls: Array<[string, unknown]> = [];
+    mockIPC((cmd, args) => {
+      calls.push([cmd, args]);
+      if (cmd === "rollout_action") {
+        const action = (args as { action: string }).action;
+        const r = stopped();
+        return {
+          ...r,
+          updated_at: NOW + calls.length,
+          state: action === "cancel" ? { state: "cancelled" } : { state: "running" },
+          headline: action === "cancel" ? "Cancelled: 1 updated, 1 failed, 1 left out" : "1 updated; 1 waiting",
+        };
+      }
+      return null;
+    });
+    const m = withRollout(stopped());
+    render(Activity, { model: m });
+    const card = screen.getByTestId("rollout");
+    expect(card.dataset.state).toBe("stopped");
+    const alert = within(card).getByRole("alert");
+    expect(alert.textContent).toContain("Stopped at Hall Thermostat:");
+    expect(within(alert).getByTestId("rollout-reason").textContent).toBe("Hall Thermostat rolled back: MQTT did not connect within 90 seconds");
+    expect(alert.textContent).toContain("Retry failed approves it again first");
+    expect(within(card).getByTestId("rollout-headline").textContent).toBe("Stopped: Hall Thermostat rolled back: MQTT did not connect within 90 seconds");
+    expect(within(memberRow("d4")).getByTestId("member-state").textContent).toBe("Hall Thermostat rolled back: MQTT did not connect within 90 seconds");
+    expect(within(stage("batch-1")).getByTestId("stage-status").textContent).toBe("Failed");
+
+    for (const [id, action] of [
+      ["rollout-resume", "resume"],
+      ["rollout-retry", "retry_failed"],
+      ["rollout-cancel", "cancel"],
+    ]) {
+      // Each answer is a new state; the buttons are asked for again.
+      m.rollouts = [stopped()];
+      await new Promise((r) => setTimeout(r, 0));
+      await fireEvent.click(within(screen.getByTestId("rollout")).getByTestId(id));
+      await new Promise((r) => setTimeout(r, 0));
+      expect(calls.at(-1)).toEqual(["rollout_action", { id: 8, action }]);
+    }
+    expect(calls).toHaveLength(3);
+    // The last answer (cancelled) is shown: no buttons, its outcome.
+    expect(screen.getByTestId("rollout").dataset.state).toBe("cancelled");
+    expect(screen.getByTestId("rollout-headline").textContent).toBe("Cancelled: 1 updated, 1 failed, 1 left out");
+    expect(screen.queryByTestId("rollout-cancel")).toBeNull();
+  });
+
+  it("offers no Retry failed when no device failed", () => {
+    render(Activity, { model: withRollout(stopped(false)) });
+    expect(screen.getByTestId("rollout-resume")).toBeTruthy();
+    expect(screen.getByTestId("rollout-cancel")).toBeTruthy();
+    expect(screen.queryByTestId("rollout-retry")).toBeNull();
+    expect(screen.getByRole("alert").textContent).not.toContain("Retry failed");
+  });
+
+  it("shows a rollout that ended in the last hour, without buttons, and not an older one", () => {
+    const done = rollout(9, { state: "done" }, [member("a1", "Kitchen Plug", { state: "updated" }, 0)], {
+      headline: "Done: 1 updated",
+      updated_at: NOW - 60_000,
+    });
+    const m = withRollout(done);
+    const { unmount } = render(Activity, { model: m });
+    expect(screen.getByTestId("rollout-state").textContent).toBe("Finished");
+    expect(screen.getByTestId("rollout-headline").textContent).toBe("Done: 1 updated");
+    expect(screen.queryByRole("button", { name: /Cancel|Resume|Retry/ })).toBeNull();
+    unmount();
+    m.rollouts = [{ ...done, updated_at: NOW - 2 * 3_600_000 }];
+    render(Activity, { model: m });
+    expect(screen.queryByTestId("rollout")).toBeNull();
   });
 });
