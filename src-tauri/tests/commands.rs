@@ -225,6 +225,28 @@ fn a_careful_approval_goes_one_first_and_stops_at_the_demo_thermostat_rollback()
     let stage = |n: &str| member(&r, n)["stage"].as_u64();
     assert_eq!(stage(KITCHEN_PLUG), Some(0), "the plug went first: {r}");
     assert!(stage(HALL_THERMOSTAT) > Some(0), "{r}");
+    // The app's notifier heard the stop before the window did (events.rs
+    // folds every event in first): told once, it has nothing more to say
+    // about it, where a notifier that never heard it would.
+    let rollout: greenlight_core::Rollout = serde_json::from_value(r.clone()).unwrap();
+    let ev = greenlight_core::Event::RolloutChanged { rollout };
+    let state = tauri::Manager::state::<greenlight_app::AppState>(&t.app);
+    let again = state
+        .notifier
+        .lock()
+        .unwrap()
+        .on_event(&ev, greenlight_core::now_ms());
+    assert!(
+        again.iter().all(|n| !n.title.starts_with("Careful update")),
+        "{again:?}"
+    );
+    let fresh = greenlight_core::Notifier::default().on_event(&ev, greenlight_core::now_ms());
+    assert!(
+        fresh
+            .first()
+            .is_some_and(|n| n.title.starts_with("Careful update stopped at ")),
+        "{fresh:?}"
+    );
 
     // Resume on a running rollout is refused; Cancel ends it, and the
     // device that never went is left out, said why.
