@@ -218,7 +218,7 @@ describe("Activity: a careful update", () => {
     expect(words("b2")).toBe("Updating — Installing");
     expect(words("c3")).toBe("Offline — waits until online");
     expect(words("d4")).toBe("Waiting for its turn");
-    expect(words("f6")).toBe("already runs 1.1.0");
+    expect(words("f6")).toBe("Already runs 1.1.0");
     expect(within(stage("left-out")).getByText("Desk Lamp")).toBeTruthy();
     // Running: only Cancel.
     expect(within(card).getByTestId("rollout-cancel")).toBeTruthy();
@@ -265,10 +265,11 @@ describe("Activity: a careful update", () => {
     const card = screen.getByTestId("rollout");
     expect(card.dataset.state).toBe("stopped");
     const alert = within(card).getByRole("alert");
-    expect(alert.textContent).toContain("Stopped at Hall Thermostat:");
-    expect(within(alert).getByTestId("rollout-reason").textContent).toBe("Hall Thermostat rolled back: MQTT did not connect within 90 seconds");
+    // The headline carries the reason: said once, in the alert.
+    expect(within(alert).getByTestId("rollout-headline").textContent).toBe("Stopped: Hall Thermostat rolled back: MQTT did not connect within 90 seconds");
+    expect(within(card).getAllByTestId("rollout-headline")).toHaveLength(1);
+    expect(within(alert).queryByTestId("rollout-reason")).toBeNull();
     expect(alert.textContent).toContain("Retry failed approves it again first");
-    expect(within(card).getByTestId("rollout-headline").textContent).toBe("Stopped: Hall Thermostat rolled back: MQTT did not connect within 90 seconds");
     expect(within(memberRow("d4")).getByTestId("member-state").textContent).toBe("Hall Thermostat rolled back: MQTT did not connect within 90 seconds");
     expect(within(stage("batch-1")).getByTestId("stage-status").textContent).toBe("Failed");
 
@@ -291,8 +292,12 @@ describe("Activity: a careful update", () => {
     expect(screen.queryByTestId("rollout-cancel")).toBeNull();
   });
 
-  it("offers no Retry failed when no device failed", () => {
-    render(Activity, { model: withRollout(stopped(false)) });
+  it("offers no Retry failed when no device failed, and gives the reason where the headline does not", () => {
+    const m = withRollout({ ...stopped(false), headline: "Stopped" });
+    render(Activity, { model: m });
+    expect(screen.getByTestId("rollout-reason").textContent).toBe(
+      "Stopped at Hall Thermostat: Hall Thermostat rolled back: MQTT did not connect within 90 seconds",
+    );
     expect(screen.getByTestId("rollout-resume")).toBeTruthy();
     expect(screen.getByTestId("rollout-cancel")).toBeTruthy();
     expect(screen.queryByTestId("rollout-retry")).toBeNull();

@@ -44,9 +44,11 @@ describe("countdown", () => {
   });
 
   it("is shown for a watched device from its end time, and not for one offline or done", () => {
-    expect(soakLeft({ state: "soaking", since: T0, until: T0 + 90_000 }, T0 + 30_000)).toBe("1:00 left");
-    expect(soakLeft({ state: "soaking", since: null, until: null }, T0)).toBeNull();
-    expect(soakLeft({ state: "updated" }, T0)).toBeNull();
+    expect(soakLeft({ state: "soaking", since: T0, until: T0 + 90_000 }, T0 + 30_000, 90)).toBe("1:00 left");
+    // The clock ticks once a second: a soak that began since the last tick shows its full length, not more.
+    expect(soakLeft({ state: "soaking", since: T0, until: T0 + 30_000 }, T0 - 700, 30)).toBe("0:30 left");
+    expect(soakLeft({ state: "soaking", since: null, until: null }, T0, 30)).toBeNull();
+    expect(soakLeft({ state: "updated" }, T0, 30)).toBeNull();
   });
 });
 
@@ -58,6 +60,7 @@ describe("memberWords", () => {
     expect(memberWords({ state: "soaking", since: T0, until: T0 + 1 }, true)).toBe("Updated — being watched to stay online");
     expect(memberWords({ state: "soaking", since: null, until: null }, false)).toContain("starts again when it is back");
     expect(memberWords({ state: "failed", reason: "Hall Thermostat rolled back: x" }, true)).toBe("Hall Thermostat rolled back: x");
+    expect(memberWords({ state: "skipped", reason: "already runs 1.1.0" }, true)).toBe("Already runs 1.1.0");
   });
 });
 

@@ -79,9 +79,14 @@ export function countdown(ms: number): string {
   return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
 }
 
-/** A watched device's time left ("4:05 left"), counted down from the soak's end; `null` when not counting. */
-export function soakLeft(s: MemberState, now: number): string | null {
-  return s.state === "soaking" && s.until != null ? `${countdown(s.until - now)} left` : null;
+/**
+ * A watched device's time left ("4:05 left"), counted down from the soak's
+ * end; `null` when not counting. `now` ticks once a second, so it can be up
+ * to a second old: the time left is never shown longer than the soak itself.
+ */
+export function soakLeft(s: MemberState, now: number, soakSecs: number): string | null {
+  if (s.state !== "soaking" || s.until == null) return null;
+  return `${countdown(Math.min(s.until - now, soakSecs * 1000))} left`;
 }
 
 /** A soak time in words: "30 s", "5 min", "1 h 30 min" (as the engine's headline says it). */
@@ -115,7 +120,8 @@ export function memberWords(s: MemberState, online: boolean, job?: string): stri
       return "Updated";
     case "failed":
     case "skipped":
-      return s.reason;
+      // The engine's reasons are clauses ("already runs 1.1.0"); here each stands alone.
+      return s.reason.charAt(0).toUpperCase() + s.reason.slice(1);
   }
 }
 
