@@ -157,7 +157,7 @@ describe("Inbox", () => {
     const dialog = screen.getByTestId("confirm-all");
     const first = within(dialog).getByTestId("careful-first") as HTMLSelectElement;
     const options = [...first.options].map((o) => o.textContent);
-    expect(options).toEqual(["The first online device", "Kitchen Plug", "Porch Sensor", "Garage Door (offline: waits for it)"]);
+    expect(options).toEqual(["The first online device", "Garage Door (offline: waits for it)", "Kitchen Plug", "Porch Sensor"]);
     first.value = [...first.options].find((o) => o.textContent === "Porch Sensor")!.value;
     await fireEvent.change(first);
     expect(within(dialog).getByTestId("careful-summary").textContent).toMatch(/^\s*Porch Sensor goes first/);
@@ -189,6 +189,19 @@ describe("Inbox", () => {
         },
       ],
     ]);
+  });
+
+  it("names the device the engine will take first: the first online one by id, not by the order the offers came in", async () => {
+    const m = model();
+    // The porch's offer came first; by id the plug (a1) is first while it is online.
+    m.pending = [pending("b2", "Porch Sensor"), pending("a1", "Kitchen Plug"), pending("e5", "Attic Fan")];
+    m.nodes = [...m.nodes, node("e5", "Attic Fan")];
+    render(Inbox, { model: m });
+    await fireEvent.click(screen.getByTestId("approve-all"));
+    expect(screen.getByTestId("careful-summary").textContent).toMatch(/^\s*Kitchen Plug goes first/);
+    m.apply({ type: "node_updated", node: node("a1", "Kitchen Plug", { online: false }) });
+    await new Promise((r) => setTimeout(r, 0));
+    expect(screen.getByTestId("careful-summary").textContent).toMatch(/^\s*Porch Sensor goes first/);
   });
 
   it("a batch outside 1 to 100 is said and nothing is sent; Escape closes the choice", async () => {
