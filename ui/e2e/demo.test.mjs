@@ -133,6 +133,8 @@ test("the demo fleet: pending updates appear, one is approved to success, approv
   // Approve all: the rest, with the offline one left out and said so.
   await (await browser.$('[data-testid="approve-all"]')).click();
   const confirm = await browser.$('[data-testid="confirm-all"]');
+  // "All at once": the careful way is rollout.test.mjs's.
+  await (await confirm.$('[data-testid="choice-all"]')).click();
   assert.match(await confirm.getText(), /(offline device\(s\)|device\(s\) not known to be online) are left out \(.*Garage Door/, "the confirmation names the offline Garage Door");
   await (await browser.$('[data-testid="confirm-approve-all"]')).click();
   await tab("activity");
