@@ -186,6 +186,9 @@ pub(crate) struct Core {
     pub(crate) links: HashMap<String, presence::Link>,
     /// The staged approval that runs or is stopped (at most one).
     pub(crate) rollout: Option<crate::rollout::Rollout>,
+    /// Soaking devices that look rolled back (an old version, the same
+    /// offer again), since when: confirmed only if it lasts.
+    pub(crate) rollout_doubts: HashMap<Key, Millis>,
     out: Vec<Effect>,
 }
 
@@ -211,6 +214,7 @@ impl Core {
             quiet: None,
             links: HashMap::new(),
             rollout: None,
+            rollout_doubts: HashMap::new(),
             out: Vec::new(),
         }
     }

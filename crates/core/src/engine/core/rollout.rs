@@ -439,6 +439,19 @@ impl Core {
                         .is_some_and(|p| p.to_version == m.to_version);
                     let back = fw.is_some() && fw != Some(m.to_version.clone()) && fw == from;
                     if back || offered_again {
+                        // A REST sweep can still carry the cloud's record
+                        // from before the update: a fresh look is asked
+                        // for, and only a doubt that lasts stops the
+                        // rollout (the job's own rule for a success the
+                        // running version contradicts).
+                        let since = *self.rollout_doubts.entry(k.clone()).or_insert(now);
+                        if since == now {
+                            self.push(super::Effect::Sweep(k.0.clone()));
+                        }
+                        if now - since < self.cfg.rollback_grace {
+                            continue;
+                        }
+                        self.rollout_doubts.remove(&k);
                         let why = if back {
                             format!(
                                 "{} came back on its old firmware {} while it was being watched (rolled back)",
@@ -457,6 +470,7 @@ impl Core {
                         stop.get_or_insert((m.account.clone(), m.node_id.clone(), why));
                         continue;
                     }
+                    self.rollout_doubts.remove(&k);
                     let online = self.online(&k);
                     m.state = match (online, since, until) {
                         (false, _, _) => MemberState::Soaking {

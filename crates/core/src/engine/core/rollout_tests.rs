@@ -305,6 +305,9 @@ fn a_device_that_comes_back_on_its_old_version_while_watched_stops_the_rest() {
     // The new firmware crashes later; the bootloader goes back to 1.0.0.
     r.report(2, Some(true), Some("1.0.0"), false);
     r.step();
+    // One report could be a stale record: it must last.
+    assert_eq!(r.rollout().state, RolloutState::Running);
+    r.advance(120 * S);
     match r.rollout().state {
         RolloutState::Stopped {
             node_id, reason, ..
@@ -316,6 +319,23 @@ fn a_device_that_comes_back_on_its_old_version_while_watched_stops_the_rest() {
     }
     r.advance(3 * 3600 * S);
     assert_eq!(r.sent.len(), 2);
+}
+
+#[test]
+fn a_stale_old_version_that_is_corrected_does_not_stop_anything() {
+    let mut r = rig(2);
+    r.start(plan(1));
+    r.updates(1);
+    r.advance(10 * S);
+    // A sweep with the cloud's record from before the update, then the truth.
+    r.report(1, Some(true), Some("1.0.0"), false);
+    r.step();
+    r.advance(30 * S);
+    r.report(1, Some(true), Some("2.0.0"), false);
+    r.advance(i64::from(SOAK) * S);
+    assert_eq!(r.rollout().state, RolloutState::Running);
+    assert_eq!(r.member(1), MemberState::Updated);
+    assert_eq!(r.sent, vec![node(1), node(2)]);
 }
 
 #[test]
