@@ -542,10 +542,15 @@ impl AppState {
         if let Some(d) = g.demo.as_ref() {
             return Ok((d.engine.clone(), Some(d.blynk.clone())));
         }
+        // One directory per demo started in this process: the generation
+        // alone is not unique when one process holds two apps (the tests
+        // run several at once), and a second demo would remove the first's
+        // data from under it.
+        static DEMOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "greenlight-app-demo-{}-{}",
             std::process::id(),
-            self.generation.load(Ordering::SeqCst)
+            DEMOS.fetch_add(1, Ordering::SeqCst)
         ));
         // The demo's password and data are throw-away: memory and a
         // temporary directory, never the user's keychain or database.
