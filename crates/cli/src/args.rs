@@ -63,6 +63,31 @@ pub enum Command {
     /// Blynk legacy server: start, stop and follow over-the-air updates.
     #[command(subcommand)]
     Blynk(BlynkCmd),
+    /// A staged approval (`approve --staged`): show it, resume it after a
+    /// stop, retry its failed devices, or cancel it.
+    #[command(subcommand)]
+    Rollout(RolloutCmd),
+}
+
+/// `rollout` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RolloutCmd {
+    /// The running or stopped rollout (else the last one) as stages.
+    Status,
+    /// Go on with the devices not approved yet; failed ones stay failed.
+    Resume(RolloutWait),
+    /// Approve the failed devices again, first, then go on.
+    RetryFailed(RolloutWait),
+    /// Approve nothing more (updates already sent finish on their own).
+    Cancel,
+}
+
+/// Following a rollout after acting on it.
+#[derive(Debug, Args)]
+pub struct RolloutWait {
+    /// Return at once instead of following the rollout to its end.
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 /// `service` subcommands.
@@ -334,6 +359,24 @@ pub struct ApproveArgs {
     /// Return at once instead of following the jobs to their end.
     #[arg(long)]
     pub no_wait: bool,
+    /// Carefully: one device first; once it runs the new version and has
+    /// stayed online for the soak time, the rest a batch at a time. The
+    /// first failure, rejection or rollback stops it (`greenlight rollout`).
+    #[arg(long, conflicts_with_all = ["when_online", "at"])]
+    pub staged: bool,
+    /// With --staged: the device that goes first (default: the first online one).
+    #[arg(long, requires = "staged", value_name = "NODE")]
+    pub canary: Option<String>,
+    /// With --staged: how many devices update at once after the first (default 2).
+    #[arg(long, requires = "staged", value_name = "N")]
+    pub batch: Option<u32>,
+    /// With --staged: how long an updated device must stay online on the
+    /// new version before the next ones go, e.g. 30s, 5m, 1h (default 5m).
+    #[arg(long, requires = "staged", value_name = "DURATION")]
+    pub soak: Option<String>,
+    /// With --staged: approve only between these local times (e.g. 01:00-05:00).
+    #[arg(long, requires = "staged", value_name = "HH:MM-HH:MM")]
+    pub window: Option<String>,
     /// Stop following a job that the device has not started within this
     /// many seconds (it stays approved: it is delivered when the device is
     /// back, by `greenlight watch`, the app or the next command that sees it).

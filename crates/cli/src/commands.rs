@@ -82,7 +82,7 @@ static OWNED_CONFIG: std::sync::Mutex<Option<EngineConfig>> = std::sync::Mutex::
 /// or the app), over the control socket, or — when nobody runs one — an
 /// engine of this process's own, which then owns the directory (and, for
 /// `watch`, serves it to every other command and the app).
-async fn open_engine(cli: &Cli) -> Res<EngineHandle> {
+pub(crate) async fn open_engine(cli: &Cli) -> Res<EngineHandle> {
     let dir = data_dir(cli.data_dir.clone())?;
     let secrets: Arc<dyn SecretStore> =
         keychain().unwrap_or_else(|e| Arc::new(NoKeychain(e.to_string())));
@@ -204,7 +204,9 @@ pub async fn run(cli: Cli) -> Res {
         Command::Account(cmd) => account(&cli, cmd).await,
         Command::Nodes => nodes(&cli).await,
         Command::Pending(a) => pending(&cli, a.check).await,
+        Command::Approve(a) if a.staged => crate::rollout::approve_staged(&cli, a).await,
         Command::Approve(a) => approve(&cli, a).await,
+        Command::Rollout(cmd) => crate::rollout::rollout(&cli, cmd).await,
         Command::Snooze(a) => {
             let until = now_ms() + parse_duration(&a.duration)?.as_millis() as i64;
             let e = open_engine(&cli).await?;
@@ -263,7 +265,7 @@ fn say(cli: &Cli, j: serde_json::Value, human: &str) {
 /// prefixed with its account (`ACCOUNT/NODE`) when the same id or name is
 /// in more than one account. Ambiguity is refused with the forms to use,
 /// never guessed.
-async fn resolve(e: &EngineHandle, what: &str) -> Res<NodeRef> {
+pub(crate) async fn resolve(e: &EngineHandle, what: &str) -> Res<NodeRef> {
     let (account, name) = match what.split_once('/') {
         Some((a, n)) if !a.is_empty() && !n.is_empty() => (Some(a), n),
         _ => (None, what),
@@ -310,7 +312,7 @@ async fn resolve(e: &EngineHandle, what: &str) -> Res<NodeRef> {
     }
 }
 
-fn parse_duration(s: &str) -> Res<Duration> {
+pub(crate) fn parse_duration(s: &str) -> Res<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
@@ -338,7 +340,7 @@ fn parse_hhmm(s: &str) -> Res<u16> {
 
 /// Brings the state up to date (one sweep); a failure is reported, not fatal,
 /// so the user still sees what is known and how old it is.
-async fn refresh(cli: &Cli, e: &EngineHandle) {
+pub(crate) async fn refresh(cli: &Cli, e: &EngineHandle) {
     match tokio::time::timeout(Duration::from_secs(45), e.refresh()).await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => {
@@ -360,7 +362,7 @@ async fn refresh(cli: &Cli, e: &EngineHandle) {
 }
 
 /// Exit 3 when an account needs a login; tells about MQTT-only freshness.
-async fn account_notes(cli: &Cli, e: &EngineHandle) -> Res<Vec<serde_json::Value>> {
+pub(crate) async fn account_notes(cli: &Cli, e: &EngineHandle) -> Res<Vec<serde_json::Value>> {
     let mut notes = vec![];
     let mut needs_login = vec![];
     let nodes = e.nodes().await?;
@@ -679,7 +681,7 @@ async fn nodes(cli: &Cli) -> Res {
 /// no pending update yet (with `all`, every online node). A one-shot command
 /// does not share the daemon's memory of earlier checks, so it asks once
 /// itself — one call per node, one after the other, never in parallel.
-async fn check_nodes(e: &EngineHandle, all: bool) -> Res<bool> {
+pub(crate) async fn check_nodes(e: &EngineHandle, all: bool) -> Res<bool> {
     let known: Vec<String> = e.pending().await?.into_iter().map(|p| p.node_id).collect();
     let ids: Vec<String> = e
         .nodes()
@@ -1206,7 +1208,7 @@ fn next_local_time(minute: u16) -> i64 {
 }
 
 /// The local UTC offset, from `TZ_OFFSET_MINUTES` or `date +%z` (no tz database crate needed).
-fn local_offset_minutes() -> i16 {
+pub(crate) fn local_offset_minutes() -> i16 {
     if let Some(m) = std::env::var("TZ_OFFSET_MINUTES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -1397,6 +1399,9 @@ fn describe(ev: &Event, label: &dyn Fn(&str) -> String) -> Option<String> {
         ),
         Event::Approval { outcome } => {
             crate::output::outcome_words(outcome, &label(&outcome.node_id))
+        }
+        Event::RolloutChanged { rollout } => {
+            format!("careful update {}: {}", rollout.id, rollout.headline)
         }
         Event::NotificationsPaused { paused: true } => "notifications paused".into(),
         Event::NotificationsPaused { paused: false } => "notifications resumed".into(),

@@ -12,6 +12,7 @@ mod demo;
 mod logs;
 mod notify;
 mod output;
+mod rollout;
 mod service;
 
 use std::process::ExitCode;

@@ -1,0 +1,143 @@
+//! `greenlight approve --all --staged` and `greenlight rollout …` as a
+//! person or a script uses them, on four simulated plugs (real mosquitto,
+//! real Secret Service): the first plug goes alone, the second batch's
+//! rollback stops the rollout with exit 1 and the fourth plug is never
+//! approved; `rollout status` says why; `rollout resume` goes on with the
+//! fourth; bad plans are refused with exit 2.
+
+mod common;
+
+use common::*;
+use greenlight_sim::rainmaker::wire::NodeInfo;
+use greenlight_sim::rainmaker::{
+    scenario, Behaviour, BrokerChoice, JobKind, JobSpec, NodeSpec, RainmakerSim, Scenario,
+    SimConfig, Timing,
+};
+use greenlight_tests::Mosquitto;
+
+fn id(n: usize) -> String {
+    scenario::node_id(400 + n)
+}
+
+async fn plugs(mosq: &Mosquitto) -> RainmakerSim {
+    let ids: Vec<String> = (1..=4).map(id).collect();
+    let nodes = (1..=4)
+        .map(|i| NodeSpec {
+            behaviour: if i == 2 {
+                Behaviour::Rollback
+            } else {
+                Behaviour::Normal
+            },
+            ..NodeSpec::new(
+                NodeInfo {
+                    node_id: id(i),
+                    name: format!("Plug {i}"),
+                    device_type: "esp.device.plug".into(),
+                    model: "ESP32 Test Plug".into(),
+                    project_name: "test_plug".into(),
+                    platform: "esp32".into(),
+                },
+                "1.0.0",
+            )
+        })
+        .collect();
+    RainmakerSim::start(SimConfig {
+        broker: BrokerChoice::External(mosq.url()),
+        scenario: Scenario::Plain,
+        nodes: 0,
+        extra_nodes: nodes,
+        extra_jobs: vec![JobSpec::new(&ids, "2.0.0", JobKind::Plain)],
+        timing: Timing::fast(),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_approval_stops_at_a_rollback_and_resumes_on_request() {
+    let keyring = keyring();
+    let mosq = Mosquitto::start();
+    let sim = plugs(&mosq).await;
+    let data = std::env::temp_dir().join(format!("greenlight-cli-rollout-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    add_account(&keyring, &data, &sim);
+
+    // Plans that mean nothing: usage errors, nothing approved.
+    for (args, words) in [
+        (
+            vec!["approve", "--all", "--staged", "--soak", "5"],
+            "give a unit",
+        ),
+        (
+            vec!["approve", "--all", "--staged", "--batch", "0"],
+            "a batch is 1 to",
+        ),
+        (
+            vec!["approve", "--all", "--staged", "--window", "02:00-02:00"],
+            "never opens",
+        ),
+        (vec!["approve", "--all", "--batch", "2"], "--staged"),
+    ] {
+        let o = greenlight(&keyring, &data, &args, None);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains(words), "{args:?}: {}", text(&o));
+    }
+    for n in 1..=4 {
+        assert_eq!(sim.fleet.node(&id(n)).unwrap().starts_received, 0);
+    }
+
+    // Plug 1 alone, then plugs 2 and 3; plug 2 rolls back.
+    let o = greenlight(
+        &keyring,
+        &data,
+        &[
+            "--json", "approve", "--all", "--staged", "--canary", "Plug 1", "--batch", "2",
+            "--soak", "1s",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "a stopped rollout: {}", text(&o));
+    let r = json_of(&o);
+    assert_eq!(r["state"]["state"], "stopped", "{r:#}");
+    assert_eq!(r["state"]["node_id"], id(2).as_str(), "{r:#}");
+    assert!(
+        r["state"]["reason"]
+            .as_str()
+            .is_some_and(|s| s.contains("Plug 2 rolled back")),
+        "{r:#}"
+    );
+    assert_eq!(sim.fleet.node(&id(1)).unwrap().fw_version, "2.0.0");
+    assert_eq!(
+        sim.fleet.node(&id(4)).unwrap().starts_received,
+        0,
+        "nothing approved after the stop"
+    );
+
+    // The status says where it stopped, as stages.
+    let o = greenlight(&keyring, &data, &["rollout", "status"], None);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        out.contains("(stopped): Stopped: Plug 2 rolled back"),
+        "{out}"
+    );
+    assert!(out.contains("first") && out.contains("batch 1"), "{out}");
+
+    // Resumed: plug 4 goes on; plug 2 stays failed, so the exit is still 1.
+    let o = greenlight(&keyring, &data, &["--json", "rollout", "resume"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let r = json_of(&o);
+    assert_eq!(r["state"]["state"], "done", "{r:#}");
+    assert_eq!(r["headline"], "Done: 3 updated, 1 failed", "{r:#}");
+    let s = sim.fleet.node(&id(4)).unwrap();
+    assert_eq!((s.fw_version.as_str(), s.starts_received), ("2.0.0", 1));
+    assert_eq!(sim.fleet.node(&id(1)).unwrap().starts_received, 1);
+
+    // Nothing left to act on.
+    let o = greenlight(&keyring, &data, &["rollout", "cancel"], None);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("no rollout is running"), "{}", text(&o));
+    sim.shutdown().await;
+    let _ = std::fs::remove_dir_all(&data);
+}
