@@ -957,6 +957,85 @@ impl Store {
     }
 }
 
+/// Staged approvals (rollouts): stored as one JSON record each, by kind
+/// (`"rainmaker"`, `"blynk"`). The record's shape belongs to its kind's
+/// module; the store only keeps it and says which are still active.
+impl Store {
+    /// Records a new rollout and returns its id.
+    pub fn insert_rollout<T: serde::Serialize>(
+        &mut self,
+        kind: &str,
+        record: &T,
+        now: Millis,
+    ) -> Result<i64> {
+        let body = serde_json::to_string(record)
+            .map_err(|e| Error::Config(format!("a rollout could not be written: {e}")))?;
+        self.conn.execute(
+            "INSERT INTO rollouts (kind, record, active, created_at, updated_at) VALUES (?1, ?2, 1, ?3, ?3)",
+            params![kind, body, now],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Rewrites a rollout's record; `active: false` once it ended. Ended
+    /// rollouts beyond [`MAX_ENDED_ROLLOUTS`] of the kind are dropped.
+    pub fn save_rollout<T: serde::Serialize>(
+        &mut self,
+        id: i64,
+        kind: &str,
+        record: &T,
+        active: bool,
+        now: Millis,
+    ) -> Result<()> {
+        let body = serde_json::to_string(record)
+            .map_err(|e| Error::Config(format!("a rollout could not be written: {e}")))?;
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE rollouts SET record = ?1, active = ?2, updated_at = ?3 WHERE id = ?4 AND kind = ?5",
+            params![body, active, now, id, kind],
+        )?;
+        if n == 0 {
+            return Err(Error::Config(format!("no rollout {id}")));
+        }
+        if !active {
+            tx.execute(
+                "DELETE FROM rollouts WHERE kind = ?1 AND active = 0 AND id NOT IN
+                   (SELECT id FROM rollouts WHERE kind = ?1 AND active = 0 ORDER BY id DESC LIMIT ?2)",
+                params![kind, MAX_ENDED_ROLLOUTS],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The kind's rollouts, newest first: the active ones, or all kept.
+    /// A record that no longer reads is skipped with a log line, never
+    /// fatal: the devices' jobs are kept apart and stay followed.
+    pub fn rollouts<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        active_only: bool,
+    ) -> Result<Vec<(i64, T)>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, record FROM rollouts WHERE kind = ?1 AND (active = 1 OR ?2 = 0) ORDER BY id DESC",
+        )?;
+        let rows = st.query_map(params![kind, active_only], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = vec![];
+        for row in rows {
+            let (id, body) = row?;
+            match serde_json::from_str(&body) {
+                Ok(v) => out.push((id, v)),
+                Err(e) => {
+                    tracing::warn!(id, error = %e, "a stored rollout does not read; left out")
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1102,84 +1181,5 @@ mod tests {
         assert!(s.quiet_hours().unwrap().is_some());
         assert_eq!(s.accounts().unwrap()[0].name, "x");
         let _ = std::fs::remove_dir_all(&d);
-    }
-}
-
-/// Staged approvals (rollouts): stored as one JSON record each, by kind
-/// (`"rainmaker"`, `"blynk"`). The record's shape belongs to its kind's
-/// module; the store only keeps it and says which are still active.
-impl Store {
-    /// Records a new rollout and returns its id.
-    pub fn insert_rollout<T: serde::Serialize>(
-        &mut self,
-        kind: &str,
-        record: &T,
-        now: Millis,
-    ) -> Result<i64> {
-        let body = serde_json::to_string(record)
-            .map_err(|e| Error::Config(format!("a rollout could not be written: {e}")))?;
-        self.conn.execute(
-            "INSERT INTO rollouts (kind, record, active, created_at, updated_at) VALUES (?1, ?2, 1, ?3, ?3)",
-            params![kind, body, now],
-        )?;
-        Ok(self.conn.last_insert_rowid())
-    }
-
-    /// Rewrites a rollout's record; `active: false` once it ended. Ended
-    /// rollouts beyond [`MAX_ENDED_ROLLOUTS`] of the kind are dropped.
-    pub fn save_rollout<T: serde::Serialize>(
-        &mut self,
-        id: i64,
-        kind: &str,
-        record: &T,
-        active: bool,
-        now: Millis,
-    ) -> Result<()> {
-        let body = serde_json::to_string(record)
-            .map_err(|e| Error::Config(format!("a rollout could not be written: {e}")))?;
-        let tx = self.conn.transaction()?;
-        let n = tx.execute(
-            "UPDATE rollouts SET record = ?1, active = ?2, updated_at = ?3 WHERE id = ?4 AND kind = ?5",
-            params![body, active, now, id, kind],
-        )?;
-        if n == 0 {
-            return Err(Error::Config(format!("no rollout {id}")));
-        }
-        if !active {
-            tx.execute(
-                "DELETE FROM rollouts WHERE kind = ?1 AND active = 0 AND id NOT IN
-                   (SELECT id FROM rollouts WHERE kind = ?1 AND active = 0 ORDER BY id DESC LIMIT ?2)",
-                params![kind, MAX_ENDED_ROLLOUTS],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// The kind's rollouts, newest first: the active ones, or all kept.
-    /// A record that no longer reads is skipped with a log line, never
-    /// fatal: the devices' jobs are kept apart and stay followed.
-    pub fn rollouts<T: serde::de::DeserializeOwned>(
-        &self,
-        kind: &str,
-        active_only: bool,
-    ) -> Result<Vec<(i64, T)>> {
-        let mut st = self.conn.prepare(
-            "SELECT id, record FROM rollouts WHERE kind = ?1 AND (active = 1 OR ?2 = 0) ORDER BY id DESC",
-        )?;
-        let rows = st.query_map(params![kind, active_only], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })?;
-        let mut out = vec![];
-        for row in rows {
-            let (id, body) = row?;
-            match serde_json::from_str(&body) {
-                Ok(v) => out.push((id, v)),
-                Err(e) => {
-                    tracing::warn!(id, error = %e, "a stored rollout does not read; left out")
-                }
-            }
-        }
-        Ok(out)
     }
 }
