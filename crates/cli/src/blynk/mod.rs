@@ -404,6 +404,10 @@ pub(crate) fn describe_event(
             output::summary(c)
         ),
         BlynkEvent::CampaignSettled { .. } => return None,
+        BlynkEvent::RolloutChanged { rollout: r } => format!(
+            "staged campaign #{} on {} (build \"{}\"): {}",
+            r.id, r.account, r.firmware.build, r.words()
+        ),
         BlynkEvent::PollFailed {
             account,
             reason,
