@@ -527,3 +527,50 @@ async fn a_changed_firmware_file_stops_the_extension_until_resumed() {
     h.shutdown().await;
     sim.shutdown().await;
 }
+
+/// Two trackers on one data directory (the daemon and a CLI command), both
+/// polling at once: the extension is sent once. Each re-reads the rollout
+/// before it decides, so the two rarely decide on the same record; the
+/// compare-and-set that settles that narrow race is checked in
+/// `blynk::store::tests::rollout_writes_are_compare_and_set`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_trackers_on_one_directory_extend_once() {
+    let _g = SERIAL.lock().await;
+    let sim = sim(vec![DeviceBehaviour::Normal; 3]).await;
+    let (dir, fw) = workdir("two");
+    let (a, secrets) = tracker(&sim, &dir).await;
+    // The daemon and a CLI command, say: each polls and moves it on.
+    let b = open(&dir, &secrets).await;
+    let t = sim.ready.tokens.clone();
+    let r = a
+        .start_staged(
+            "home",
+            &fw,
+            &t[0],
+            StartTarget::All,
+            opts(Duration::from_secs(1)),
+        )
+        .await
+        .expect("started");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (x, y) = tokio::join!(a.refresh(Some("home")), b.refresh(Some("home")));
+        x.unwrap();
+        y.unwrap();
+        let seen = b.rollout(r.id).await.unwrap().unwrap();
+        if seen.stage == RolloutStage::Extended {
+            break;
+        }
+        assert!(Instant::now() < deadline, "timed out: {seen:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..3 {
+        let (x, y) = tokio::join!(a.refresh(Some("home")), b.refresh(Some("home")));
+        x.unwrap();
+        y.unwrap();
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+    assert_eq!(calls(&sim), (1, 1, 0), "{:?}", sim.server.ota_calls());
+    sim.shutdown().await;
+}
