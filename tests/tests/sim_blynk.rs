@@ -10,7 +10,7 @@ use std::time::Duration;
 use greenlight_sim::blynk::protocol::{cmd, read_frame, status, Frame, FrameDecoder, OTA_MSG_ID};
 use greenlight_sim::blynk::{
     hash_password, make_firmware, BlynkConfig, BlynkSim, BlynkTiming, DeviceBehaviour, DeviceStats,
-    UserSpec, DEFAULT_BUILD,
+    OtaCallKind, UserSpec, DEFAULT_BUILD,
 };
 use greenlight_tests::{blynk_caught_up, eventually};
 use serde_json::Value;
@@ -436,9 +436,39 @@ async fn stop_drops_every_campaign_but_sent_urls_stay_downloadable() {
     assert_eq!(s, 200);
     let (s, _) = admin.start("?user=alice@example.com", &fw).await;
     assert_eq!(s, 200);
+    let (s, _) = admin.start("?user=nobody@example.com&project=X", &fw).await;
+    assert_eq!(s, 400);
     assert_eq!(sim.server.campaigns(), 2);
     assert_eq!(admin.stop().await, 200);
     assert_eq!(sim.server.campaigns(), 0);
+    // The log of admin calls tests read: each call, its target, its answer.
+    let calls: Vec<(OtaCallKind, u16)> = sim
+        .server
+        .ota_calls()
+        .into_iter()
+        .map(|c| (c.kind, c.status))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            (OtaCallKind::All, 200),
+            (
+                OtaCallKind::User {
+                    email: "alice@example.com".into(),
+                    project: None
+                },
+                200
+            ),
+            (
+                OtaCallKind::User {
+                    email: "nobody@example.com".into(),
+                    project: Some("X".into())
+                },
+                400
+            ),
+            (OtaCallKind::Stop, 200),
+        ]
+    );
     // Each login after the stop has had its answer (see `bounce`).
     for t in &sim.ready.tokens {
         bounce(&sim, t).await;
@@ -486,6 +516,10 @@ async fn basic_auth_403_and_404() {
     let (s, b) = admin.start("", &fw).await;
     assert_eq!((s, b.as_str()), (403, "Authentication failed."));
     assert_eq!(admin.stop().await, 403);
+    assert!(
+        sim.server.ota_calls().is_empty(),
+        "only the admin's calls are logged"
+    );
     // A registered but non-admin user is refused too.
     admin.user = "alice@example.com".into();
     let (s, _) = admin.start("", &fw).await;

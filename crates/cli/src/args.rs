@@ -127,6 +127,46 @@ pub enum BlynkCmd {
     Status(BlynkStatusArgs),
     /// Every campaign and how it ended.
     History(BlynkHistoryArgs),
+    /// Staged campaigns (`start --staged`): where they are, extend one
+    /// stopped before its extension, or cancel one.
+    #[command(subcommand)]
+    Rollout(BlynkRolloutCmd),
+}
+
+/// `blynk rollout` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BlynkRolloutCmd {
+    /// Staged campaigns under way (after asking the server, which moves
+    /// them on) and the most recent ended ones.
+    Status(BlynkRolloutPick),
+    /// Send the update to the rest now, after a stop before the extension
+    /// or an extension that is not confirmed: your explicit choice.
+    Resume(BlynkRolloutFollow),
+    /// Cancel a staged campaign. After its extension this stops updates on
+    /// the server (its stop is global: every campaign on it ends).
+    Cancel(BlynkRolloutPick),
+}
+
+/// Which staged campaign.
+#[derive(Debug, Args)]
+pub struct BlynkRolloutPick {
+    /// The server's account (needed only when several have one).
+    #[arg(long)]
+    pub account: Option<String>,
+}
+
+/// `blynk rollout resume`.
+#[derive(Debug, Args)]
+pub struct BlynkRolloutFollow {
+    /// The server's account (needed only when several have one).
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Return once the server took the update instead of following it to the end.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Seconds between polls while following.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub interval: f64,
 }
 
 /// `blynk account` subcommands.
@@ -207,6 +247,30 @@ pub struct BlynkStartArgs {
     /// Suspect a reboot loop after this many reconnects on the old build.
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub loop_after: u32,
+    /// Carefully: the --canary device first, then the --user's (or --all)
+    /// devices only once it runs the new build and stays up; stopped at the
+    /// first failure. Follows it to the end unless --no-wait.
+    #[arg(long, requires = "canary")]
+    pub staged: bool,
+    /// With --staged: the token of the one device to update first.
+    #[arg(long, value_name = "TOKEN", requires = "staged")]
+    pub canary: Option<String>,
+    /// With --staged: how long the canary must stay online on the new
+    /// build before the rest get it, e.g. 90s, 5m (default 60s).
+    #[arg(long, value_name = "DURATION", requires = "staged")]
+    pub settle: Option<String>,
+    /// With --staged: how long the canary has to come back on the new
+    /// build, e.g. 10m (the default).
+    #[arg(long, value_name = "DURATION", requires = "staged")]
+    pub canary_timeout: Option<String>,
+    /// With --staged: return once the canary was sent the update; the
+    /// daemon (`greenlight watch`), the app or `greenlight blynk rollout
+    /// status` moves it on.
+    #[arg(long, requires = "staged")]
+    pub no_wait: bool,
+    /// With --staged: seconds between polls while following.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub interval: f64,
 }
 
 /// `blynk status`.

@@ -700,3 +700,169 @@ async fn upload_limits_checked_before_and_413_from_the_server() {
     let _ = Path::new(&fw);
     sim.shutdown().await;
 }
+
+/// `blynk start --staged` followed to the end by the CLI itself (no daemon):
+/// a failing canary stops it with exit 1 before any campaign, `blynk
+/// rollout status` and `cancel` end it; a good canary is extended to the
+/// user once, the rest update at their next login, exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staged_start_stops_at_a_bad_canary_and_finishes_after_a_good_one() {
+    let _g = SERIAL.lock().await;
+    let env = Env::new("staged");
+    // alice: Device 1 (Home), Device 2 (Garden), Device 4 (Home); bob:
+    // Device 3, whose flash fails.
+    let sim = sim_with(BlynkConfig {
+        devices: vec![
+            DeviceBehaviour::Normal,
+            DeviceBehaviour::Normal,
+            DeviceBehaviour::FlashFails,
+            DeviceBehaviour::Normal,
+        ],
+        ..BlynkConfig::default()
+    })
+    .await;
+    let t = sim.ready.tokens.clone();
+    let o = add(&env, &sim, "home", &[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let fw = env.firmware("fw.bin", NEW_BUILD, 64 * 1024);
+    let staged = |canary: &str| -> Vec<String> {
+        [
+            "--json",
+            "blynk",
+            "start",
+            "--account",
+            "home",
+            "--firmware",
+            &fw,
+            "--staged",
+            "--canary",
+            canary,
+            "--user",
+            "alice@example.com",
+            "--settle",
+            "1s",
+            "--interval",
+            "0.2",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let calls = || {
+        let c = sim.server.ota_calls();
+        (
+            c.iter()
+                .filter(|c| c.kind.is_start() && !c.kind.is_campaign())
+                .count(),
+            c.iter().filter(|c| c.kind.is_campaign()).count(),
+        )
+    };
+
+    // Usage errors first: nothing sent.
+    for (extra, says) in [
+        (vec!["--staged", "--all"], "--canary"),
+        (vec!["--canary", t[1].as_str(), "--all"], "--staged"),
+        (
+            vec![
+                "--staged",
+                "--canary",
+                t[1].as_str(),
+                "--token",
+                t[2].as_str(),
+            ],
+            "not to --token",
+        ),
+        (
+            vec![
+                "--staged",
+                "--canary",
+                t[1].as_str(),
+                "--all",
+                "--settle",
+                "soon",
+            ],
+            "--settle",
+        ),
+    ] {
+        let mut a = vec!["blynk", "start", "--account", "home", "--firmware", &fw];
+        a.extend(extra.iter().copied());
+        let o = env.run(&a, None).await;
+        assert_eq!(o.status.code(), Some(2), "{a:?}: {}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(says),
+            "{a:?}: {}",
+            text(&o)
+        );
+    }
+    assert_eq!(calls(), (0, 0));
+
+    // A canary whose flash fails: stopped, exit 1, nothing more sent.
+    let args = staged(&t[2]);
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = env.run(&a, None).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v = json_of(&o);
+    assert_eq!(v["rollout"]["stage"]["stage"], "stopped", "{v}");
+    let reason = v["rollout"]["stage"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("Device 3") && reason.contains("reboot loop"),
+        "{v}"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("rollout resume"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(calls(), (1, 0), "{:?}", sim.server.ota_calls());
+    // Another staged start on this server waits for a decision on this one.
+    let args = staged(&t[0]);
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = env.run(&a, None).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("resume or cancel it first"),
+        "{}",
+        text(&o)
+    );
+    let o = env
+        .run(&["--json", "blynk", "rollout", "status"], None)
+        .await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(json_of(&o)["rollouts"][0]["stage"]["stage"], "stopped");
+    let o = env
+        .run(&["blynk", "rollout", "cancel", "--account", "home"], None)
+        .await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("cancelled by"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(calls(), (1, 0));
+
+    // A good canary: the CLI extends to alice once; her other devices
+    // update when they log in again, and it ends done.
+    let args = staged(&t[0]);
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (o, ()) = tokio::join!(env.run(&a, None), async {
+        eventually(WAIT, "the campaign start on the server", || async {
+            (calls().1 == 1).then_some(())
+        })
+        .await;
+        bounce(&sim, &t[1]).await;
+        bounce(&sim, &t[3]).await;
+    });
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = json_of(&o);
+    assert_eq!(v["rollout"]["stage"]["stage"], "done", "{v}");
+    assert_eq!(v["campaign"]["target"]["email"], "alice@example.com", "{v}");
+    assert_eq!(calls(), (2, 1), "{:?}", sim.server.ota_calls());
+    for i in [0, 1, 3] {
+        assert_eq!(sim.device_stats(&t[i]).unwrap().build, NEW_BUILD, "{i}");
+    }
+    let o = env.run(&["blynk", "rollout", "status"], None).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("done") && out.contains("cancelled"), "{out}");
+    sim.shutdown().await;
+}

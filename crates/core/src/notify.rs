@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use crate::blynk::BlynkEvent;
+use crate::blynk::{BlynkEvent, RolloutStage};
 use crate::event::Event;
 use crate::model::{JobState, Millis, PendingUpdate, QuietHours};
 use crate::policy;
@@ -281,6 +281,22 @@ impl Notifier {
                         },
                     }
                 }),
+            // A staged campaign that stopped, needs the user, or is done:
+            // said once per stage (its canary's progress is not news).
+            BlynkEvent::RolloutChanged { rollout: r } => {
+                let title = match &r.stage {
+                    RolloutStage::Stopped { .. } => "stopped",
+                    RolloutStage::NotConfirmed { .. } => "not confirmed",
+                    RolloutStage::Done => "done",
+                    _ => return Vec::new(),
+                };
+                self.told_blynk
+                    .insert((r.id, format!("rollout:{}", r.stage.name())))
+                    .then(|| Note {
+                        title: format!("Staged Blynk update to {}: {title}", r.firmware.build),
+                        body: r.words(),
+                    })
+            }
             _ => None,
         };
         match note {
@@ -547,6 +563,58 @@ mod tests {
             "1 of 2 device(s) updated; 1 did not (see the Blynk page)."
         );
         assert!(n.on_blynk(&settled, 3).is_empty());
+
+        // A staged campaign: its canary's progress is not news; a stop is,
+        // once.
+        use crate::blynk::{Rollout, RolloutFirmware, RolloutStage};
+        let rollout = |stage: RolloutStage| BlynkEvent::RolloutChanged {
+            rollout: Box::new(Rollout {
+                id: 9,
+                account: "home".into(),
+                firmware: RolloutFirmware {
+                    path: "/fw.bin".into(),
+                    file_name: "fw.bin".into(),
+                    build: "Nov 23 2026".into(),
+                    size: 1,
+                    sha256: String::new(),
+                },
+                canary: device(DeviceState::NotUpdated {
+                    reason: "came back on its old build".into(),
+                }),
+                canary_campaign: 8,
+                canary_sent_at: Some(0),
+                target: Target::All,
+                loop_after: 3,
+                settle_ms: 60_000,
+                canary_timeout_ms: 600_000,
+                settling: Default::default(),
+                extension: None,
+                stage,
+                note: None,
+                started_by: "me".into(),
+                created_at: 0,
+                updated_at: 0,
+                finished_at: None,
+            }),
+        };
+        assert!(n.on_blynk(&rollout(RolloutStage::Canary), 4).is_empty());
+        let stopped = rollout(RolloutStage::Stopped {
+            device: Some("Greenhouse".into()),
+            reason: "Greenhouse came back on its old build — a reboot loop".into(),
+            resumable: true,
+        });
+        let notes = n.on_blynk(&stopped, 5);
+        assert_eq!(notes.len(), 1);
+        assert_eq!(
+            notes[0].title,
+            "Staged Blynk update to Nov 23 2026: stopped"
+        );
+        assert!(
+            notes[0].body.contains("Greenhouse came back"),
+            "{}",
+            notes[0].body
+        );
+        assert!(n.on_blynk(&stopped, 6).is_empty(), "told once");
     }
 
     #[test]

@@ -16,13 +16,13 @@ use std::time::Duration;
 
 use greenlight_core::blynk::{
     BlynkAccount, BlynkError, BlynkEvent, BlynkHandle, BlynkTracker, Campaign, DeviceState,
-    Firmware, StartTarget, TrackerConfig,
+    Firmware, Rollout, RolloutStage, StagedOptions, StartTarget, TrackerConfig,
 };
 use serde_json::json;
 
 use crate::args::{
-    BlynkAccountArgs, BlynkAccountCmd, BlynkCmd, BlynkHistoryArgs, BlynkStartArgs, BlynkStatusArgs,
-    Cli,
+    BlynkAccountArgs, BlynkAccountCmd, BlynkCmd, BlynkHistoryArgs, BlynkRolloutCmd,
+    BlynkRolloutFollow, BlynkStartArgs, BlynkStatusArgs, Cli,
 };
 use crate::commands::{actor, keychain, keychain_failure, read_password, trust, NoKeychain};
 use crate::Failure;
@@ -121,6 +121,13 @@ pub async fn run(cli: &Cli, cmd: &BlynkCmd) -> Res {
         }
         BlynkCmd::Status(a) => status(cli, a).await,
         BlynkCmd::History(a) => history(cli, a).await,
+        BlynkCmd::Rollout(BlynkRolloutCmd::Status(a)) => {
+            rollout_status(cli, a.account.as_deref()).await
+        }
+        BlynkCmd::Rollout(BlynkRolloutCmd::Resume(a)) => rollout_resume(cli, a).await,
+        BlynkCmd::Rollout(BlynkRolloutCmd::Cancel(a)) => {
+            rollout_cancel(cli, a.account.as_deref()).await
+        }
     }
 }
 
@@ -184,6 +191,9 @@ async fn start(cli: &Cli, a: &BlynkStartArgs) -> Res {
             ))
         }
     };
+    if a.staged {
+        return start_staged(cli, a, target).await;
+    }
     // Read and checked once; this very copy is what gets uploaded.
     let fw = Firmware::read(&a.firmware)?;
     if !cli.json {
@@ -205,6 +215,245 @@ async fn start(cli: &Cli, a: &BlynkStartArgs) -> Res {
         output::started(&c);
     }
     Ok(())
+}
+
+/// `90s`, `5m`, `1h`; a bare number is seconds.
+fn parse_span(flag: &str, s: &str) -> Res<Duration> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let bad = || Failure::Usage(format!("{flag} {s:?} is not a duration like 90s, 5m or 1h"));
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "m" | "min" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(bad()),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+fn valid_interval(interval: f64) -> Res<Duration> {
+    if interval.is_finite() && interval > 0.0 && interval < 86_400.0 {
+        Ok(Duration::from_secs_f64(interval))
+    } else {
+        Err(Failure::Usage(
+            "--interval must be a number of seconds above 0".into(),
+        ))
+    }
+}
+
+/// `blynk start --staged`: the canary now, the rest from the tracker.
+async fn start_staged(cli: &Cli, a: &BlynkStartArgs, target: StartTarget) -> Res {
+    let every = valid_interval(a.interval)?;
+    let Some(canary) = a.canary.as_deref() else {
+        return Err(Failure::Usage("--staged needs --canary TOKEN".into()));
+    };
+    if matches!(target, StartTarget::Token(_)) {
+        return Err(Failure::Usage(
+            "--staged sends to the --canary device first, then to --user EMAIL (--project NAME) or --all; not to --token".into(),
+        ));
+    }
+    let mut opts = StagedOptions {
+        loop_after: Some(a.loop_after),
+        ..StagedOptions::default()
+    };
+    if let Some(s) = &a.settle {
+        opts.settle = parse_span("--settle", s)?;
+    }
+    if let Some(s) = &a.canary_timeout {
+        opts.canary_timeout = parse_span("--canary-timeout", s)?;
+        if opts.canary_timeout.is_zero() {
+            return Err(Failure::Usage(
+                "--canary-timeout must be more than 0".into(),
+            ));
+        }
+    }
+    let h = open(cli).await?;
+    let r = match h
+        .start_staged(&a.account, &a.firmware, canary, target, opts)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            h.shutdown().await;
+            return Err(e.into());
+        }
+    };
+    if !cli.json {
+        output::rollout_started(&r);
+    }
+    if a.no_wait {
+        h.shutdown().await;
+        if cli.json {
+            crate::output::json(&json!({ "rollout": r }))?;
+        }
+        return Ok(());
+    }
+    follow_rollout(cli, h, r, every).await
+}
+
+/// Polls until the staged campaign is over or waits for the user; prints
+/// what changes. Exit 0 when it is done, 1 otherwise.
+async fn follow_rollout(cli: &Cli, h: BlynkHandle, mut cur: Rollout, every: Duration) -> Res {
+    if !cli.json {
+        eprintln!("greenlight: following; Ctrl-C to stop following (the staged campaign then moves on only while a Greenlight process follows it: `greenlight watch`, the app, or `greenlight blynk rollout status`)");
+    }
+    let mut campaign: Option<Campaign> = None;
+    while cur.is_active() && !cur.needs_user() {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("greenlight: stopped following; `greenlight blynk rollout status` shows it and moves it on");
+                h.shutdown().await;
+                return Err(Failure::Failed(String::new()));
+            }
+        }
+        match h.refresh(Some(&cur.account)).await {
+            Ok(()) => {}
+            Err(e) if e.is_auth() => {
+                h.shutdown().await;
+                return Err(e.into());
+            }
+            Err(e) => {
+                if !cli.json {
+                    eprintln!("greenlight: could not ask the server: {e}; trying again");
+                }
+            }
+        }
+        let Some(next) = h.rollout(cur.id).await? else {
+            break;
+        };
+        if let Some(id) = next.extension {
+            if let Some(c) = h.campaign(id).await? {
+                if !cli.json {
+                    output::changes(campaign.as_slice(), std::slice::from_ref(&c));
+                }
+                campaign = Some(c);
+            }
+        }
+        if !cli.json {
+            output::rollout_change(&cur, &next);
+        }
+        cur = next;
+    }
+    // Waits for what the tracker is still doing (a stop after a loop).
+    h.shutdown().await;
+    let h = open(cli).await?;
+    let cur = h.rollout(cur.id).await?.unwrap_or(cur);
+    let campaign = match cur.extension {
+        Some(id) => h.campaign(id).await?,
+        None => None,
+    };
+    h.shutdown().await;
+    if cli.json {
+        crate::output::json(&json!({ "rollout": cur, "campaign": campaign }))?;
+    } else {
+        println!();
+        output::rollout(&cur, campaign.as_ref());
+    }
+    rollout_exit(&cur)
+}
+
+fn rollout_exit(r: &Rollout) -> Res {
+    match &r.stage {
+        RolloutStage::Done => Ok(()),
+        _ if r.needs_user() => Err(Failure::Failed(format!(
+            "staged campaign #{} needs you: `greenlight blynk rollout resume --account {a}` sends the update to {} anyway, `greenlight blynk rollout cancel --account {a}` ends it",
+            r.id,
+            r.target.describe(),
+            a = r.account
+        ))),
+        _ => Err(Failure::Failed(format!(
+            "staged campaign #{} did not finish: {}",
+            r.id,
+            r.words()
+        ))),
+    }
+}
+
+async fn rollout_status(cli: &Cli, account: Option<&str>) -> Res {
+    let h = open(cli).await?;
+    if let Some(acct) = account {
+        if !h.accounts().await?.iter().any(|x| x.name == acct) {
+            h.shutdown().await;
+            return Err(BlynkError::UnknownAccount(acct.to_string()).into());
+        }
+    }
+    // Asking the server is what moves a staged campaign on when no daemon runs.
+    let fresh = match refresh(cli, &h, account).await {
+        Ok(f) => f,
+        Err(e) => {
+            h.shutdown().await;
+            return Err(e);
+        }
+    };
+    // Waits for an extension this poll may have started.
+    h.shutdown().await;
+    let h = open(cli).await?;
+    let rs = h.rollouts(account).await?;
+    let mut campaigns = vec![];
+    for r in rs.iter().filter(|r| r.is_active()) {
+        if let Some(id) = r.extension {
+            if let Some(c) = h.campaign(id).await? {
+                campaigns.push(c);
+            }
+        }
+    }
+    h.shutdown().await;
+    if cli.json {
+        crate::output::json(&json!({ "rollouts": rs, "campaigns": campaigns }))?;
+    } else if rs.is_empty() {
+        println!("No staged campaigns yet. Start one with `greenlight blynk start --staged --canary TOKEN --user EMAIL --account NAME --firmware FILE`.");
+    } else {
+        output::rollouts(&rs, &campaigns);
+    }
+    if fresh {
+        Ok(())
+    } else {
+        Err(Failure::Failed(
+            "the server could not be asked: the states shown may be old".into(),
+        ))
+    }
+}
+
+async fn rollout_resume(cli: &Cli, a: &BlynkRolloutFollow) -> Res {
+    let every = valid_interval(a.interval)?;
+    let h = open(cli).await?;
+    let r = match h.resume_rollout(a.account.as_deref()).await {
+        Ok(r) => r,
+        Err(e) => {
+            h.shutdown().await;
+            return Err(e.into());
+        }
+    };
+    if !cli.json {
+        println!("Staged campaign #{} on {}: {}", r.id, r.account, r.words());
+    }
+    if a.no_wait || !r.is_active() || r.needs_user() {
+        h.shutdown().await;
+        if cli.json {
+            crate::output::json(&json!({ "rollout": r }))?;
+        }
+        return if r.stage == RolloutStage::Extended || r.stage == RolloutStage::Done {
+            Ok(())
+        } else {
+            rollout_exit(&r)
+        };
+    }
+    follow_rollout(cli, h, r, every).await
+}
+
+async fn rollout_cancel(cli: &Cli, account: Option<&str>) -> Res {
+    let h = open(cli).await?;
+    let res = h.cancel_rollout(account).await;
+    h.shutdown().await;
+    let r = res?;
+    say(
+        cli,
+        json!({ "rollout": r }),
+        &format!("Staged campaign #{} on {}: {}.", r.id, r.account, r.words()),
+    )
 }
 
 /// Polls now; an auth problem is fatal (exit 3), a network one is said and
@@ -404,6 +653,10 @@ pub(crate) fn describe_event(
             output::summary(c)
         ),
         BlynkEvent::CampaignSettled { .. } => return None,
+        BlynkEvent::RolloutChanged { rollout: r } => format!(
+            "staged campaign #{} on {} (build \"{}\"): {}",
+            r.id, r.account, r.firmware.build, r.words()
+        ),
         BlynkEvent::PollFailed {
             account,
             reason,

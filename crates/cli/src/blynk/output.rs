@@ -1,7 +1,10 @@
 //! How Blynk campaigns are shown to people (scripts get the JSON of the
 //! core types as they are).
 
-use greenlight_core::blynk::{BlynkAccount, Campaign, CampaignStatus, DeviceRecord, DeviceState};
+use greenlight_core::blynk::rollout::span;
+use greenlight_core::blynk::{
+    BlynkAccount, Campaign, CampaignStatus, DeviceRecord, DeviceState, Rollout, RolloutStage,
+};
 use greenlight_core::{now_ms, tls};
 
 use crate::output::{ago, table};
@@ -215,4 +218,122 @@ pub fn history(cs: &[Campaign]) {
         ],
         &rows,
     );
+}
+
+/// A staged campaign's stage in a few words.
+pub fn stage_label(r: &Rollout) -> String {
+    match &r.stage {
+        RolloutStage::Canary => format!("canary: {}", state_label(&r.canary.state)),
+        RolloutStage::Extending { .. } => "sending the update to the rest".into(),
+        RolloutStage::Extended => "extended".into(),
+        RolloutStage::NotConfirmed { .. } => "not confirmed: check the server".into(),
+        RolloutStage::Done => "done".into(),
+        RolloutStage::Stopped {
+            resumable: true, ..
+        } => "stopped before the rest: resume or cancel".into(),
+        RolloutStage::Stopped { .. } => "stopped".into(),
+        RolloutStage::Cancelled { .. } => "cancelled".into(),
+    }
+}
+
+/// What `blynk start --staged` says.
+pub fn rollout_started(r: &Rollout) {
+    println!(
+        "Staged campaign #{} on {}: firmware {} ({} bytes, SHA-256 {}), build \"{}\".",
+        r.id, r.account, r.firmware.file_name, r.firmware.size, r.firmware.sha256, r.firmware.build
+    );
+    println!(
+        "The update was sent to the canary {} now; {} gets it once the canary runs build \"{}\" and stays online for {} (within {}). Stopped at the first failure.",
+        device_label(&r.canary),
+        r.target.describe(),
+        r.firmware.build,
+        span(r.settle_ms),
+        span(r.canary_timeout_ms)
+    );
+}
+
+/// One line when a staged campaign moved between two polls.
+pub fn rollout_change(before: &Rollout, now: &Rollout) {
+    if before.stage.name() != now.stage.name()
+        || before.canary.state.name() != now.canary.state.name()
+        || before.note != now.note
+        || before.settling.since.is_some() != now.settling.since.is_some()
+    {
+        println!("staged #{}: {}", now.id, now.words());
+    }
+}
+
+/// A staged campaign in full, with its extended campaign's devices.
+pub fn rollout(r: &Rollout, extension: Option<&Campaign>) {
+    let now = now_ms();
+    println!(
+        "Staged campaign #{} on {} — canary {}, then {} — {}",
+        r.id,
+        r.account,
+        device_label(&r.canary),
+        r.target.describe(),
+        stage_label(r)
+    );
+    println!(
+        "Firmware {} ({}, SHA-256 {}), build \"{}\"; started {} by {}",
+        r.firmware.file_name,
+        r.firmware.path,
+        r.firmware.sha256,
+        r.firmware.build,
+        ago(r.created_at, now),
+        r.started_by
+    );
+    println!("{}", r.words());
+    if let Some(c) = extension {
+        println!();
+        campaign(c);
+    }
+    if r.needs_user() {
+        println!(
+            "\nResume (send the update to {} anyway): greenlight blynk rollout resume --account {a}\nCancel: greenlight blynk rollout cancel --account {a}",
+            r.target.describe(),
+            a = r.account
+        );
+    }
+}
+
+/// `blynk rollout status`: each active one in full, the ended ones as rows.
+pub fn rollouts(rs: &[Rollout], campaigns: &[Campaign]) {
+    let now = now_ms();
+    let (active, ended): (Vec<&Rollout>, Vec<&Rollout>) = rs.iter().partition(|r| r.is_active());
+    for (i, r) in active.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        let c = r
+            .extension
+            .and_then(|id| campaigns.iter().find(|c| c.id == id));
+        rollout(r, c);
+    }
+    if !ended.is_empty() {
+        if !active.is_empty() {
+            println!();
+        }
+        println!("Ended:");
+        let rows: Vec<Vec<String>> = ended
+            .iter()
+            .map(|r| {
+                vec![
+                    r.id.to_string(),
+                    r.account.clone(),
+                    r.canary.name.clone(),
+                    r.target.describe(),
+                    r.firmware.build.clone(),
+                    stage_label(r),
+                    ago(r.created_at, now),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "#", "ACCOUNT", "CANARY", "THEN", "BUILD", "STAGE", "STARTED",
+            ],
+            &rows,
+        );
+    }
 }

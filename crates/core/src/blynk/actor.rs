@@ -14,8 +14,10 @@ use super::model::{
     BlynkAccount, BlynkEvent, Campaign, CampaignStatus, DeviceEvent, DeviceSeen, DeviceState,
     Target, ADMIN_PASSWORD,
 };
+use super::rollout::{Rollout, RolloutFirmware, RolloutStage, Settling, Step};
+use super::store::ROLLOUT_KIND;
 use super::track::{self, Ctx};
-use super::tracker::TrackerConfig;
+use super::tracker::{BlynkHandle, TrackerConfig};
 use crate::model::{now_ms, Millis};
 use crate::secrets::SecretStore;
 use crate::store::Store;
@@ -32,6 +34,33 @@ pub(super) struct Begin {
     pub(super) sha256: String,
     pub(super) loop_after: u32,
     pub(super) devices: Vec<DeviceSeen>,
+    pub(super) link: Link,
+}
+
+/// What a start belongs to besides itself.
+pub(super) enum Link {
+    /// An ordinary start.
+    None,
+    /// The canary of a new staged campaign, recorded with it.
+    Canary(Box<RolloutSeed>),
+    /// The extension of staged campaign `id` (which must be `Extending`).
+    Extension(i64),
+}
+
+/// What a staged campaign is recorded with, beside its canary's start.
+pub(super) struct RolloutSeed {
+    pub(super) firmware: RolloutFirmware,
+    /// The final target, and its devices now (checked for conflicts).
+    pub(super) target: Target,
+    pub(super) devices: Vec<DeviceSeen>,
+    pub(super) settle_ms: i64,
+    pub(super) canary_timeout_ms: i64,
+}
+
+/// Which staged campaign.
+pub(super) enum RolloutKey {
+    Id(i64),
+    CanaryCampaign(i64),
 }
 
 pub(super) enum Request {
@@ -40,7 +69,9 @@ pub(super) enum Request {
     Accounts(Reply<Vec<BlynkAccount>>),
     Client(String, Reply<(AdminClient, BlynkAccount)>),
     Begin(Box<Begin>, Reply<Campaign>),
-    Started(i64, Result<String, String>, Reply<Campaign>),
+    /// The server's answer: the stored path, or the error's words and
+    /// whether it may have been taken anyway.
+    Started(i64, Result<String, (String, bool)>, Reply<Campaign>),
     Stopped(String, Reply<Vec<Campaign>>),
     Refresh(
         Option<String>,
@@ -50,6 +81,13 @@ pub(super) enum Request {
     Campaign(i64, Reply<Option<Campaign>>),
     History(Option<String>, u32, Reply<Vec<Campaign>>),
     Events(i64, Reply<Vec<DeviceEvent>>),
+    Rollouts(Option<String>, u32, Reply<Vec<Rollout>>),
+    Rollout(RolloutKey, Reply<Option<Rollout>>),
+    /// Answered once the extension it sends was answered (or failed).
+    Resume(Option<String>, Reply<Rollout>),
+    /// `true` in the answer: the server's stop must be called now.
+    Cancel(Option<String>, Reply<(Rollout, bool)>),
+    RolloutNote(i64, String, Reply<Rollout>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -58,6 +96,21 @@ pub(super) enum Internal {
         account: String,
         result: BlynkResult<Vec<DeviceSeen>>,
     },
+    /// An extension task ended; `failure` when it failed before or while uploading.
+    Extended { id: i64, failure: Option<String> },
+    /// The server's stop after a reboot loop: campaigns ended, or why not.
+    ServerStopped {
+        id: i64,
+        account: String,
+        result: Result<usize, String>,
+    },
+}
+
+/// A staged campaign as last read or written by this process, with the
+/// exact stored text its next write is compared against.
+struct Cached {
+    r: Rollout,
+    raw: String,
 }
 
 pub(super) struct Actor {
@@ -75,6 +128,52 @@ pub(super) struct Actor {
     waiters: HashMap<String, Vec<Reply<()>>>,
     /// The last poll failure per account (said once).
     last_error: HashMap<String, String>,
+    /// To build handles for the tasks it spawns (extensions, stops);
+    /// weak so that dropping the last handle still stops the tracker.
+    me: mpsc::WeakSender<Request>,
+    /// Active staged campaigns.
+    rollouts: BTreeMap<i64, Cached>,
+    /// Staged campaigns whose extension a task of this process is sending.
+    extending: HashSet<i64>,
+    /// Spawned tasks not finished: a shutdown waits for them, so that an
+    /// extension or a stop is not cut between the upload and its record.
+    tasks: usize,
+    /// A shutdown waiting for `tasks` to finish.
+    closing: Option<oneshot::Sender<()>>,
+    /// Resumes waiting for their extension's end.
+    resume_waiters: HashMap<i64, Vec<Reply<Rollout>>>,
+}
+
+fn parse_rollout(id: i64, raw: &str) -> Option<Rollout> {
+    match serde_json::from_str::<Rollout>(raw) {
+        Ok(mut r) => {
+            r.id = id;
+            Some(r)
+        }
+        Err(e) => {
+            tracing::warn!(id, error = %e, "a stored Blynk rollout does not read; left out");
+            None
+        }
+    }
+}
+
+fn conflict_error(fights: &[Campaign], campaign: bool) -> BlynkError {
+    let list: Vec<String> = fights
+        .iter()
+        .map(|c| {
+            format!(
+                "#{} for {} (build \"{}\")",
+                c.id,
+                c.target.describe(),
+                c.build
+            )
+        })
+        .collect();
+    BlynkError::Conflict(format!(
+        "nothing was sent: campaign {} still stands on the server for some of these devices; with both, a device would flip between the two builds on every login (the server sends the all-devices campaign first, then the user's{}). Stop updates on the server first (its stop is global)",
+        list.join(", "),
+        if campaign { "" } else { ", and undoes a one-device update at the next login" }
+    ))
 }
 
 /// A start recorded but never answered is given up after this long (another
@@ -89,6 +188,7 @@ impl Actor {
         actor_name: &str,
         events: broadcast::Sender<BlynkEvent>,
         internal: mpsc::UnboundedSender<Internal>,
+        me: mpsc::WeakSender<Request>,
     ) -> Actor {
         Actor {
             cfg,
@@ -103,6 +203,12 @@ impl Actor {
             in_flight: HashSet::new(),
             waiters: HashMap::new(),
             last_error: HashMap::new(),
+            me,
+            rollouts: BTreeMap::new(),
+            extending: HashSet::new(),
+            tasks: 0,
+            closing: None,
+            resume_waiters: HashMap::new(),
         }
     }
 
@@ -130,6 +236,18 @@ impl Actor {
             }
             self.tracked.insert(c.id, c);
         }
+        // An extension recorded but never answered: not sent again by
+        // itself (`Rollout::recover`), once no process can still be sending it.
+        self.reload_rollouts();
+        let stuck: Vec<i64> = self
+            .rollouts
+            .values()
+            .filter(|c| matches!(c.r.stage, RolloutStage::Extending { .. }))
+            .map(|c| c.r.id)
+            .collect();
+        for id in stuck {
+            self.update_rollout(id, |r| r.recover(STARTING_STALE_MS, now));
+        }
         Ok(())
     }
 
@@ -145,22 +263,34 @@ impl Actor {
                 r = reqs.recv() => match r {
                     None => break,
                     Some(Request::Shutdown(done)) => {
-                        let _ = done.send(());
-                        return;
+                        if self.tasks == 0 {
+                            let _ = done.send(());
+                            return;
+                        }
+                        self.closing = Some(done);
                     }
                     Some(r) => self.on_request(r).await,
                 },
-                Some(i) = internal.recv() => self.on_internal(i),
+                Some(i) = internal.recv() => {
+                    self.on_internal(i);
+                    if self.tasks == 0 {
+                        if let Some(done) = self.closing.take() {
+                            let _ = done.send(());
+                            return;
+                        }
+                    }
+                }
                 _ = tick.tick() => {
-                    if self.cfg.background {
+                    if self.closing.is_some() {
+                        // Only the running tasks' requests are served now.
+                    } else if self.cfg.background {
                         self.sync_from_store();
-                        let accounts: HashSet<String> =
-                            self.tracked.values().map(|c| c.account.clone()).collect();
-                        for a in accounts {
+                        for a in self.accounts_to_poll(None) {
                             self.poll(&a).await;
                         }
                     } else {
                         self.follow_store();
+                        self.reload_rollouts();
                     }
                 }
             }
@@ -278,12 +408,7 @@ impl Actor {
                 let _ = reply.send(self.stopped(&account));
             }
             Request::Refresh(account, reply) => {
-                let accounts: HashSet<String> = self
-                    .tracked
-                    .values()
-                    .map(|c| c.account.clone())
-                    .filter(|a| account.as_ref().is_none_or(|x| x == a))
-                    .collect();
+                let accounts = self.accounts_to_poll(account.as_deref());
                 let mut waits = vec![];
                 for a in accounts {
                     let (tx, rx) = oneshot::channel();
@@ -322,6 +447,25 @@ impl Actor {
             Request::Events(id, reply) => {
                 let _ = reply.send(self.store.campaign_events(id).map_err(BlynkError::from));
             }
+            Request::Rollouts(account, limit, reply) => {
+                let _ = reply.send(self.list_rollouts(account.as_deref(), limit));
+            }
+            Request::Rollout(key, reply) => {
+                let _ = reply.send(self.find_rollout(key));
+            }
+            Request::Resume(account, reply) => self.resume(account.as_deref(), reply),
+            Request::Cancel(account, reply) => {
+                let _ = reply.send(self.cancel(account.as_deref()));
+            }
+            Request::RolloutNote(id, note, reply) => {
+                let res = self.update_rollout(id, |r| {
+                    r.note = Some(note.clone());
+                    Step::Changed
+                });
+                let _ = reply.send(res.map(|(r, _)| r).ok_or_else(|| {
+                    BlynkError::Other(format!("staged campaign #{id} could not be updated"))
+                }));
+            }
             Request::Shutdown(_) => {}
         }
     }
@@ -353,6 +497,23 @@ impl Actor {
         }
         // Its campaigns are no longer followed; their records stay.
         self.tracked.retain(|_, c| c.account != name);
+        let ids: Vec<i64> = self
+            .rollouts
+            .values()
+            .filter(|c| c.r.account == name)
+            .map(|c| c.r.id)
+            .collect();
+        let (by, now) = (self.actor_name.clone(), now_ms());
+        for id in ids {
+            self.update_rollout(id, |r| {
+                r.stage = RolloutStage::Cancelled {
+                    by: by.clone(),
+                    reason: "the Blynk account was removed, so Greenlight follows it no more (an update it sent may still stand on the server)".into(),
+                };
+                r.finished_at = Some(now);
+                Step::Changed
+            });
+        }
         if existed {
             Ok(())
         } else {
@@ -377,17 +538,23 @@ impl Actor {
     /// two standing campaigns with different builds over the same device
     /// flip it between them on every login. A campaign of the same kind and
     /// user is not a conflict: the server replaces it.
-    fn conflicts(&self, b: &Begin) -> BlynkResult<Vec<Campaign>> {
+    fn conflicts(
+        &self,
+        account: &str,
+        target: &Target,
+        build: &str,
+        devices: &[DeviceSeen],
+    ) -> BlynkResult<Vec<Campaign>> {
         let standing: Vec<Campaign> = self
             .store
-            .campaigns(Some(&b.account), &["active", "completed"], 1000)?
+            .campaigns(Some(account), &["active", "completed"], 1000)?
             .into_iter()
-            .filter(|c| c.stands_on_server() && c.build != b.build)
+            .filter(|c| c.stands_on_server() && c.build != build)
             .collect();
         Ok(standing
             .into_iter()
-            .filter(|s| match (&b.target, &s.target) {
-                (Target::Token { .. }, t) => b.devices.iter().any(|d| t.covers(d)),
+            .filter(|s| match (target, &s.target) {
+                (Target::Token { .. }, t) => devices.iter().any(|d| t.covers(d)),
                 (Target::All, Target::User { .. }) | (Target::User { .. }, Target::All) => true,
                 _ => false,
             })
@@ -395,24 +562,43 @@ impl Actor {
     }
 
     fn begin(&mut self, b: Begin) -> BlynkResult<Campaign> {
-        let fights = self.conflicts(&b)?;
+        match &b.link {
+            Link::None => {}
+            Link::Canary(seed) => {
+                // One staged campaign per server at a time: a stopped one
+                // waits for the user's resume or cancel.
+                self.reload_rollouts();
+                if let Some(o) = self.rollouts.values().find(|c| c.r.account == b.account) {
+                    return Err(BlynkError::Conflict(format!(
+                        "nothing was sent: staged campaign #{} is under way on {} ({}); resume or cancel it first",
+                        o.r.id,
+                        b.account,
+                        o.r.words()
+                    )));
+                }
+                // The rest must be able to follow the canary.
+                let fights = self.conflicts(&b.account, &seed.target, &b.build, &seed.devices)?;
+                if !fights.is_empty() {
+                    return Err(conflict_error(&fights, true));
+                }
+            }
+            Link::Extension(id) => match self.reload_rollout(*id) {
+                Some(r)
+                    if matches!(r.stage, RolloutStage::Extending { .. })
+                        && r.extension.is_none() => {}
+                other => {
+                    return Err(BlynkError::Conflict(format!(
+                        "nothing was sent: staged campaign #{id} changed meanwhile{}",
+                        other
+                            .map(|r| format!(" ({})", r.words()))
+                            .unwrap_or_default()
+                    )))
+                }
+            },
+        }
+        let fights = self.conflicts(&b.account, &b.target, &b.build, &b.devices)?;
         if !fights.is_empty() {
-            let list: Vec<String> = fights
-                .iter()
-                .map(|c| {
-                    format!(
-                        "#{} for {} (build \"{}\")",
-                        c.id,
-                        c.target.describe(),
-                        c.build
-                    )
-                })
-                .collect();
-            return Err(BlynkError::Conflict(format!(
-                "nothing was sent: campaign {} still stands on the server for some of these devices; with both, a device would flip between the two builds on every login (the server sends the all-devices campaign first, then the user's{}). Stop updates on the server first (its stop is global)",
-                list.join(", "),
-                if b.target.is_campaign() { "" } else { ", and undoes a one-device update at the next login" }
-            )));
+            return Err(conflict_error(&fights, b.target.is_campaign()));
         }
         let now = now_ms();
         let mut c = Campaign {
@@ -439,14 +625,84 @@ impl Actor {
         let ctx = self.ctx(&c, &build, now);
         let devices = b.devices.iter().map(|d| track::baseline(d, &ctx)).collect();
         c.devices = devices;
-        let c = self.store.insert_campaign(&c)?;
+        let mut c = self.store.insert_campaign(&c)?;
+        // Linked before the upload, so that a restart finds the intent.
+        let linked = match b.link {
+            Link::None => Ok(()),
+            Link::Canary(seed) => self.record_rollout(&c, *seed, now),
+            Link::Extension(id) => match self.update_rollout(id, |r| r.extension_recorded(c.id)) {
+                Some((_, Step::Changed)) => Ok(()),
+                _ => Err(BlynkError::Conflict(format!(
+                    "nothing was sent: staged campaign #{id} changed meanwhile"
+                ))),
+            },
+        };
+        if let Err(e) = linked {
+            c.status = CampaignStatus::Failed {
+                reason: format!("not sent: {e}"),
+            };
+            c.finished_at = Some(now);
+            self.store.save_campaign(&c)?;
+            return Err(e);
+        }
         self.emit(BlynkEvent::CampaignChanged {
             campaign: c.clone(),
         });
         Ok(c)
     }
 
-    fn started(&mut self, id: i64, result: Result<String, String>) -> BlynkResult<Campaign> {
+    /// Records a staged campaign with its canary's start `c`.
+    fn record_rollout(&mut self, c: &Campaign, seed: RolloutSeed, now: Millis) -> BlynkResult<()> {
+        let canary =
+            c.devices.first().cloned().ok_or_else(|| {
+                BlynkError::Invalid("the canary device is not on the server".into())
+            })?;
+        let mut r = Rollout {
+            id: 0,
+            account: c.account.clone(),
+            firmware: seed.firmware,
+            canary,
+            canary_campaign: c.id,
+            canary_sent_at: None,
+            target: seed.target,
+            loop_after: c.loop_after,
+            settle_ms: seed.settle_ms,
+            canary_timeout_ms: seed.canary_timeout_ms,
+            settling: Settling::default(),
+            extension: None,
+            stage: RolloutStage::Canary,
+            note: None,
+            started_by: self.actor_name.clone(),
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+        };
+        let raw = serde_json::to_string(&r).map_err(|e| {
+            BlynkError::Other(format!("a staged campaign could not be written: {e}"))
+        })?;
+        r.id = self.store.insert_rollout(ROLLOUT_KIND, &r, now)?;
+        self.rollouts.insert(r.id, Cached { r: r.clone(), raw });
+        self.emit(BlynkEvent::RolloutChanged {
+            rollout: Box::new(r),
+        });
+        Ok(())
+    }
+
+    fn started(
+        &mut self,
+        id: i64,
+        result: Result<String, (String, bool)>,
+    ) -> BlynkResult<Campaign> {
+        let c = self.started_campaign(id, result.clone())?;
+        self.rollout_answer(&c, &result);
+        Ok(c)
+    }
+
+    fn started_campaign(
+        &mut self,
+        id: i64,
+        result: Result<String, (String, bool)>,
+    ) -> BlynkResult<Campaign> {
         let mut c = self
             .store
             .campaign(id)?
@@ -485,7 +741,7 @@ impl Actor {
                     }
                 }
             }
-            Err(reason) => {
+            Err((reason, _)) => {
                 c.status = CampaignStatus::Failed { reason };
                 c.finished_at = Some(now);
             }
@@ -572,6 +828,15 @@ impl Actor {
         {
             out.push(self.withdraw(c, now));
         }
+        let ids: Vec<i64> = self
+            .rollouts
+            .values()
+            .filter(|c| c.r.account == account)
+            .map(|c| c.r.id)
+            .collect();
+        for id in ids {
+            self.update_rollout(id, |r| r.server_stopped(now));
+        }
         Ok(out)
     }
 
@@ -628,6 +893,13 @@ impl Actor {
                     Target::Token { .. } => users.extend(c.devices.iter().map(|d| d.owner.clone())),
                 }
             }
+            // A canary is watched after its one-device campaign is over.
+            users.extend(
+                self.rollouts
+                    .values()
+                    .filter(|c| c.r.account == account && c.r.stage == RolloutStage::Canary)
+                    .map(|c| c.r.canary.owner.clone()),
+            );
             users.sort();
             users.dedup();
             if all {
@@ -686,6 +958,39 @@ impl Actor {
                     }
                     Err(e) => self.poll_failed(&account, e),
                 }
+            }
+            Internal::Extended { id, failure } => {
+                self.tasks = self.tasks.saturating_sub(1);
+                self.extending.remove(&id);
+                if let Some(why) = failure {
+                    let now = now_ms();
+                    self.update_rollout(id, |r| r.extension_not_sent(&why, now));
+                }
+                let current = self.find_rollout(RolloutKey::Id(id)).ok().flatten();
+                for w in self.resume_waiters.remove(&id).unwrap_or_default() {
+                    let _ = w.send(current.clone().ok_or_else(|| {
+                        BlynkError::Other(format!("staged campaign #{id} is gone"))
+                    }));
+                }
+            }
+            Internal::ServerStopped {
+                id,
+                account,
+                result,
+            } => {
+                self.tasks = self.tasks.saturating_sub(1);
+                let note = match result {
+                    Ok(n) => format!(
+                        "Greenlight stopped updates on the server: {n} campaign(s) ended"
+                    ),
+                    Err(e) => format!(
+                        "the server's stop failed: {e} — stop updates with `greenlight blynk stop --account {account}`"
+                    ),
+                };
+                self.update_rollout(id, |r| {
+                    r.note = Some(note.clone());
+                    Step::Changed
+                });
             }
         }
     }
@@ -782,6 +1087,405 @@ impl Actor {
             if keep {
                 self.tracked.insert(id, c);
             }
+        }
+        self.advance_rollouts(account, seen);
+    }
+}
+
+/// Staged campaigns: every write is a compare-and-set on the stored record
+/// (see `Store::swap_blynk_rollout`), every change stored before it is said.
+impl Actor {
+    /// Re-reads the active staged campaigns (another process may have
+    /// started, advanced or ended one); says what changed.
+    fn reload_rollouts(&mut self) {
+        let rows = match self.store.blynk_rollout_rows(true, 0) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read staged campaigns");
+                return;
+            }
+        };
+        let ids: HashSet<i64> = rows.iter().map(|(id, _, _)| *id).collect();
+        for (id, raw, _) in rows {
+            if self.rollouts.get(&id).is_some_and(|c| c.raw == raw) {
+                continue;
+            }
+            let Some(r) = parse_rollout(id, &raw) else {
+                continue;
+            };
+            let shown = self
+                .rollouts
+                .get(&id)
+                .is_none_or(|c| c.r.view() != r.view());
+            self.rollouts.insert(id, Cached { r: r.clone(), raw });
+            if shown {
+                self.emit(BlynkEvent::RolloutChanged {
+                    rollout: Box::new(r),
+                });
+            }
+        }
+        let gone: Vec<i64> = self
+            .rollouts
+            .keys()
+            .filter(|id| !ids.contains(id))
+            .copied()
+            .collect();
+        for id in gone {
+            self.reload_rollout(id);
+        }
+    }
+
+    /// Re-reads one staged campaign, active or not; says it when it changed.
+    fn reload_rollout(&mut self, id: i64) -> Option<Rollout> {
+        let row = match self.store.blynk_rollout_row(id) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(id, error = %e, "could not read a staged campaign");
+                return self.rollouts.get(&id).map(|c| c.r.clone());
+            }
+        };
+        let old = self.rollouts.remove(&id);
+        let (raw, active) = row?;
+        let r = parse_rollout(id, &raw)?;
+        if old.as_ref().is_some_and(|c| c.r.view() != r.view()) {
+            self.emit(BlynkEvent::RolloutChanged {
+                rollout: Box::new(r.clone()),
+            });
+        }
+        if active {
+            self.rollouts.insert(id, Cached { r: r.clone(), raw });
+        }
+        Some(r)
+    }
+
+    /// Applies `f` to a staged campaign and stores the result if it changed,
+    /// only over the record this process last saw; when another process
+    /// wrote first, re-reads it and applies `f` again (every rule is written
+    /// so that applying it to the newer record is right). Returns the
+    /// record now and what `f` asked for; `None` when it cannot be read or
+    /// written.
+    fn update_rollout(
+        &mut self,
+        id: i64,
+        mut f: impl FnMut(&mut Rollout) -> Step,
+    ) -> Option<(Rollout, Step)> {
+        for _ in 0..5 {
+            let (cur, raw) = match self.rollouts.get(&id) {
+                Some(c) => (c.r.clone(), c.raw.clone()),
+                None => {
+                    let (raw, _) = self.store.blynk_rollout_row(id).ok().flatten()?;
+                    (parse_rollout(id, &raw)?, raw)
+                }
+            };
+            let mut next = cur.clone();
+            let step = f(&mut next);
+            if step == Step::None || next == cur {
+                return Some((cur, Step::None));
+            }
+            let now = now_ms();
+            let shown = next.view() != cur.view();
+            if shown {
+                next.updated_at = now;
+            }
+            let text = match serde_json::to_string(&next) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(id, error = %e, "a staged campaign could not be written");
+                    return None;
+                }
+            };
+            match self
+                .store
+                .swap_blynk_rollout(id, &raw, &text, next.is_active(), now)
+            {
+                Ok(true) => {
+                    if next.is_active() {
+                        self.rollouts.insert(
+                            id,
+                            Cached {
+                                r: next.clone(),
+                                raw: text,
+                            },
+                        );
+                    } else {
+                        self.rollouts.remove(&id);
+                    }
+                    if shown {
+                        self.emit(BlynkEvent::RolloutChanged {
+                            rollout: Box::new(next.clone()),
+                        });
+                    }
+                    return Some((next, step));
+                }
+                Ok(false) => {
+                    self.reload_rollout(id);
+                }
+                Err(e) => {
+                    tracing::error!(id, error = %e, "could not store a staged campaign");
+                    return None;
+                }
+            }
+        }
+        tracing::warn!(
+            id,
+            "a staged campaign kept changing under this process; left for the next poll"
+        );
+        None
+    }
+
+    /// Accounts to poll now (one, or all): those with followed campaigns,
+    /// and those with a staged campaign that needs the server's news.
+    fn accounts_to_poll(&mut self, only: Option<&str>) -> HashSet<String> {
+        self.reload_rollouts();
+        // An extension another process started is followed here too.
+        let adopt: Vec<i64> = self
+            .rollouts
+            .values()
+            .filter(|c| c.r.stage == RolloutStage::Extended)
+            .filter_map(|c| c.r.extension)
+            .filter(|id| !self.tracked.contains_key(id))
+            .collect();
+        for id in adopt {
+            if let Ok(Some(c)) = self.store.campaign(id) {
+                if c.status == CampaignStatus::Active {
+                    self.tracked.insert(id, c);
+                }
+            }
+        }
+        self.tracked
+            .values()
+            .map(|c| c.account.clone())
+            .chain(
+                self.rollouts
+                    .values()
+                    .filter(|c| !c.r.needs_user())
+                    .map(|c| c.r.account.clone()),
+            )
+            .filter(|a| only.is_none_or(|x| x == a))
+            .collect()
+    }
+
+    /// After a poll of `account`: each of its staged campaigns moves on
+    /// (canary news, the extended campaign, a stale extension).
+    fn advance_rollouts(&mut self, account: &str, seen: &[DeviceSeen]) {
+        if self.closing.is_some() {
+            // Nothing new starts while shutting down; the next run goes on.
+            return;
+        }
+        self.reload_rollouts();
+        let now = now_ms();
+        let grace = self.cfg.install_grace.as_millis() as i64;
+        let ids: Vec<i64> = self
+            .rollouts
+            .values()
+            .filter(|c| c.r.account == account)
+            .map(|c| c.r.id)
+            .collect();
+        for id in ids {
+            let in_flight = self.extending.contains(&id);
+            let ext = self
+                .rollouts
+                .get(&id)
+                .and_then(|c| c.r.extension)
+                .and_then(|cid| match self.tracked.get(&cid) {
+                    Some(c) => Some(c.clone()),
+                    None => self.store.campaign(cid).ok().flatten(),
+                });
+            let res = self.update_rollout(id, |r| match r.stage {
+                RolloutStage::Canary => {
+                    let s = seen.iter().find(|s| s.key == r.canary.key);
+                    r.observe_canary(s, grace, now)
+                }
+                RolloutStage::Extended => ext
+                    .as_ref()
+                    .map_or(Step::None, |c| r.follow_extension(c, now)),
+                RolloutStage::Extending { .. } if !in_flight => r.recover(STARTING_STALE_MS, now),
+                _ => Step::None,
+            });
+            match res {
+                Some((r, Step::Extend)) => {
+                    self.spawn_extension(r);
+                }
+                Some((r, Step::StopServer)) => self.spawn_server_stop(r),
+                _ => {}
+            }
+        }
+    }
+
+    fn handle(&self) -> Option<BlynkHandle> {
+        let tx = self.me.upgrade()?;
+        Some(BlynkHandle::from_parts(
+            tx,
+            self.events.clone(),
+            self.cfg.client.clone(),
+            self.cfg.loop_after,
+        ))
+    }
+
+    /// Sends the extension of `r` (recorded `Extending`) in a task: the
+    /// firmware read again and checked, the final target's devices asked
+    /// for, then the start, linked to the staged campaign before the upload.
+    fn spawn_extension(&mut self, r: Rollout) -> bool {
+        let Some(h) = self.handle() else {
+            return false;
+        };
+        self.extending.insert(r.id);
+        self.tasks += 1;
+        let internal = self.internal.clone();
+        tokio::spawn(async move {
+            let failure = h.extend(&r).await.err().map(|e| e.to_string());
+            let _ = internal.send(Internal::Extended { id: r.id, failure });
+        });
+        true
+    }
+
+    /// Calls the server's stop after a reboot loop in the extended campaign.
+    fn spawn_server_stop(&mut self, r: Rollout) {
+        let Some(h) = self.handle() else {
+            return;
+        };
+        self.tasks += 1;
+        let internal = self.internal.clone();
+        tokio::spawn(async move {
+            let result = h
+                .stop(&r.account)
+                .await
+                .map(|v| v.len())
+                .map_err(|e| e.to_string());
+            let _ = internal.send(Internal::ServerStopped {
+                id: r.id,
+                account: r.account,
+                result,
+            });
+        });
+    }
+
+    /// A start answered: the staged campaign it belongs to moves on.
+    fn rollout_answer(&mut self, c: &Campaign, result: &Result<String, (String, bool)>) {
+        let ids: Vec<i64> = self
+            .rollouts
+            .values()
+            .filter(|x| x.r.canary_campaign == c.id || x.r.extension == Some(c.id))
+            .map(|x| x.r.id)
+            .collect();
+        let now = now_ms();
+        for id in ids {
+            self.update_rollout(id, |r| {
+                let res = result.as_ref().map_err(|(t, maybe)| (t.as_str(), *maybe));
+                if r.canary_campaign == c.id {
+                    r.canary_answered(res.map(|_| c.devices.first()), now)
+                } else {
+                    r.extension_answered(c.id, res.map(|_| ()), now)
+                }
+            });
+        }
+    }
+
+    /// The active ones and the most recent ended ones, newest first.
+    fn list_rollouts(&mut self, account: Option<&str>, limit: u32) -> BlynkResult<Vec<Rollout>> {
+        self.reload_rollouts();
+        Ok(self
+            .store
+            .blynk_rollout_rows(false, limit)?
+            .into_iter()
+            .filter_map(|(id, raw, _)| parse_rollout(id, &raw))
+            .filter(|r| account.is_none_or(|a| a == r.account))
+            .collect())
+    }
+
+    fn find_rollout(&mut self, key: RolloutKey) -> BlynkResult<Option<Rollout>> {
+        match key {
+            RolloutKey::Id(id) => Ok(self.reload_rollout(id)),
+            RolloutKey::CanaryCampaign(cid) => Ok(self
+                .list_rollouts(None, crate::store::MAX_ENDED_ROLLOUTS as u32)?
+                .into_iter()
+                .find(|r| r.canary_campaign == cid)),
+        }
+    }
+
+    /// The one active staged campaign (of `account`, when given).
+    fn pick(&mut self, account: Option<&str>) -> BlynkResult<i64> {
+        self.reload_rollouts();
+        let found: Vec<&Rollout> = self
+            .rollouts
+            .values()
+            .map(|c| &c.r)
+            .filter(|r| account.is_none_or(|a| a == r.account))
+            .collect();
+        match found.as_slice() {
+            [r] => Ok(r.id),
+            [] => Err(BlynkError::Invalid(match account {
+                Some(a) => format!("no staged campaign is under way on {a}"),
+                None => "no staged campaign is under way".into(),
+            })),
+            many => Err(BlynkError::Invalid(format!(
+                "staged campaigns are under way on several servers ({}): name the account",
+                many.iter()
+                    .map(|r| r.account.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    fn resume(&mut self, account: Option<&str>, reply: Reply<Rollout>) {
+        let id = match self.pick(account) {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let now = now_ms();
+        let mut refused = None;
+        let res = self.update_rollout(id, |r| match r.resume(now) {
+            Ok(s) => {
+                refused = None;
+                s
+            }
+            Err(e) => {
+                refused = Some(e);
+                Step::None
+            }
+        });
+        if let Some(e) = refused {
+            let _ = reply.send(Err(BlynkError::Invalid(e)));
+            return;
+        }
+        match res {
+            Some((r, Step::Extend)) => {
+                if self.spawn_extension(r) {
+                    self.resume_waiters.entry(id).or_default().push(reply);
+                } else {
+                    let _ = reply.send(Err(BlynkError::Stopped));
+                }
+            }
+            _ => {
+                let _ = reply.send(Err(BlynkError::Other(format!(
+                    "staged campaign #{id} changed meanwhile; look at it again"
+                ))));
+            }
+        }
+    }
+
+    fn cancel(&mut self, account: Option<&str>) -> BlynkResult<(Rollout, bool)> {
+        let id = self.pick(account)?;
+        let (by, now) = (self.actor_name.clone(), now_ms());
+        let mut outcome = Err(String::new());
+        let res = self.update_rollout(id, |r| {
+            outcome = r.cancel(&by, now);
+            if outcome.is_ok() {
+                Step::Changed
+            } else {
+                Step::None
+            }
+        });
+        match (outcome, res) {
+            (Err(e), _) => Err(BlynkError::Invalid(e)),
+            (Ok(stop), Some((r, _))) => Ok((r, stop)),
+            (Ok(_), None) => Err(BlynkError::Other(format!(
+                "staged campaign #{id} could not be updated"
+            ))),
         }
     }
 }

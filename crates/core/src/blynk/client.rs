@@ -221,6 +221,13 @@ impl AdminClient {
                                 limit,
                             })
                         }
+                        // Sent and received: a start may have been acted on.
+                        Err(BodyError::Read(e)) if retry == Retry::ConnectOnly => (
+                            BlynkError::Unanswered(format!(
+                                "{what}: reading the answer: {e}; the server may or may not have taken it (a stop cancels every campaign)"
+                            )),
+                            false,
+                        ),
                         Err(BodyError::Read(e)) => (
                             BlynkError::Network(format!("{what}: reading the answer: {e}")),
                             retry == Retry::Idempotent,
@@ -242,7 +249,13 @@ impl AdminClient {
                     // A connection never made cannot have been acted on.
                     let retryable =
                         e.is_connect() || (retry == Retry::Idempotent && e.is_timeout());
-                    (BlynkError::Network(msg), retryable)
+                    // Past the connection, a start may have been taken.
+                    let err = if retry == Retry::ConnectOnly && !e.is_connect() && !e.is_builder() {
+                        BlynkError::Unanswered(msg)
+                    } else {
+                        BlynkError::Network(msg)
+                    };
+                    (err, retryable)
                 }
             };
             if !retryable || attempt >= o.attempts {

@@ -85,6 +85,11 @@ pub enum BlynkError {
     /// The request could not be sent, or no answer came in time.
     #[error("cannot reach the Blynk server: {0}")]
     Network(String),
+    /// A start was sent but its answer never came (timeout, connection
+    /// lost while reading): the server may or may not have taken it.
+    /// Never retried by itself: a second start would be a second upload.
+    #[error("no answer from the Blynk server: {0}")]
+    Unanswered(String),
     /// The server answered something the reference does not describe.
     #[error("unexpected answer from the Blynk server: {0}")]
     Protocol(String),
@@ -155,6 +160,12 @@ impl BlynkError {
         }
     }
 
+    /// True when the request may have been acted on although it failed:
+    /// what it asked must not be sent again without the user.
+    pub fn maybe_delivered(&self) -> bool {
+        matches!(self, BlynkError::Unanswered(_))
+    }
+
     /// A copy for every waiter of one poll (the error itself is not `Clone`):
     /// same variant where it matters (auth, network), text otherwise.
     pub(crate) fn share(&self) -> BlynkError {
@@ -164,6 +175,7 @@ impl BlynkError {
                 reason: reason.clone(),
             },
             BlynkError::Network(s) => BlynkError::Network(s.clone()),
+            BlynkError::Unanswered(s) => BlynkError::Unanswered(s.clone()),
             BlynkError::Protocol(s) => BlynkError::Protocol(s.clone()),
             BlynkError::UnknownAccount(s) => BlynkError::UnknownAccount(s.clone()),
             BlynkError::Refused { http, message } => BlynkError::Refused {

@@ -13,7 +13,10 @@
 //!   accepted, the password from the keychain ([`AdminClient`]);
 //! - records every campaign in the job store and follows it by polling the
 //!   users' devices, deriving per device: waiting for reconnect, installing,
-//!   updated, suspected reboot loop, offline ([`track`], [`BlynkTracker`]).
+//!   updated, suspected reboot loop, offline ([`track`], [`BlynkTracker`]);
+//! - runs staged campaigns: one device first, the rest once it runs the new
+//!   build and stays up, stopped by the first failure ([`rollout`],
+//!   [`BlynkHandle::start_staged`]).
 //!
 //! The [`BlynkTracker`] is an actor beside the engine, on the same data
 //! directory and keychain: the polls only report what the server shows; the
@@ -44,6 +47,7 @@ pub mod client;
 pub mod error;
 pub mod firmware;
 pub mod model;
+pub mod rollout;
 pub mod store;
 pub mod track;
 pub mod tracker;
@@ -56,4 +60,5 @@ pub use model::{
     BlynkAccount, BlynkEvent, Campaign, CampaignStatus, Counts, DeviceEvent, DeviceRecord,
     DeviceSeen, DeviceState, StartTarget, Target, ADMIN_PASSWORD, DEFAULT_UPLOAD_LIMIT,
 };
+pub use rollout::{Rollout, RolloutFirmware, RolloutStage, Settling, StagedOptions};
 pub use tracker::{BlynkHandle, BlynkTracker, TrackerConfig};

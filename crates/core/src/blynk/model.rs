@@ -505,6 +505,13 @@ pub enum BlynkEvent {
         /// The campaign now.
         campaign: Campaign,
     },
+    /// A staged campaign was recorded or changed (stage, canary, note),
+    /// after the change was stored: the app and `greenlight blynk rollout`
+    /// follow these.
+    RolloutChanged {
+        /// The staged campaign now (boxed: it carries its canary's record).
+        rollout: Box<super::rollout::Rollout>,
+    },
     /// Following an account's campaigns failed (said once per new problem;
     /// the tracker keeps trying).
     PollFailed {

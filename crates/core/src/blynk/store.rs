@@ -215,6 +215,77 @@ impl Store {
     }
 }
 
+/// The `rollouts` table's kind of Blynk staged campaigns.
+pub const ROLLOUT_KIND: &str = "blynk";
+
+/// Blynk rollouts in the shared `rollouts` table (inserted with
+/// [`Store::insert_rollout`]). Written only by compare-and-set on the stored
+/// text: the daemon and a CLI command may follow the same rollout from two
+/// processes, and the extension must leave once — the process whose write
+/// of `Extending` lands is the one that sends it; the other re-reads.
+impl Store {
+    /// Blynk rollouts as stored, newest first: `(id, record text, active)`;
+    /// the active ones, or all kept (at most `limit` ended ones).
+    pub fn blynk_rollout_rows(
+        &self,
+        active_only: bool,
+        limit: u32,
+    ) -> Result<Vec<(i64, String, bool)>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, record, active FROM rollouts WHERE kind = ?1 AND active = 1
+             UNION ALL
+             SELECT * FROM (SELECT id, record, active FROM rollouts
+                            WHERE kind = ?1 AND active = 0 AND ?2 = 0 ORDER BY id DESC LIMIT ?3)
+             ORDER BY id DESC",
+        )?;
+        let rows = st.query_map(params![ROLLOUT_KIND, active_only, limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One Blynk rollout as stored: `(record text, active)`.
+    pub fn blynk_rollout_row(&self, id: i64) -> Result<Option<(String, bool)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT record, active FROM rollouts WHERE id = ?1 AND kind = ?2",
+                params![id, ROLLOUT_KIND],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// Rewrites a Blynk rollout only if its stored text is still `expected`
+    /// (what this process last read or wrote). `false`: someone else changed
+    /// it first; nothing was written. Ended ones beyond
+    /// [`crate::store::MAX_ENDED_ROLLOUTS`] are dropped, as `save_rollout` does.
+    pub fn swap_blynk_rollout(
+        &mut self,
+        id: i64,
+        expected: &str,
+        record: &str,
+        active: bool,
+        now: i64,
+    ) -> Result<bool> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE rollouts SET record = ?1, active = ?2, updated_at = ?3
+             WHERE id = ?4 AND kind = ?5 AND record = ?6",
+            params![record, active, now, id, ROLLOUT_KIND, expected],
+        )?;
+        if n == 1 && !active {
+            tx.execute(
+                "DELETE FROM rollouts WHERE kind = ?1 AND active = 0 AND id NOT IN
+                   (SELECT id FROM rollouts WHERE kind = ?1 AND active = 0 ORDER BY id DESC LIMIT ?2)",
+                params![ROLLOUT_KIND, crate::store::MAX_ENDED_ROLLOUTS],
+            )?;
+        }
+        tx.commit()?;
+        Ok(n == 1)
+    }
+}
+
 fn upsert_device(
     conn: &rusqlite::Connection,
     campaign_id: i64,
@@ -305,6 +376,38 @@ mod tests {
         assert_eq!(s.campaigns(None, &["stopped"], 10).unwrap().len(), 0);
         assert_eq!(s.campaign_events(c.id).unwrap().len(), 2);
         assert!(s.remove_blynk_account("b").unwrap());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn rollout_writes_are_compare_and_set() {
+        let d = std::env::temp_dir().join(format!("gl-blynk-rollouts-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let mut s = Store::open(&d).unwrap();
+        let id = s
+            .insert_rollout(ROLLOUT_KIND, &serde_json::json!({"n": 1}), 1)
+            .unwrap();
+        let (raw, active) = s.blynk_rollout_row(id).unwrap().unwrap();
+        assert!(active);
+        assert!(s
+            .swap_blynk_rollout(id, &raw, r#"{"n":2}"#, true, 2)
+            .unwrap());
+        // A writer that read before that change loses, and writes nothing.
+        assert!(!s
+            .swap_blynk_rollout(id, &raw, r#"{"n":3}"#, true, 3)
+            .unwrap());
+        assert_eq!(s.blynk_rollout_row(id).unwrap().unwrap().0, r#"{"n":2}"#);
+        assert!(s
+            .swap_blynk_rollout(id, r#"{"n":2}"#, r#"{"n":4}"#, false, 4)
+            .unwrap());
+        let other = s.insert_rollout("rainmaker", &1, 5).unwrap();
+        let rows = s.blynk_rollout_rows(false, 10).unwrap();
+        assert_eq!(rows, vec![(id, r#"{"n":4}"#.to_string(), false)]);
+        assert!(s.blynk_rollout_rows(true, 10).unwrap().is_empty());
+        assert!(
+            s.blynk_rollout_row(other).unwrap().is_none(),
+            "another kind"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -94,12 +94,13 @@ pub fn observe(rec: &mut DeviceRecord, seen: &DeviceSeen, ctx: &Ctx<'_>) -> bool
     }
 
     let on_build = seen.build.as_deref() == Some(ctx.build);
+    // Whether the build shown is this session's: the login's own info is in
+    // (a later message, or the session over). Until then the build shown is
+    // the previous session's and says nothing about the update.
+    let info_in = !seen.online || seen.data_received_at > seen.connect_time;
     // A login after a send that still shows the old build is a failed
-    // attempt. Only counted once the login's own info is in (a later
-    // message, or the session over), so the previous session's build is not
-    // mistaken for this one's.
+    // attempt, counted once its info is in.
     if let Some(first) = m.first_send {
-        let info_in = !seen.online || seen.data_received_at > seen.connect_time;
         if !on_build
             && seen.connect_time > first
             && seen.connect_time > m.accounted_until
@@ -134,7 +135,7 @@ pub fn observe(rec: &mut DeviceRecord, seen: &DeviceSeen, ctx: &Ctx<'_>) -> bool
     } else if seen.build.is_none() && ctx.campaign && sent.is_none() {
         DeviceState::NoBuild
     } else if let Some(s) = sent {
-        if seen.online && seen.connect_time > s && !(ctx.campaign && ctx.standing) {
+        if seen.online && seen.connect_time > s && info_in && !(ctx.campaign && ctx.standing) {
             // Back after the send, old build, and nothing will re-send it.
             DeviceState::NotUpdated {
                 reason: if ctx.campaign {
@@ -315,6 +316,24 @@ mod tests {
         observe(&mut r, &s, &ctx(2));
         assert_eq!(r.failed_reconnects, 0);
         observe(&mut r, &seen(true, NEW, 300, Some(201)), &ctx(3));
+        assert_eq!(r.state, DeviceState::Updated);
+    }
+
+    #[test]
+    fn token_login_before_its_info_is_not_yet_a_verdict() {
+        let c = Ctx {
+            campaign: false,
+            ..ctx(0)
+        };
+        let mut r = baseline(&seen(true, OLD, 100, None), &c);
+        observe(&mut r, &seen(true, OLD, 100, Some(150)), &c);
+        // Logged in again, its info not in yet: the old build shown is the
+        // previous session's (the flash may well have worked).
+        let mut s = seen(true, OLD, 200, Some(150));
+        s.data_received_at = 200;
+        observe(&mut r, &s, &c);
+        assert_eq!(r.state, DeviceState::Installing, "{r:?}");
+        observe(&mut r, &seen(true, NEW, 200, Some(150)), &c);
         assert_eq!(r.state, DeviceState::Updated);
     }
 

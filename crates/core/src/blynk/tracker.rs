@@ -8,19 +8,20 @@
 //! polls run in tasks whose results come back as messages, so a slow server
 //! never stalls the others.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::actor::{Actor, Begin, Reply, Request};
+use super::actor::{Actor, Begin, Link, Reply, Request, RolloutKey, RolloutSeed};
 use super::client::{AdminClient, ClientOptions, Fetch};
 use super::error::{BlynkError, BlynkResult};
 use super::firmware::Firmware;
 use super::model::{
     BlynkAccount, BlynkEvent, Campaign, DeviceEvent, DeviceSeen, StartTarget, Target,
 };
+use super::rollout::{Rollout, RolloutFirmware, StagedOptions};
 use super::users::devices_of;
 use crate::engine::EngineConfig;
 use crate::secrets::SecretStore;
@@ -82,6 +83,7 @@ impl BlynkTracker {
             actor_name,
             events.clone(),
             int_tx,
+            tx.downgrade(),
         );
         actor.load()?;
         tokio::spawn(actor.run(rx, int_rx));
@@ -124,6 +126,17 @@ impl std::fmt::Debug for BlynkHandle {
     }
 }
 
+fn check_size(firmware: &Firmware, acct: &BlynkAccount) -> BlynkResult<()> {
+    let size = firmware.upload_size();
+    if size > acct.upload_limit {
+        return Err(BlynkError::TooLarge {
+            size,
+            limit: acct.upload_limit,
+        });
+    }
+    Ok(())
+}
+
 fn valid_token(t: &str) -> BlynkResult<&str> {
     let t = t.trim();
     if t.is_empty()
@@ -139,7 +152,30 @@ fn valid_token(t: &str) -> BlynkResult<&str> {
     Ok(t)
 }
 
+/// A target as resolved on the server: its devices now, how it is stored,
+/// how it is sent.
+struct Resolved {
+    devices: Vec<DeviceSeen>,
+    stored: Target,
+    send: StartTarget,
+}
+
 impl BlynkHandle {
+    /// A handle for the actor's own tasks.
+    pub(super) fn from_parts(
+        tx: mpsc::Sender<Request>,
+        events: broadcast::Sender<BlynkEvent>,
+        client: ClientOptions,
+        loop_after: u32,
+    ) -> BlynkHandle {
+        BlynkHandle {
+            tx,
+            events,
+            client,
+            loop_after,
+        }
+    }
+
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> BlynkResult<T> {
         let (tx, rx) = oneshot::channel();
         self.tx
@@ -212,14 +248,21 @@ impl BlynkHandle {
         loop_after: Option<u32>,
     ) -> BlynkResult<Campaign> {
         let (client, acct) = self.ask(|r| Request::Client(account.into(), r)).await?;
-        let size = firmware.upload_size();
-        if size > acct.upload_limit {
-            return Err(BlynkError::TooLarge {
-                size,
-                limit: acct.upload_limit,
-            });
-        }
-        let (devices, stored) = match &target {
+        check_size(firmware, &acct)?;
+        let resolved = self.resolve(&client, &acct, &target).await?;
+        self.send(&client, account, firmware, resolved, loop_after, Link::None)
+            .await
+    }
+
+    /// Which devices `target` covers on the server now. Nothing is sent
+    /// when the token, the user or the project is wrong.
+    async fn resolve(
+        &self,
+        client: &AdminClient,
+        acct: &BlynkAccount,
+        target: &StartTarget,
+    ) -> BlynkResult<Resolved> {
+        Ok(match target {
             StartTarget::Token(t) => {
                 let t = valid_token(t)?;
                 let (all, key) = client.find_token(t).await?;
@@ -234,12 +277,15 @@ impl BlynkHandle {
                     .first()
                     .map(|d| (d.name.clone(), d.token_hint.clone()))
                     .unwrap_or_default();
-                let target = Target::Token {
-                    device: key,
-                    name,
-                    hint,
-                };
-                (dev, target)
+                Resolved {
+                    devices: dev,
+                    stored: Target::Token {
+                        device: key,
+                        name,
+                        hint,
+                    },
+                    send: StartTarget::Token(t.to_string()),
+                }
             }
             StartTarget::User { email, project } => {
                 let email = email.trim();
@@ -277,49 +323,274 @@ impl BlynkHandle {
                         )));
                     }
                 }
-                let target = Target::User {
+                let stored = Target::User {
                     email: email.to_string(),
-                    project,
+                    project: project.clone(),
                 };
-                let devs = devices_of(&user, None)
+                let devices = devices_of(&user, None)
                     .0
                     .into_iter()
-                    .filter(|d| target.covers(d))
+                    .filter(|d| stored.covers(d))
                     .collect();
-                (devs, target)
+                Resolved {
+                    devices,
+                    stored,
+                    send: StartTarget::User {
+                        email: email.to_string(),
+                        project,
+                    },
+                }
             }
-            StartTarget::All => (client.devices(&Fetch::All).await?, Target::All),
-        };
+            StartTarget::All => Resolved {
+                devices: client.devices(&Fetch::All).await?,
+                stored: Target::All,
+                send: StartTarget::All,
+            },
+        })
+    }
+
+    /// Records the start (with what it is linked to), uploads exactly the
+    /// validated bytes, records the answer.
+    async fn send(
+        &self,
+        client: &AdminClient,
+        account: &str,
+        firmware: &Firmware,
+        resolved: Resolved,
+        loop_after: Option<u32>,
+        link: Link,
+    ) -> BlynkResult<Campaign> {
         let begin = Begin {
             account: account.to_string(),
-            target: stored,
+            target: resolved.stored,
             build: firmware.build().to_string(),
             file_name: firmware.file_name().to_string(),
             size: firmware.size(),
             sha256: firmware.sha256().to_string(),
             loop_after: loop_after.unwrap_or(self.loop_after).max(1),
-            devices,
+            devices: resolved.devices,
+            link,
         };
         let campaign = self.ask(|r| Request::Begin(Box::new(begin), r)).await?;
-        let target = match target {
-            StartTarget::User { email, project } => StartTarget::User {
-                email: email.trim().to_string(),
-                project: project
-                    .map(|p| p.trim().to_string())
-                    .filter(|p| !p.is_empty()),
-            },
-            StartTarget::Token(t) => StartTarget::Token(t.trim().to_string()),
-            StartTarget::All => StartTarget::All,
-        };
-        let result = client.ota_start(firmware, &target).await;
+        let result = client.ota_start(firmware, &resolved.send).await;
         let recorded = result
             .as_ref()
             .map(String::clone)
-            .map_err(|e| e.to_string());
+            .map_err(|e| (e.to_string(), e.maybe_delivered()));
         let campaign = self
             .ask(|r| Request::Started(campaign.id, recorded, r))
             .await?;
         result.map(|_| campaign)
+    }
+
+    /// Starts a staged ("careful") campaign: the update goes to the canary
+    /// device now (one-device start), and to `target` — a user, one of
+    /// their projects, or every device — only once the tracker has seen the
+    /// canary run the new build, online and without logging in again, for
+    /// `opts.settle`. It stops at the first failure: the canary back on its
+    /// old build, restarting on the new one, not updated within
+    /// `opts.canary_timeout`; after the extension, the first device
+    /// suspected in a reboot loop (the server's stop is then called: it is
+    /// global). Follow it with [`BlynkEvent::RolloutChanged`] or
+    /// [`BlynkHandle::rollouts`]; it moves on as the tracker polls
+    /// (background, or [`BlynkHandle::refresh`]).
+    ///
+    /// The firmware is read from `firmware` now and again for the
+    /// extension, which is refused if the file changed (its SHA-256) or is
+    /// gone. Nothing is sent when the firmware, the canary (unknown, offline,
+    /// reporting no build or already on this build), the target, or a
+    /// campaign still standing on the server is wrong, or another staged
+    /// campaign is under way on this server. An upload the server refuses
+    /// ends the staged campaign and is returned as the error.
+    pub async fn start_staged(
+        &self,
+        account: &str,
+        firmware: &Path,
+        canary_token: &str,
+        target: StartTarget,
+        opts: StagedOptions,
+    ) -> BlynkResult<Rollout> {
+        if matches!(target, StartTarget::Token(_)) {
+            return Err(BlynkError::Invalid(
+                "after the canary a staged campaign goes to a user, a project or every device, not to one token".into(),
+            ));
+        }
+        if opts.canary_timeout.is_zero() {
+            return Err(BlynkError::Invalid(
+                "the canary's timeout must be more than 0".into(),
+            ));
+        }
+        let path = std::path::absolute(firmware).map_err(|e| BlynkError::Io {
+            what: format!("reading {}", firmware.display()),
+            source: e,
+        })?;
+        let p = path.clone();
+        let fw = tokio::task::spawn_blocking(move || Firmware::read(&p))
+            .await
+            .map_err(|e| BlynkError::Other(format!("file task: {e}")))??;
+        let (client, acct) = self.ask(|r| Request::Client(account.into(), r)).await?;
+        check_size(&fw, &acct)?;
+        let canary = self
+            .resolve(
+                &client,
+                &acct,
+                &StartTarget::Token(canary_token.to_string()),
+            )
+            .await?;
+        let dev = canary.devices.first().ok_or_else(|| {
+            BlynkError::Invalid("the canary device is not on the server; nothing was sent".into())
+        })?;
+        match dev.build.as_deref() {
+            None => {
+                return Err(BlynkError::Invalid(format!(
+                    "the canary {} reports no build (Blynk library 1.3+, or no info): Greenlight could never see it updated; choose another device. Nothing was sent",
+                    dev.name
+                )))
+            }
+            Some(b) if b == fw.build() => {
+                return Err(BlynkError::Invalid(format!(
+                    "the canary {} already runs build \"{b}\": it cannot show that this firmware installs; choose a device on another build. Nothing was sent",
+                    dev.name
+                )))
+            }
+            Some(_) => {}
+        }
+        if !dev.online {
+            return Err(BlynkError::Invalid(format!(
+                "the canary {} is offline: the server sends a one-device update only to an online device. Nothing was sent",
+                dev.name
+            )));
+        }
+        let rest = self.resolve(&client, &acct, &target).await?;
+        let ms = |d: Duration| d.as_millis().min(i64::MAX as u128) as i64;
+        let seed = RolloutSeed {
+            firmware: RolloutFirmware {
+                path: path.to_string_lossy().into_owned(),
+                file_name: fw.file_name().to_string(),
+                build: fw.build().to_string(),
+                size: fw.size(),
+                sha256: fw.sha256().to_string(),
+            },
+            target: rest.stored,
+            devices: rest.devices,
+            settle_ms: ms(opts.settle),
+            canary_timeout_ms: ms(opts.canary_timeout),
+        };
+        let c = self
+            .send(
+                &client,
+                account,
+                &fw,
+                canary,
+                opts.loop_after,
+                Link::Canary(Box::new(seed)),
+            )
+            .await?;
+        self.ask(|r| Request::Rollout(RolloutKey::CanaryCampaign(c.id), r))
+            .await?
+            .ok_or_else(|| BlynkError::Other("the staged campaign disappeared".into()))
+    }
+
+    /// Sends the extension of a staged campaign recorded `Extending`: the
+    /// firmware file read again and checked against the SHA-256 the canary
+    /// got, the final target resolved now. An error before the upload is
+    /// worded for the staged campaign's stop.
+    pub(super) async fn extend(&self, r: &Rollout) -> BlynkResult<Campaign> {
+        let t = r.target.describe();
+        let path = PathBuf::from(&r.firmware.path);
+        let p = path.clone();
+        let fw = tokio::task::spawn_blocking(move || Firmware::read(&p))
+            .await
+            .map_err(|e| BlynkError::Other(format!("file task: {e}")))?
+            .map_err(|e| {
+                BlynkError::Invalid(format!(
+                    "the update for {t} was not sent: the firmware file {} cannot be read again ({e}). Put the same file back and resume, or cancel",
+                    path.display()
+                ))
+            })?;
+        if fw.sha256() != r.firmware.sha256 {
+            return Err(BlynkError::Invalid(format!(
+                "the update for {t} was not sent: the firmware file {} changed since the canary got it (SHA-256 {} now, {} then). Put the same file back and resume, or cancel",
+                path.display(),
+                fw.sha256(),
+                r.firmware.sha256
+            )));
+        }
+        let not_sent =
+            |e: BlynkError| BlynkError::Other(format!("the update for {t} was not sent: {e}"));
+        let (client, acct) = self
+            .ask(|x| Request::Client(r.account.clone(), x))
+            .await
+            .map_err(not_sent)?;
+        check_size(&fw, &acct).map_err(not_sent)?;
+        let resolved = self
+            .resolve(&client, &acct, &r.final_target())
+            .await
+            .map_err(not_sent)?;
+        self.send(
+            &client,
+            &r.account,
+            &fw,
+            resolved,
+            Some(r.loop_after),
+            Link::Extension(r.id),
+        )
+        .await
+    }
+
+    /// Staged campaigns of one account or all: the active ones and the
+    /// most recent ended ones (at most 20), newest first.
+    pub async fn rollouts(&self, account: Option<&str>) -> BlynkResult<Vec<Rollout>> {
+        self.ask(|r| Request::Rollouts(account.map(str::to_string), 20, r))
+            .await
+    }
+
+    /// One staged campaign by id.
+    pub async fn rollout(&self, id: i64) -> BlynkResult<Option<Rollout>> {
+        self.ask(|r| Request::Rollout(RolloutKey::Id(id), r)).await
+    }
+
+    /// Extends a staged campaign stopped before its extension, or whose
+    /// extension is not confirmed (sends it again): the user's explicit
+    /// choice. Returns once the server answered the extension (or it
+    /// failed: the staged campaign then says why). `account`: which one,
+    /// when several servers have one.
+    pub async fn resume_rollout(&self, account: Option<&str>) -> BlynkResult<Rollout> {
+        self.ask(|r| Request::Resume(account.map(str::to_string), r))
+            .await
+    }
+
+    /// Cancels a staged campaign. Before the extension nothing is left on
+    /// the server (the canary's update is sent once); after it, or when
+    /// the extension is not confirmed, the server's stop is called — it is
+    /// global: every campaign on that server ends. Refused while the
+    /// extension is being sent. An error from the stop is returned; the
+    /// staged campaign is cancelled anyway and says so.
+    pub async fn cancel_rollout(&self, account: Option<&str>) -> BlynkResult<Rollout> {
+        let (r, stop) = self
+            .ask(|x| Request::Cancel(account.map(str::to_string), x))
+            .await?;
+        if !stop {
+            return Ok(r);
+        }
+        let (note, res) = match self.stop(&r.account).await {
+            Ok(ended) => (
+                format!(
+                    "Greenlight stopped updates on the server: {} campaign(s) ended",
+                    ended.len()
+                ),
+                Ok(()),
+            ),
+            Err(e) => (
+                format!(
+                    "the server's stop failed: {e} — stop updates with `greenlight blynk stop --account {}`",
+                    r.account
+                ),
+                Err(e),
+            ),
+        };
+        let r = self.ask(|x| Request::RolloutNote(r.id, note, x)).await?;
+        res.map(|_| r)
     }
 
     /// Stops updates on the account's server. The server's stop is global:

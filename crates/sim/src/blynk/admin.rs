@@ -16,7 +16,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use sha2::{Digest, Sha256};
 
 use super::firmware::build_tag;
-use super::server::{now_ms, Campaign, Server, APP_NAME};
+use super::server::{now_ms, Campaign, OtaCallKind, Server, APP_NAME};
 
 const PLAIN: &str = "text/plain;charset=utf-8";
 const JSON: &str = "application/json;charset=utf-8";
@@ -147,15 +147,35 @@ async fn ota_start(
         Ok(e) => e,
         Err(e) => return e.into_response(),
     };
+    let kind = match (q.get("token"), q.get("user")) {
+        (Some(t), _) => OtaCallKind::Token(t.clone()),
+        (None, Some(u)) => OtaCallKind::User {
+            email: u.clone(),
+            project: q.get("project").cloned(),
+        },
+        (None, None) => OtaCallKind::All,
+    };
+    let r = start_authenticated(&server, &q, &parts.headers, &body, initiator);
+    server.record_ota_call(kind, r.status().as_u16());
+    r
+}
+
+/// `/admin/ota/start` once the caller is known to be the super-admin.
+fn start_authenticated(
+    server: &Server,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &[u8],
+    initiator: String,
+) -> Response {
     if body.len() > server.upload_limit {
         return too_large(server.upload_limit, Some(body.len()));
     }
-    let ct = parts
-        .headers
+    let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let Some((filename, data)) = multipart_file(ct, &body) else {
+    let Some((filename, data)) = multipart_file(ct, body) else {
         return text(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Can't find binary data in request.",
@@ -228,6 +248,7 @@ async fn ota_stop(State(server): State<Arc<Server>>, headers: HeaderMap) -> Resp
     match basic_auth(&server, &headers) {
         Ok(by) => {
             server.stop_all();
+            server.record_ota_call(OtaCallKind::Stop, StatusCode::OK.as_u16());
             tracing::info!(%by, "OTA stopped");
             empty(StatusCode::OK)
         }

@@ -36,7 +36,7 @@ use tokio::sync::watch;
 pub use admin::hash_password;
 pub use device::{BlynkTiming, DeviceBehaviour, DeviceStats};
 pub use firmware::{build_tag, make_firmware, DEFAULT_BUILD};
-pub use server::{Server, TokenOtaError};
+pub use server::{OtaCall, OtaCallKind, Server, TokenOtaError};
 
 /// The real server's `web.request.max.size`: 512 KiB.
 pub const DEFAULT_UPLOAD_LIMIT: usize = 524_288;

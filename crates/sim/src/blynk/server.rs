@@ -225,6 +225,49 @@ pub struct State {
     uploads: HashMap<String, Arc<Vec<u8>>>,
     /// Admin UI session cookies.
     pub cookies: HashSet<String>,
+    /// Every authenticated `/admin/ota/*` call, in order.
+    ota_calls: Vec<OtaCall>,
+}
+
+/// One authenticated call of the admin OTA API, as the server received it,
+/// with the status it answered: what a test checks to prove exactly which
+/// starts and stops reached the server (the real server keeps no such log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtaCall {
+    /// What was asked.
+    pub kind: OtaCallKind,
+    /// HTTP status of the answer.
+    pub status: u16,
+}
+
+/// Which admin OTA call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OtaCallKind {
+    /// `POST /admin/ota/start?token=`: one device, now.
+    Token(String),
+    /// `POST /admin/ota/start?user=[&project=]`: a user's campaign.
+    User {
+        /// `user=`.
+        email: String,
+        /// `project=`.
+        project: Option<String>,
+    },
+    /// `POST /admin/ota/start` without a target: the all-devices campaign.
+    All,
+    /// `GET /admin/ota/stop`.
+    Stop,
+}
+
+impl OtaCallKind {
+    /// True for a start (any target).
+    pub fn is_start(&self) -> bool {
+        !matches!(self, OtaCallKind::Stop)
+    }
+
+    /// True for a user or all-devices start (a campaign the server keeps).
+    pub fn is_campaign(&self) -> bool {
+        matches!(self, OtaCallKind::User { .. } | OtaCallKind::All)
+    }
 }
 
 /// Why a single-device OTA was refused (the text is the HTTP 400 body).
@@ -447,6 +490,16 @@ impl Server {
         let mut st = self.lock();
         st.all = None;
         st.per_user.clear();
+    }
+
+    /// Records an authenticated admin OTA call and its answer.
+    pub fn record_ota_call(&self, kind: OtaCallKind, status: u16) {
+        self.lock().ota_calls.push(OtaCall { kind, status });
+    }
+
+    /// Every authenticated admin OTA call so far, in order.
+    pub fn ota_calls(&self) -> Vec<OtaCall> {
+        self.lock().ota_calls.clone()
     }
 
     /// Number of pending campaigns (all-devices counts as one).
