@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use greenlight_core::blynk::{
-    BlynkAccount, BlynkEvent, BlynkHandle, BlynkTracker, DeviceState, Rollout, RolloutStage,
-    StagedOptions, StartTarget, Target, TrackerConfig,
+    BlynkAccount, BlynkEvent, BlynkHandle, BlynkRollout, BlynkRolloutStage, BlynkTracker,
+    DeviceState, StagedOptions, StartTarget, Target, TrackerConfig,
 };
 use greenlight_core::{MemorySecretStore, SecretStore};
 use greenlight_sim::blynk::{
@@ -95,7 +95,12 @@ fn alice() -> StartTarget {
 }
 
 /// Polls (which is what moves a staged campaign on) until `pred` holds.
-async fn until(h: &BlynkHandle, id: i64, what: &str, pred: impl Fn(&Rollout) -> bool) -> Rollout {
+async fn until(
+    h: &BlynkHandle,
+    id: i64,
+    what: &str,
+    pred: impl Fn(&BlynkRollout) -> bool,
+) -> BlynkRollout {
     let deadline = Instant::now() + WAIT;
     loop {
         h.refresh(Some("home")).await.expect("poll");
@@ -160,7 +165,7 @@ async fn canary_updates_then_the_campaign_reaches_the_rest() {
         .start_staged("home", &fw, &t[0], alice(), opts(Duration::from_secs(1)))
         .await
         .expect("started");
-    assert_eq!(r.stage, RolloutStage::Canary);
+    assert_eq!(r.stage, BlynkRolloutStage::Canary);
     assert_eq!(r.canary.name, "Device 1");
     assert!(r.canary_sent_at.is_some());
     assert!(
@@ -170,7 +175,7 @@ async fn canary_updates_then_the_campaign_reaches_the_rest() {
     assert_eq!(calls(&sim), (1, 0, 0), "only the canary's update so far");
 
     let r = until(&h, r.id, "the extension", |r| {
-        r.stage == RolloutStage::Extended
+        r.stage == BlynkRolloutStage::Extended
     })
     .await;
     assert_eq!(r.canary.state, DeviceState::Updated);
@@ -208,7 +213,7 @@ async fn canary_updates_then_the_campaign_reaches_the_rest() {
         blynk_bounce(&sim, &t[i], WAIT).await;
     }
     let r = until(&h, r.id, "the extended campaign to settle", |r| {
-        r.stage == RolloutStage::Done
+        r.stage == BlynkRolloutStage::Done
     })
     .await;
     for i in [0, 1, 3] {
@@ -231,7 +236,7 @@ async fn canary_updates_then_the_campaign_reaches_the_rest() {
     assert_eq!(stages, ["canary", "extending", "extended", "done"]);
     let listed = h.rollouts(Some("home")).await.unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].stage, RolloutStage::Done);
+    assert_eq!(listed[0].stage, BlynkRolloutStage::Done);
     h.shutdown().await;
     sim.shutdown().await;
 }
@@ -261,10 +266,10 @@ async fn canary_that_fails_to_flash_stops_before_any_campaign() {
         .await
         .expect("started");
     let r = until(&h, r.id, "the stop", |r| {
-        !matches!(r.stage, RolloutStage::Canary)
+        !matches!(r.stage, BlynkRolloutStage::Canary)
     })
     .await;
-    let RolloutStage::Stopped {
+    let BlynkRolloutStage::Stopped {
         device,
         reason,
         resumable,
@@ -293,7 +298,10 @@ async fn canary_that_fails_to_flash_stops_before_any_campaign() {
 
     // Cancelled by the user: nothing to stop on the server.
     let c = h.cancel_rollout(None).await.expect("cancelled");
-    assert!(matches!(c.stage, RolloutStage::Cancelled { .. }), "{c:#?}");
+    assert!(
+        matches!(c.stage, BlynkRolloutStage::Cancelled { .. }),
+        "{c:#?}"
+    );
     assert_eq!(calls(&sim), (1, 0, 0));
     h.shutdown().await;
     sim.shutdown().await;
@@ -317,9 +325,12 @@ async fn a_restart_in_the_canary_stage_goes_on_and_extends_once() {
     let h = open(&dir, &secrets).await;
     let back = h.rollouts(None).await.unwrap();
     assert_eq!(back.len(), 1);
-    assert_eq!((back[0].id, &back[0].stage), (r.id, &RolloutStage::Canary));
+    assert_eq!(
+        (back[0].id, &back[0].stage),
+        (r.id, &BlynkRolloutStage::Canary)
+    );
     let done = until(&h, r.id, "the extension after the restart", |r| {
-        r.stage == RolloutStage::Extended
+        r.stage == BlynkRolloutStage::Extended
     })
     .await;
     assert_eq!(done.canary.state, DeviceState::Updated);
@@ -359,7 +370,7 @@ async fn cancel_in_the_canary_stage_sends_nothing_more() {
     })
     .await;
     let c = h.cancel_rollout(Some("home")).await.expect("cancelled");
-    let RolloutStage::Cancelled { by, reason } = &c.stage else {
+    let BlynkRolloutStage::Cancelled { by, reason } = &c.stage else {
         panic!("{c:#?}")
     };
     assert_eq!(by, "tester");
@@ -399,12 +410,15 @@ async fn cancel_after_the_extension_stops_the_server() {
         .await
         .expect("started");
     until(&h, r.id, "the extension", |r| {
-        r.stage == RolloutStage::Extended
+        r.stage == BlynkRolloutStage::Extended
     })
     .await;
     assert_eq!(sim.server.campaigns(), 1);
     let c = h.cancel_rollout(None).await.expect("cancelled");
-    assert!(matches!(c.stage, RolloutStage::Cancelled { .. }), "{c:#?}");
+    assert!(
+        matches!(c.stage, BlynkRolloutStage::Cancelled { .. }),
+        "{c:#?}"
+    );
     assert!(
         c.note
             .as_deref()
@@ -441,7 +455,7 @@ async fn a_loop_in_the_extended_campaign_stops_the_server() {
         .await
         .expect("started");
     until(&h, r.id, "the extension", |r| {
-        r.stage == RolloutStage::Extended
+        r.stage == BlynkRolloutStage::Extended
     })
     .await;
     // Device 2 logs in, gets the URL, fails, reboots, gets it again...
@@ -452,7 +466,7 @@ async fn a_loop_in_the_extended_campaign_stops_the_server() {
             .is_some_and(|n| n.starts_with("Greenlight stopped"))
     })
     .await;
-    let RolloutStage::Stopped {
+    let BlynkRolloutStage::Stopped {
         device,
         reason,
         resumable,
@@ -506,7 +520,7 @@ async fn a_changed_firmware_file_stops_the_extension_until_resumed() {
     // Rebuilt after the canary got it: not what the canary proved.
     std::fs::write(&fw, make_firmware("Oct  1 2017 09:00:00", 64 * 1024)).unwrap();
     let r = until(&h, r.id, "the stop", |r| r.needs_user()).await;
-    let RolloutStage::Stopped { reason, .. } = &r.stage else {
+    let BlynkRolloutStage::Stopped { reason, .. } = &r.stage else {
         panic!("{r:#?}")
     };
     assert!(
@@ -518,7 +532,7 @@ async fn a_changed_firmware_file_stops_the_extension_until_resumed() {
     // The same file back, and the user's explicit resume: extended once.
     std::fs::write(&fw, original).unwrap();
     let r = h.resume_rollout(Some("home")).await.expect("resumed");
-    assert_eq!(r.stage, RolloutStage::Extended, "{r:#?}");
+    assert_eq!(r.stage, BlynkRolloutStage::Extended, "{r:#?}");
     assert_eq!(calls(&sim), (1, 1, 0), "{:?}", sim.server.ota_calls());
     assert!(
         h.resume_rollout(None).await.is_err(),
@@ -558,7 +572,7 @@ async fn two_trackers_on_one_directory_extend_once() {
         x.unwrap();
         y.unwrap();
         let seen = b.rollout(r.id).await.unwrap().unwrap();
-        if seen.stage == RolloutStage::Extended {
+        if seen.stage == BlynkRolloutStage::Extended {
             break;
         }
         assert!(Instant::now() < deadline, "timed out: {seen:#?}");

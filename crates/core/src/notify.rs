@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use crate::blynk::{BlynkEvent, RolloutStage};
+use crate::blynk::{BlynkEvent, BlynkRolloutStage};
 use crate::event::Event;
 use crate::model::{JobState, Millis, PendingUpdate, QuietHours};
 use crate::policy;
@@ -285,9 +285,9 @@ impl Notifier {
             // said once per stage (its canary's progress is not news).
             BlynkEvent::RolloutChanged { rollout: r } => {
                 let title = match &r.stage {
-                    RolloutStage::Stopped { .. } => "stopped",
-                    RolloutStage::NotConfirmed { .. } => "not confirmed",
-                    RolloutStage::Done => "done",
+                    BlynkRolloutStage::Stopped { .. } => "stopped",
+                    BlynkRolloutStage::NotConfirmed { .. } => "not confirmed",
+                    BlynkRolloutStage::Done => "done",
                     _ => return Vec::new(),
                 };
                 self.told_blynk
@@ -566,12 +566,12 @@ mod tests {
 
         // A staged campaign: its canary's progress is not news; a stop is,
         // once.
-        use crate::blynk::{Rollout, RolloutFirmware, RolloutStage};
-        let rollout = |stage: RolloutStage| BlynkEvent::RolloutChanged {
-            rollout: Box::new(Rollout {
+        use crate::blynk::{BlynkRollout, BlynkRolloutFirmware, BlynkRolloutStage};
+        let rollout = |stage: BlynkRolloutStage| BlynkEvent::RolloutChanged {
+            rollout: Box::new(BlynkRollout {
                 id: 9,
                 account: "home".into(),
-                firmware: RolloutFirmware {
+                firmware: BlynkRolloutFirmware {
                     path: "/fw.bin".into(),
                     file_name: "fw.bin".into(),
                     build: "Nov 23 2026".into(),
@@ -597,8 +597,10 @@ mod tests {
                 finished_at: None,
             }),
         };
-        assert!(n.on_blynk(&rollout(RolloutStage::Canary), 4).is_empty());
-        let stopped = rollout(RolloutStage::Stopped {
+        assert!(n
+            .on_blynk(&rollout(BlynkRolloutStage::Canary), 4)
+            .is_empty());
+        let stopped = rollout(BlynkRolloutStage::Stopped {
             device: Some("Greenhouse".into()),
             reason: "Greenhouse came back on its old build — a reboot loop".into(),
             resumable: true,

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use greenlight_core::blynk::{
-    BlynkAccount, BlynkError, BlynkEvent, BlynkHandle, BlynkTracker, Campaign, DeviceState,
-    Firmware, Rollout, RolloutStage, StagedOptions, StartTarget, TrackerConfig,
+    BlynkAccount, BlynkError, BlynkEvent, BlynkHandle, BlynkRollout, BlynkRolloutStage,
+    BlynkTracker, Campaign, DeviceState, Firmware, StagedOptions, StartTarget, TrackerConfig,
 };
 use serde_json::json;
 
@@ -295,7 +295,7 @@ async fn start_staged(cli: &Cli, a: &BlynkStartArgs, target: StartTarget) -> Res
 
 /// Polls until the staged campaign is over or waits for the user; prints
 /// what changes. Exit 0 when it is done, 1 otherwise.
-async fn follow_rollout(cli: &Cli, h: BlynkHandle, mut cur: Rollout, every: Duration) -> Res {
+async fn follow_rollout(cli: &Cli, h: BlynkHandle, mut cur: BlynkRollout, every: Duration) -> Res {
     if !cli.json {
         eprintln!("greenlight: following; Ctrl-C to stop following (the staged campaign then moves on only while a Greenlight process follows it: `greenlight watch`, the app, or `greenlight blynk rollout status`)");
     }
@@ -355,9 +355,9 @@ async fn follow_rollout(cli: &Cli, h: BlynkHandle, mut cur: Rollout, every: Dura
     rollout_exit(&cur)
 }
 
-fn rollout_exit(r: &Rollout) -> Res {
+fn rollout_exit(r: &BlynkRollout) -> Res {
     match &r.stage {
-        RolloutStage::Done => Ok(()),
+        BlynkRolloutStage::Done => Ok(()),
         _ if r.needs_user() => Err(Failure::Failed(format!(
             "staged campaign #{} needs you: `greenlight blynk rollout resume --account {a}` sends the update to {} anyway, `greenlight blynk rollout cancel --account {a}` ends it",
             r.id,
@@ -435,7 +435,7 @@ async fn rollout_resume(cli: &Cli, a: &BlynkRolloutFollow) -> Res {
         if cli.json {
             crate::output::json(&json!({ "rollout": r }))?;
         }
-        return if r.stage == RolloutStage::Extended || r.stage == RolloutStage::Done {
+        return if r.stage == BlynkRolloutStage::Extended || r.stage == BlynkRolloutStage::Done {
             Ok(())
         } else {
             rollout_exit(&r)

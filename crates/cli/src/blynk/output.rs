@@ -3,7 +3,8 @@
 
 use greenlight_core::blynk::rollout::span;
 use greenlight_core::blynk::{
-    BlynkAccount, Campaign, CampaignStatus, DeviceRecord, DeviceState, Rollout, RolloutStage,
+    BlynkAccount, BlynkRollout, BlynkRolloutStage, Campaign, CampaignStatus, DeviceRecord,
+    DeviceState,
 };
 use greenlight_core::{now_ms, tls};
 
@@ -221,23 +222,23 @@ pub fn history(cs: &[Campaign]) {
 }
 
 /// A staged campaign's stage in a few words.
-pub fn stage_label(r: &Rollout) -> String {
+pub fn stage_label(r: &BlynkRollout) -> String {
     match &r.stage {
-        RolloutStage::Canary => format!("canary: {}", state_label(&r.canary.state)),
-        RolloutStage::Extending { .. } => "sending the update to the rest".into(),
-        RolloutStage::Extended => "extended".into(),
-        RolloutStage::NotConfirmed { .. } => "not confirmed: check the server".into(),
-        RolloutStage::Done => "done".into(),
-        RolloutStage::Stopped {
+        BlynkRolloutStage::Canary => format!("canary: {}", state_label(&r.canary.state)),
+        BlynkRolloutStage::Extending { .. } => "sending the update to the rest".into(),
+        BlynkRolloutStage::Extended => "extended".into(),
+        BlynkRolloutStage::NotConfirmed { .. } => "not confirmed: check the server".into(),
+        BlynkRolloutStage::Done => "done".into(),
+        BlynkRolloutStage::Stopped {
             resumable: true, ..
         } => "stopped before the rest: resume or cancel".into(),
-        RolloutStage::Stopped { .. } => "stopped".into(),
-        RolloutStage::Cancelled { .. } => "cancelled".into(),
+        BlynkRolloutStage::Stopped { .. } => "stopped".into(),
+        BlynkRolloutStage::Cancelled { .. } => "cancelled".into(),
     }
 }
 
 /// What `blynk start --staged` says.
-pub fn rollout_started(r: &Rollout) {
+pub fn rollout_started(r: &BlynkRollout) {
     println!(
         "Staged campaign #{} on {}: firmware {} ({} bytes, SHA-256 {}), build \"{}\".",
         r.id, r.account, r.firmware.file_name, r.firmware.size, r.firmware.sha256, r.firmware.build
@@ -253,7 +254,7 @@ pub fn rollout_started(r: &Rollout) {
 }
 
 /// One line when a staged campaign moved between two polls.
-pub fn rollout_change(before: &Rollout, now: &Rollout) {
+pub fn rollout_change(before: &BlynkRollout, now: &BlynkRollout) {
     if before.stage.name() != now.stage.name()
         || before.canary.state.name() != now.canary.state.name()
         || before.note != now.note
@@ -264,7 +265,7 @@ pub fn rollout_change(before: &Rollout, now: &Rollout) {
 }
 
 /// A staged campaign in full, with its extended campaign's devices.
-pub fn rollout(r: &Rollout, extension: Option<&Campaign>) {
+pub fn rollout(r: &BlynkRollout, extension: Option<&Campaign>) {
     let now = now_ms();
     println!(
         "Staged campaign #{} on {} — canary {}, then {} — {}",
@@ -298,9 +299,10 @@ pub fn rollout(r: &Rollout, extension: Option<&Campaign>) {
 }
 
 /// `blynk rollout status`: each active one in full, the ended ones as rows.
-pub fn rollouts(rs: &[Rollout], campaigns: &[Campaign]) {
+pub fn rollouts(rs: &[BlynkRollout], campaigns: &[Campaign]) {
     let now = now_ms();
-    let (active, ended): (Vec<&Rollout>, Vec<&Rollout>) = rs.iter().partition(|r| r.is_active());
+    let (active, ended): (Vec<&BlynkRollout>, Vec<&BlynkRollout>) =
+        rs.iter().partition(|r| r.is_active());
     for (i, r) in active.iter().enumerate() {
         if i > 0 {
             println!();

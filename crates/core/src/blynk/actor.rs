@@ -14,7 +14,7 @@ use super::model::{
     BlynkAccount, BlynkEvent, Campaign, CampaignStatus, DeviceEvent, DeviceSeen, DeviceState,
     Target, ADMIN_PASSWORD,
 };
-use super::rollout::{Rollout, RolloutFirmware, RolloutStage, Settling, Step};
+use super::rollout::{BlynkRollout, BlynkRolloutFirmware, BlynkRolloutStage, BlynkSettling, Step};
 use super::store::ROLLOUT_KIND;
 use super::track::{self, Ctx};
 use super::tracker::{BlynkHandle, TrackerConfig};
@@ -49,7 +49,7 @@ pub(super) enum Link {
 
 /// What a staged campaign is recorded with, beside its canary's start.
 pub(super) struct RolloutSeed {
-    pub(super) firmware: RolloutFirmware,
+    pub(super) firmware: BlynkRolloutFirmware,
     /// The final target, and its devices now (checked for conflicts).
     pub(super) target: Target,
     pub(super) devices: Vec<DeviceSeen>,
@@ -81,13 +81,13 @@ pub(super) enum Request {
     Campaign(i64, Reply<Option<Campaign>>),
     History(Option<String>, u32, Reply<Vec<Campaign>>),
     Events(i64, Reply<Vec<DeviceEvent>>),
-    Rollouts(Option<String>, u32, Reply<Vec<Rollout>>),
-    Rollout(RolloutKey, Reply<Option<Rollout>>),
+    Rollouts(Option<String>, u32, Reply<Vec<BlynkRollout>>),
+    Rollout(RolloutKey, Reply<Option<BlynkRollout>>),
     /// Answered once the extension it sends was answered (or failed).
-    Resume(Option<String>, Reply<Rollout>),
+    Resume(Option<String>, Reply<BlynkRollout>),
     /// `true` in the answer: the server's stop must be called now.
-    Cancel(Option<String>, Reply<(Rollout, bool)>),
-    RolloutNote(i64, String, Reply<Rollout>),
+    Cancel(Option<String>, Reply<(BlynkRollout, bool)>),
+    RolloutNote(i64, String, Reply<BlynkRollout>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -109,7 +109,7 @@ pub(super) enum Internal {
 /// A staged campaign as last read or written by this process, with the
 /// exact stored text its next write is compared against.
 struct Cached {
-    r: Rollout,
+    r: BlynkRollout,
     raw: String,
 }
 
@@ -141,11 +141,11 @@ pub(super) struct Actor {
     /// A shutdown waiting for `tasks` to finish.
     closing: Option<oneshot::Sender<()>>,
     /// Resumes waiting for their extension's end.
-    resume_waiters: HashMap<i64, Vec<Reply<Rollout>>>,
+    resume_waiters: HashMap<i64, Vec<Reply<BlynkRollout>>>,
 }
 
-fn parse_rollout(id: i64, raw: &str) -> Option<Rollout> {
-    match serde_json::from_str::<Rollout>(raw) {
+fn parse_rollout(id: i64, raw: &str) -> Option<BlynkRollout> {
+    match serde_json::from_str::<BlynkRollout>(raw) {
         Ok(mut r) => {
             r.id = id;
             Some(r)
@@ -237,12 +237,12 @@ impl Actor {
             self.tracked.insert(c.id, c);
         }
         // An extension recorded but never answered: not sent again by
-        // itself (`Rollout::recover`), once no process can still be sending it.
+        // itself (`BlynkRollout::recover`), once no process can still be sending it.
         self.reload_rollouts();
         let stuck: Vec<i64> = self
             .rollouts
             .values()
-            .filter(|c| matches!(c.r.stage, RolloutStage::Extending { .. }))
+            .filter(|c| matches!(c.r.stage, BlynkRolloutStage::Extending { .. }))
             .map(|c| c.r.id)
             .collect();
         for id in stuck {
@@ -506,7 +506,7 @@ impl Actor {
         let (by, now) = (self.actor_name.clone(), now_ms());
         for id in ids {
             self.update_rollout(id, |r| {
-                r.stage = RolloutStage::Cancelled {
+                r.stage = BlynkRolloutStage::Cancelled {
                     by: by.clone(),
                     reason: "the Blynk account was removed, so Greenlight follows it no more (an update it sent may still stand on the server)".into(),
                 };
@@ -584,7 +584,7 @@ impl Actor {
             }
             Link::Extension(id) => match self.reload_rollout(*id) {
                 Some(r)
-                    if matches!(r.stage, RolloutStage::Extending { .. })
+                    if matches!(r.stage, BlynkRolloutStage::Extending { .. })
                         && r.extension.is_none() => {}
                 other => {
                     return Err(BlynkError::Conflict(format!(
@@ -657,7 +657,7 @@ impl Actor {
             c.devices.first().cloned().ok_or_else(|| {
                 BlynkError::Invalid("the canary device is not on the server".into())
             })?;
-        let mut r = Rollout {
+        let mut r = BlynkRollout {
             id: 0,
             account: c.account.clone(),
             firmware: seed.firmware,
@@ -668,9 +668,9 @@ impl Actor {
             loop_after: c.loop_after,
             settle_ms: seed.settle_ms,
             canary_timeout_ms: seed.canary_timeout_ms,
-            settling: Settling::default(),
+            settling: BlynkSettling::default(),
             extension: None,
-            stage: RolloutStage::Canary,
+            stage: BlynkRolloutStage::Canary,
             note: None,
             started_by: self.actor_name.clone(),
             created_at: now,
@@ -897,7 +897,7 @@ impl Actor {
             users.extend(
                 self.rollouts
                     .values()
-                    .filter(|c| c.r.account == account && c.r.stage == RolloutStage::Canary)
+                    .filter(|c| c.r.account == account && c.r.stage == BlynkRolloutStage::Canary)
                     .map(|c| c.r.canary.owner.clone()),
             );
             users.sort();
@@ -1136,7 +1136,7 @@ impl Actor {
     }
 
     /// Re-reads one staged campaign, active or not; says it when it changed.
-    fn reload_rollout(&mut self, id: i64) -> Option<Rollout> {
+    fn reload_rollout(&mut self, id: i64) -> Option<BlynkRollout> {
         let row = match self.store.blynk_rollout_row(id) {
             Ok(r) => r,
             Err(e) => {
@@ -1167,8 +1167,8 @@ impl Actor {
     fn update_rollout(
         &mut self,
         id: i64,
-        mut f: impl FnMut(&mut Rollout) -> Step,
-    ) -> Option<(Rollout, Step)> {
+        mut f: impl FnMut(&mut BlynkRollout) -> Step,
+    ) -> Option<(BlynkRollout, Step)> {
         for _ in 0..5 {
             let (cur, raw) = match self.rollouts.get(&id) {
                 Some(c) => (c.r.clone(), c.raw.clone()),
@@ -1241,7 +1241,7 @@ impl Actor {
         let adopt: Vec<i64> = self
             .rollouts
             .values()
-            .filter(|c| c.r.stage == RolloutStage::Extended)
+            .filter(|c| c.r.stage == BlynkRolloutStage::Extended)
             .filter_map(|c| c.r.extension)
             .filter(|id| !self.tracked.contains_key(id))
             .collect();
@@ -1292,14 +1292,16 @@ impl Actor {
                     None => self.store.campaign(cid).ok().flatten(),
                 });
             let res = self.update_rollout(id, |r| match r.stage {
-                RolloutStage::Canary => {
+                BlynkRolloutStage::Canary => {
                     let s = seen.iter().find(|s| s.key == r.canary.key);
                     r.observe_canary(s, grace, now)
                 }
-                RolloutStage::Extended => ext
+                BlynkRolloutStage::Extended => ext
                     .as_ref()
                     .map_or(Step::None, |c| r.follow_extension(c, now)),
-                RolloutStage::Extending { .. } if !in_flight => r.recover(STARTING_STALE_MS, now),
+                BlynkRolloutStage::Extending { .. } if !in_flight => {
+                    r.recover(STARTING_STALE_MS, now)
+                }
                 _ => Step::None,
             });
             match res {
@@ -1325,7 +1327,7 @@ impl Actor {
     /// Sends the extension of `r` (recorded `Extending`) in a task: the
     /// firmware read again and checked, the final target's devices asked
     /// for, then the start, linked to the staged campaign before the upload.
-    fn spawn_extension(&mut self, r: Rollout) -> bool {
+    fn spawn_extension(&mut self, r: BlynkRollout) -> bool {
         let Some(h) = self.handle() else {
             return false;
         };
@@ -1340,7 +1342,7 @@ impl Actor {
     }
 
     /// Calls the server's stop after a reboot loop in the extended campaign.
-    fn spawn_server_stop(&mut self, r: Rollout) {
+    fn spawn_server_stop(&mut self, r: BlynkRollout) {
         let Some(h) = self.handle() else {
             return;
         };
@@ -1382,7 +1384,11 @@ impl Actor {
     }
 
     /// The active ones and the most recent ended ones, newest first.
-    fn list_rollouts(&mut self, account: Option<&str>, limit: u32) -> BlynkResult<Vec<Rollout>> {
+    fn list_rollouts(
+        &mut self,
+        account: Option<&str>,
+        limit: u32,
+    ) -> BlynkResult<Vec<BlynkRollout>> {
         self.reload_rollouts();
         Ok(self
             .store
@@ -1393,7 +1399,7 @@ impl Actor {
             .collect())
     }
 
-    fn find_rollout(&mut self, key: RolloutKey) -> BlynkResult<Option<Rollout>> {
+    fn find_rollout(&mut self, key: RolloutKey) -> BlynkResult<Option<BlynkRollout>> {
         match key {
             RolloutKey::Id(id) => Ok(self.reload_rollout(id)),
             RolloutKey::CanaryCampaign(cid) => Ok(self
@@ -1406,7 +1412,7 @@ impl Actor {
     /// The one active staged campaign (of `account`, when given).
     fn pick(&mut self, account: Option<&str>) -> BlynkResult<i64> {
         self.reload_rollouts();
-        let found: Vec<&Rollout> = self
+        let found: Vec<&BlynkRollout> = self
             .rollouts
             .values()
             .map(|c| &c.r)
@@ -1428,7 +1434,7 @@ impl Actor {
         }
     }
 
-    fn resume(&mut self, account: Option<&str>, reply: Reply<Rollout>) {
+    fn resume(&mut self, account: Option<&str>, reply: Reply<BlynkRollout>) {
         let id = match self.pick(account) {
             Ok(id) => id,
             Err(e) => {
@@ -1468,7 +1474,7 @@ impl Actor {
         }
     }
 
-    fn cancel(&mut self, account: Option<&str>) -> BlynkResult<(Rollout, bool)> {
+    fn cancel(&mut self, account: Option<&str>) -> BlynkResult<(BlynkRollout, bool)> {
         let id = self.pick(account)?;
         let (by, now) = (self.actor_name.clone(), now_ms());
         let mut outcome = Err(String::new());

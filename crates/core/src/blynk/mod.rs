@@ -60,5 +60,7 @@ pub use model::{
     BlynkAccount, BlynkEvent, Campaign, CampaignStatus, Counts, DeviceEvent, DeviceRecord,
     DeviceSeen, DeviceState, StartTarget, Target, ADMIN_PASSWORD, DEFAULT_UPLOAD_LIMIT,
 };
-pub use rollout::{Rollout, RolloutFirmware, RolloutStage, Settling, StagedOptions};
+pub use rollout::{
+    BlynkRollout, BlynkRolloutFirmware, BlynkRolloutStage, BlynkSettling, StagedOptions,
+};
 pub use tracker::{BlynkHandle, BlynkTracker, TrackerConfig};

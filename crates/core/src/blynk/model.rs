@@ -510,7 +510,7 @@ pub enum BlynkEvent {
     /// follow these.
     RolloutChanged {
         /// The staged campaign now (boxed: it carries its canary's record).
-        rollout: Box<super::rollout::Rollout>,
+        rollout: Box<super::rollout::BlynkRollout>,
     },
     /// Following an account's campaigns failed (said once per new problem;
     /// the tracker keeps trying).

@@ -23,7 +23,7 @@
 //! Every send is recorded before it leaves and never repeated by itself: the
 //! canary update is sent once, at the start; the extension is recorded as
 //! `Extending` before the upload, and an `Extending` with no recorded answer
-//! (Greenlight stopped in between) becomes [`RolloutStage::NotConfirmed`]:
+//! (Greenlight stopped in between) becomes [`BlynkRolloutStage::NotConfirmed`]:
 //! the user checks the server and resumes (sends it again) or cancels —
 //! as the RainMaker side treats an approval whose command may or may not
 //! have left.
@@ -80,7 +80,7 @@ impl Default for StagedOptions {
 /// have this SHA-256: what the canary proved is what the rest get.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-pub struct RolloutFirmware {
+pub struct BlynkRolloutFirmware {
     /// Absolute path of the file.
     pub path: String,
     /// File name.
@@ -97,7 +97,7 @@ pub struct RolloutFirmware {
 /// settle time; server times only compared with server times).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-pub struct Settling {
+pub struct BlynkSettling {
     /// Since when (our clock) it has been seen online on the new build in
     /// the current session; `None` while offline or not on it.
     pub since: Option<Millis>,
@@ -112,7 +112,7 @@ pub struct Settling {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(tag = "stage", rename_all = "snake_case")]
-pub enum RolloutStage {
+pub enum BlynkRolloutStage {
     /// The canary's update was sent (or is being sent): waiting for it to
     /// run the new build and stay up for the settle time.
     Canary,
@@ -123,7 +123,7 @@ pub enum RolloutStage {
         since: Millis,
     },
     /// The server took the update for the final target: followed as an
-    /// ordinary campaign ([`Rollout::extension`]).
+    /// ordinary campaign ([`BlynkRollout::extension`]).
     Extended,
     /// The extension may or may not have reached the server (no answer, or
     /// Greenlight stopped while sending it). Never sent again by itself:
@@ -154,17 +154,17 @@ pub enum RolloutStage {
     },
 }
 
-impl RolloutStage {
+impl BlynkRolloutStage {
     /// Short stable name.
     pub fn name(&self) -> &'static str {
         match self {
-            RolloutStage::Canary => "canary",
-            RolloutStage::Extending { .. } => "extending",
-            RolloutStage::Extended => "extended",
-            RolloutStage::NotConfirmed { .. } => "not_confirmed",
-            RolloutStage::Done => "done",
-            RolloutStage::Stopped { .. } => "stopped",
-            RolloutStage::Cancelled { .. } => "cancelled",
+            BlynkRolloutStage::Canary => "canary",
+            BlynkRolloutStage::Extending { .. } => "extending",
+            BlynkRolloutStage::Extended => "extended",
+            BlynkRolloutStage::NotConfirmed { .. } => "not_confirmed",
+            BlynkRolloutStage::Done => "done",
+            BlynkRolloutStage::Stopped { .. } => "stopped",
+            BlynkRolloutStage::Cancelled { .. } => "cancelled",
         }
     }
 }
@@ -174,14 +174,14 @@ impl RolloutStage {
 /// table); the canary's token is never stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-pub struct Rollout {
+pub struct BlynkRollout {
     /// Local id (the row's).
     #[serde(default)]
     pub id: i64,
     /// Account (server).
     pub account: String,
     /// The firmware, as checked at the start.
-    pub firmware: RolloutFirmware,
+    pub firmware: BlynkRolloutFirmware,
     /// The canary device, followed from the start.
     pub canary: DeviceRecord,
     /// The canary's one-device campaign.
@@ -199,11 +199,11 @@ pub struct Rollout {
     pub canary_timeout_ms: i64,
     /// Settle-time bookkeeping.
     #[serde(default)]
-    pub settling: Settling,
+    pub settling: BlynkSettling,
     /// The campaign for the final target, once recorded.
     pub extension: Option<i64>,
     /// Where it is.
-    pub stage: RolloutStage,
+    pub stage: BlynkRolloutStage,
     /// What Greenlight did on the server after a stop or a cancel (the
     /// global stop, or why it failed).
     #[serde(default)]
@@ -246,17 +246,17 @@ pub fn span(ms: i64) -> String {
     }
 }
 
-impl Rollout {
+impl BlynkRollout {
     /// Not over: the tracker follows it, or it waits for the user (resume
     /// or cancel). At most one per account.
     pub fn is_active(&self) -> bool {
         match &self.stage {
-            RolloutStage::Canary
-            | RolloutStage::Extending { .. }
-            | RolloutStage::Extended
-            | RolloutStage::NotConfirmed { .. } => true,
-            RolloutStage::Stopped { resumable, .. } => *resumable,
-            RolloutStage::Done | RolloutStage::Cancelled { .. } => false,
+            BlynkRolloutStage::Canary
+            | BlynkRolloutStage::Extending { .. }
+            | BlynkRolloutStage::Extended
+            | BlynkRolloutStage::NotConfirmed { .. } => true,
+            BlynkRolloutStage::Stopped { resumable, .. } => *resumable,
+            BlynkRolloutStage::Done | BlynkRolloutStage::Cancelled { .. } => false,
         }
     }
 
@@ -264,8 +264,8 @@ impl Rollout {
     pub fn needs_user(&self) -> bool {
         matches!(
             self.stage,
-            RolloutStage::NotConfirmed { .. }
-                | RolloutStage::Stopped {
+            BlynkRolloutStage::NotConfirmed { .. }
+                | BlynkRolloutStage::Stopped {
                     resumable: true,
                     ..
                 }
@@ -289,7 +289,7 @@ impl Rollout {
         let c = &self.canary.name;
         let t = self.target.describe();
         let s = match &self.stage {
-            RolloutStage::Canary => match &self.canary.state {
+            BlynkRolloutStage::Canary => match &self.canary.state {
                 DeviceState::Updated => format!(
                     "canary {c} runs build \"{}\"; {t} gets it once {c} has stayed up on it for {}",
                     self.firmware.build,
@@ -301,20 +301,20 @@ impl Rollout {
                     span(self.settle_ms)
                 ),
             },
-            RolloutStage::Extending { .. } => {
+            BlynkRolloutStage::Extending { .. } => {
                 format!("canary {c} is fine; sending the update to {t}")
             }
-            RolloutStage::Extended => format!(
+            BlynkRolloutStage::Extended => format!(
                 "canary {c} is fine; the update was sent to {t} (campaign #{})",
                 self.extension.unwrap_or_default()
             ),
-            RolloutStage::NotConfirmed { reason } => format!("not confirmed — {reason}"),
-            RolloutStage::Done => format!(
+            BlynkRolloutStage::NotConfirmed { reason } => format!("not confirmed — {reason}"),
+            BlynkRolloutStage::Done => format!(
                 "done — canary {c}, then {t} (campaign #{})",
                 self.extension.unwrap_or_default()
             ),
-            RolloutStage::Stopped { reason, .. } => format!("stopped — {reason}"),
-            RolloutStage::Cancelled { by, reason } => format!("cancelled by {by} — {reason}"),
+            BlynkRolloutStage::Stopped { reason, .. } => format!("stopped — {reason}"),
+            BlynkRolloutStage::Cancelled { by, reason } => format!("cancelled by {by} — {reason}"),
         };
         match &self.note {
             Some(n) => format!("{s}. {n}"),
@@ -324,7 +324,7 @@ impl Rollout {
 
     /// The record without the bookkeeping that changes on every poll: two
     /// views differ only when something worth showing changed.
-    pub fn view(&self) -> Rollout {
+    pub fn view(&self) -> BlynkRollout {
         let mut v = self.clone();
         v.canary.seen_at = 0;
         v.canary.marks = Marks::default();
@@ -333,7 +333,7 @@ impl Rollout {
     }
 
     fn stop(&mut self, device: Option<String>, reason: String, resumable: bool, now: Millis) {
-        self.stage = RolloutStage::Stopped {
+        self.stage = BlynkRolloutStage::Stopped {
             device,
             reason,
             resumable,
@@ -352,7 +352,7 @@ impl Rollout {
         install_grace_ms: i64,
         now: Millis,
     ) -> Step {
-        if self.stage != RolloutStage::Canary {
+        if self.stage != BlynkRolloutStage::Canary {
             return Step::None;
         }
         let before = self.clone();
@@ -400,7 +400,7 @@ impl Rollout {
                     return Step::Changed;
                 }
                 if st.since.is_some_and(|t| now - t >= self.settle_ms) {
-                    self.stage = RolloutStage::Extending { since: now };
+                    self.stage = BlynkRolloutStage::Extending { since: now };
                     return Step::Extend;
                 }
             }
@@ -466,7 +466,7 @@ impl Rollout {
         result: Result<Option<&DeviceRecord>, (&str, bool)>,
         now: Millis,
     ) -> Step {
-        if self.stage != RolloutStage::Canary || self.canary_sent_at.is_some() {
+        if self.stage != BlynkRolloutStage::Canary || self.canary_sent_at.is_some() {
             return Step::None;
         }
         match result {
@@ -491,7 +491,7 @@ impl Rollout {
     /// first suspected reboot loop ([`Step::StopServer`]) or when it ended
     /// on the server.
     pub fn follow_extension(&mut self, c: &Campaign, now: Millis) -> Step {
-        if self.stage != RolloutStage::Extended || self.extension != Some(c.id) {
+        if self.stage != BlynkRolloutStage::Extended || self.extension != Some(c.id) {
             return Step::None;
         }
         if let Some(d) = c
@@ -530,7 +530,7 @@ impl Rollout {
             }
             _ => return Step::None,
         }
-        self.stage = RolloutStage::Done;
+        self.stage = BlynkRolloutStage::Done;
         self.finished_at = Some(now);
         Step::Changed
     }
@@ -538,7 +538,7 @@ impl Rollout {
     /// The extension's campaign `campaign` was recorded; the upload follows.
     pub fn extension_recorded(&mut self, campaign: i64) -> Step {
         match self.stage {
-            RolloutStage::Extending { .. } if self.extension.is_none() => {
+            BlynkRolloutStage::Extending { .. } if self.extension.is_none() => {
                 self.extension = Some(campaign);
                 Step::Changed
             }
@@ -560,17 +560,17 @@ impl Rollout {
         let t = self.target.describe();
         match (&self.stage, result) {
             // A late answer settles "not confirmed": it did reach the server.
-            (RolloutStage::Extending { .. } | RolloutStage::NotConfirmed { .. }, Ok(())) => {
-                self.stage = RolloutStage::Extended;
+            (BlynkRolloutStage::Extending { .. } | BlynkRolloutStage::NotConfirmed { .. }, Ok(())) => {
+                self.stage = BlynkRolloutStage::Extended;
             }
-            (RolloutStage::Extending { .. }, Err((why, true))) => {
-                self.stage = RolloutStage::NotConfirmed {
+            (BlynkRolloutStage::Extending { .. }, Err((why, true))) => {
+                self.stage = BlynkRolloutStage::NotConfirmed {
                     reason: format!(
                         "the update for {t} got no answer ({why}): it may or may not have reached the server. Check the server, then resume to send it again, or cancel (which calls the server's stop)"
                     ),
                 };
             }
-            (RolloutStage::Extending { .. }, Err((why, false))) => self.stop(
+            (BlynkRolloutStage::Extending { .. }, Err((why, false))) => self.stop(
                 None,
                 format!("the server did not take the update for {t}: {why}; nothing was sent to the other devices"),
                 true,
@@ -585,7 +585,7 @@ impl Rollout {
     /// file changed, the user is gone, the server could not be asked...).
     pub fn extension_not_sent(&mut self, why: &str, now: Millis) -> Step {
         match self.stage {
-            RolloutStage::Extending { .. } if self.extension.is_none() => {
+            BlynkRolloutStage::Extending { .. } if self.extension.is_none() => {
                 self.stop(None, why.to_string(), true, now);
                 Step::Changed
             }
@@ -597,7 +597,7 @@ impl Rollout {
     /// older than `stale_ms`: the process that recorded it stopped before
     /// the answer. Never sent again by itself.
     pub fn recover(&mut self, stale_ms: i64, now: Millis) -> Step {
-        let RolloutStage::Extending { since } = self.stage else {
+        let BlynkRolloutStage::Extending { since } = self.stage else {
             return Step::None;
         };
         if now - since < stale_ms {
@@ -613,7 +613,7 @@ impl Rollout {
                 now,
             );
         } else {
-            self.stage = RolloutStage::NotConfirmed {
+            self.stage = BlynkRolloutStage::NotConfirmed {
                 reason: format!(
                     "Greenlight stopped while sending the update for {t}: it may or may not have reached the server. Check the server, then resume to send it again, or cancel (which calls the server's stop)"
                 ),
@@ -626,14 +626,14 @@ impl Rollout {
     pub fn server_stopped(&mut self, now: Millis) -> Step {
         let why = "updates were stopped on the server (its stop is global)";
         match self.stage {
-            RolloutStage::Canary => self.stop(
+            BlynkRolloutStage::Canary => self.stop(
                 None,
                 format!("{why} while the canary was followed: resume to extend anyway, or cancel"),
                 true,
                 now,
             ),
-            RolloutStage::Extended => self.stop(None, why.to_string(), false, now),
-            RolloutStage::NotConfirmed { .. } => self.stop(
+            BlynkRolloutStage::Extended => self.stop(None, why.to_string(), false, now),
+            BlynkRolloutStage::NotConfirmed { .. } => self.stop(
                 None,
                 format!("{why}: whatever the unconfirmed update for {} started there is gone; resume to send it again, or cancel", self.target.describe()),
                 true,
@@ -648,16 +648,16 @@ impl Rollout {
     /// confirmed": the extension is sent (again). Err: nothing to resume.
     pub fn resume(&mut self, now: Millis) -> Result<Step, String> {
         match &self.stage {
-            RolloutStage::Stopped {
+            BlynkRolloutStage::Stopped {
                 resumable: true, ..
             }
-            | RolloutStage::NotConfirmed { .. } => {
-                self.stage = RolloutStage::Extending { since: now };
+            | BlynkRolloutStage::NotConfirmed { .. } => {
+                self.stage = BlynkRolloutStage::Extending { since: now };
                 self.extension = None;
                 self.note = None;
                 Ok(Step::Extend)
             }
-            RolloutStage::Canary => Err(format!(
+            BlynkRolloutStage::Canary => Err(format!(
                 "staged campaign #{} is still following its canary ({}): nothing to resume; cancel it, or wait",
                 self.id, self.canary.name
             )),
@@ -673,27 +673,27 @@ impl Rollout {
     /// whose stop must now be called. Err: it cannot be cancelled now.
     pub fn cancel(&mut self, by: &str, now: Millis) -> Result<bool, String> {
         let (stop, reason) = match &self.stage {
-            RolloutStage::Extending { .. } => {
+            BlynkRolloutStage::Extending { .. } => {
                 return Err(format!(
                     "staged campaign #{} is sending the update for {} right now; cancel again once it is answered",
                     self.id,
                     self.target.describe()
                 ))
             }
-            RolloutStage::Canary
-            | RolloutStage::Stopped {
+            BlynkRolloutStage::Canary
+            | BlynkRolloutStage::Stopped {
                 resumable: true, ..
             } => (
                 false,
                 "nothing was sent to the other devices (the canary's one-device update is not kept by the server)".to_string(),
             ),
-            RolloutStage::Extended | RolloutStage::NotConfirmed { .. } => (
+            BlynkRolloutStage::Extended | BlynkRolloutStage::NotConfirmed { .. } => (
                 true,
                 format!("the update for {} is being stopped on the server (its stop is global: every campaign on it ends)", self.target.describe()),
             ),
-            RolloutStage::Done
-            | RolloutStage::Cancelled { .. }
-            | RolloutStage::Stopped {
+            BlynkRolloutStage::Done
+            | BlynkRolloutStage::Cancelled { .. }
+            | BlynkRolloutStage::Stopped {
                 resumable: false, ..
             } => {
                 return Err(format!(
@@ -703,7 +703,7 @@ impl Rollout {
                 ))
             }
         };
-        self.stage = RolloutStage::Cancelled {
+        self.stage = BlynkRolloutStage::Cancelled {
             by: by.to_string(),
             reason,
         };
@@ -739,7 +739,7 @@ mod tests {
     }
 
     /// A rollout whose canary was sent its update at t=0 (server time 150).
-    fn rollout() -> Rollout {
+    fn rollout() -> BlynkRollout {
         let ctx = Ctx {
             build: NEW,
             campaign: false,
@@ -749,10 +749,10 @@ mod tests {
             now: 0,
         };
         let canary = track::baseline(&seen(true, OLD, 100, None), &ctx);
-        let mut r = Rollout {
+        let mut r = BlynkRollout {
             id: 7,
             account: "home".into(),
-            firmware: RolloutFirmware {
+            firmware: BlynkRolloutFirmware {
                 path: "/fw.bin".into(),
                 file_name: "fw.bin".into(),
                 build: NEW.into(),
@@ -766,9 +766,9 @@ mod tests {
             loop_after: 3,
             settle_ms: MIN,
             canary_timeout_ms: 10 * MIN,
-            settling: Settling::default(),
+            settling: BlynkSettling::default(),
             extension: None,
-            stage: RolloutStage::Canary,
+            stage: BlynkRolloutStage::Canary,
             note: None,
             started_by: "me".into(),
             created_at: 0,
@@ -779,7 +779,7 @@ mod tests {
         r
     }
 
-    fn observe(r: &mut Rollout, s: DeviceSeen, now: Millis) -> Step {
+    fn observe(r: &mut BlynkRollout, s: DeviceSeen, now: Millis) -> Step {
         r.observe_canary(Some(&s), 5 * MIN, now)
     }
 
@@ -797,7 +797,7 @@ mod tests {
             Step::Changed
         );
         assert_eq!(r.settling.since, Some(20_000));
-        assert_eq!(r.stage, RolloutStage::Canary);
+        assert_eq!(r.stage, BlynkRolloutStage::Canary);
         assert!(
             r.words()
                 .contains("once Lamp has stayed up on it for 1 min"),
@@ -810,13 +810,13 @@ mod tests {
             observe(&mut r, seen(true, NEW, 300, Some(150)), 79_000),
             Step::Changed
         );
-        assert_eq!(r.stage, RolloutStage::Canary);
+        assert_eq!(r.stage, BlynkRolloutStage::Canary);
         assert_eq!(r.settling.since, Some(20_000));
         assert_eq!(
             observe(&mut r, seen(true, NEW, 300, Some(150)), 80_000),
             Step::Extend
         );
-        assert_eq!(r.stage, RolloutStage::Extending { since: 80_000 });
+        assert_eq!(r.stage, BlynkRolloutStage::Extending { since: 80_000 });
         // Nothing more happens to the canary stage once extending.
         assert_eq!(
             observe(&mut r, seen(true, NEW, 300, Some(150)), 90_000),
@@ -837,7 +837,7 @@ mod tests {
             observe(&mut r, seen(true, NEW, 500, Some(150)), 110_000),
             Step::Changed
         );
-        assert_eq!(r.stage, RolloutStage::Canary);
+        assert_eq!(r.stage, BlynkRolloutStage::Canary);
         assert_eq!(
             observe(&mut r, seen(true, NEW, 500, Some(150)), 120_000),
             Step::Extend
@@ -854,7 +854,7 @@ mod tests {
             connect += 100;
         }
         assert_eq!(step, Step::Changed);
-        let RolloutStage::Stopped {
+        let BlynkRolloutStage::Stopped {
             device,
             reason,
             resumable,
@@ -874,13 +874,13 @@ mod tests {
     fn canary_back_on_the_old_build_stops_naming_it_and_the_loop() {
         let mut r = rollout();
         observe(&mut r, seen(true, OLD, 100, Some(150)), 1_000);
-        assert_eq!(r.stage, RolloutStage::Canary);
+        assert_eq!(r.stage, BlynkRolloutStage::Canary);
         // Logged in again after the send, its info in, still the old build.
         assert_eq!(
             observe(&mut r, seen(true, OLD, 300, Some(150)), 5_000),
             Step::Changed
         );
-        let RolloutStage::Stopped { device, reason, .. } = &r.stage else {
+        let BlynkRolloutStage::Stopped { device, reason, .. } = &r.stage else {
             panic!("{:?}", r.stage)
         };
         assert_eq!(device.as_deref(), Some("Lamp"));
@@ -902,19 +902,19 @@ mod tests {
             observe(&mut r, seen(false, OLD, 100, Some(150)), 9 * MIN),
             Step::Changed
         );
-        assert_eq!(r.stage, RolloutStage::Canary);
+        assert_eq!(r.stage, BlynkRolloutStage::Canary);
         assert_eq!(
             observe(&mut r, seen(false, OLD, 100, Some(150)), 10 * MIN),
             Step::Changed
         );
-        let RolloutStage::Stopped { reason, .. } = &r.stage else {
+        let BlynkRolloutStage::Stopped { reason, .. } = &r.stage else {
             panic!("{:?}", r.stage)
         };
         assert!(reason.contains("Lamp not updated in 10 min"), "{reason}");
         // Without any poll answer about it, the timeout still counts.
         let mut r = rollout();
         assert_eq!(r.observe_canary(None, 5 * MIN, 10 * MIN), Step::Changed);
-        assert!(matches!(r.stage, RolloutStage::Stopped { .. }));
+        assert!(matches!(r.stage, BlynkRolloutStage::Stopped { .. }));
     }
 
     #[test]
@@ -922,7 +922,7 @@ mod tests {
         let mut r = rollout();
         r.canary_sent_at = None;
         assert_eq!(r.canary_answered(Err(("no answer", true)), 5), Step::None);
-        assert_eq!(r.stage, RolloutStage::Canary);
+        assert_eq!(r.stage, BlynkRolloutStage::Canary);
         let mut refused = rollout();
         refused.canary_sent_at = None;
         refused.canary_answered(Err(("No device in session.", false)), 5);
@@ -961,13 +961,13 @@ mod tests {
         }
     }
 
-    fn extended() -> Rollout {
+    fn extended() -> BlynkRollout {
         let mut r = rollout();
-        r.stage = RolloutStage::Extending { since: 1 };
+        r.stage = BlynkRolloutStage::Extending { since: 1 };
         assert_eq!(r.extension_recorded(9), Step::Changed);
         assert_eq!(r.extension_recorded(10), Step::None, "recorded once");
         assert_eq!(r.extension_answered(9, Ok(()), 2), Step::Changed);
-        assert_eq!(r.stage, RolloutStage::Extended);
+        assert_eq!(r.stage, BlynkRolloutStage::Extended);
         r
     }
 
@@ -986,7 +986,7 @@ mod tests {
             true,
         );
         assert_eq!(r.follow_extension(&c, 4), Step::StopServer);
-        let RolloutStage::Stopped {
+        let BlynkRolloutStage::Stopped {
             device, resumable, ..
         } = &r.stage
         else {
@@ -1003,51 +1003,51 @@ mod tests {
             true,
         );
         assert_eq!(r.follow_extension(&c, 4), Step::Changed);
-        assert_eq!(r.stage, RolloutStage::Done);
+        assert_eq!(r.stage, BlynkRolloutStage::Done);
     }
 
     #[test]
     fn an_unanswered_extension_is_not_confirmed_until_its_answer() {
         let mut r = rollout();
-        r.stage = RolloutStage::Extending { since: 1 };
+        r.stage = BlynkRolloutStage::Extending { since: 1 };
         r.extension_recorded(9);
         r.extension_answered(9, Err(("timeout", true)), 2);
-        assert!(matches!(r.stage, RolloutStage::NotConfirmed { .. }));
+        assert!(matches!(r.stage, BlynkRolloutStage::NotConfirmed { .. }));
         assert!(r.needs_user());
         // A late answer: it did reach the server.
         assert_eq!(r.extension_answered(9, Ok(()), 3), Step::Changed);
-        assert_eq!(r.stage, RolloutStage::Extended);
+        assert_eq!(r.stage, BlynkRolloutStage::Extended);
         // A refusal: nothing was sent; the user may try again.
         let mut r = rollout();
-        r.stage = RolloutStage::Extending { since: 1 };
+        r.stage = BlynkRolloutStage::Extending { since: 1 };
         r.extension_recorded(9);
         r.extension_answered(9, Err(("Requested user not found.", false)), 2);
         assert!(r.needs_user(), "{:?}", r.stage);
         assert_eq!(r.resume(4), Ok(Step::Extend));
         assert_eq!(
             (r.extension, &r.stage),
-            (None, &RolloutStage::Extending { since: 4 })
+            (None, &BlynkRolloutStage::Extending { since: 4 })
         );
     }
 
     #[test]
     fn a_restart_while_extending_never_resends() {
         let mut r = rollout();
-        r.stage = RolloutStage::Extending { since: 0 };
+        r.stage = BlynkRolloutStage::Extending { since: 0 };
         // Recent: another process may be sending it.
         assert_eq!(r.recover(10 * MIN, MIN), Step::None);
         // Stale, campaign recorded: the upload may have left.
         r.extension = Some(9);
         assert_eq!(r.recover(10 * MIN, 10 * MIN), Step::Changed);
         assert!(
-            matches!(&r.stage, RolloutStage::NotConfirmed { reason } if reason.contains("may or may not"))
+            matches!(&r.stage, BlynkRolloutStage::NotConfirmed { reason } if reason.contains("may or may not"))
         );
         // Stale, no campaign recorded: nothing left this computer.
         let mut r = rollout();
-        r.stage = RolloutStage::Extending { since: 0 };
+        r.stage = BlynkRolloutStage::Extending { since: 0 };
         r.recover(10 * MIN, 10 * MIN);
         assert!(
-            matches!(&r.stage, RolloutStage::Stopped { reason, resumable: true, .. } if reason.contains("nothing was sent"))
+            matches!(&r.stage, BlynkRolloutStage::Stopped { reason, resumable: true, .. } if reason.contains("nothing was sent"))
         );
     }
 
@@ -1061,7 +1061,7 @@ mod tests {
         let mut r = extended();
         assert_eq!(r.cancel("me", 3), Ok(true), "a campaign stands: stop it");
         let mut r = rollout();
-        r.stage = RolloutStage::Extending { since: 1 };
+        r.stage = BlynkRolloutStage::Extending { since: 1 };
         assert!(r.cancel("me", 2).unwrap_err().contains("right now"));
         // A global stop by someone ends the canary stage, resumable.
         let mut r = rollout();

@@ -21,7 +21,7 @@ use super::firmware::Firmware;
 use super::model::{
     BlynkAccount, BlynkEvent, Campaign, DeviceEvent, DeviceSeen, StartTarget, Target,
 };
-use super::rollout::{Rollout, RolloutFirmware, StagedOptions};
+use super::rollout::{BlynkRollout, BlynkRolloutFirmware, StagedOptions};
 use super::users::devices_of;
 use crate::engine::EngineConfig;
 use crate::secrets::SecretStore;
@@ -409,7 +409,7 @@ impl BlynkHandle {
         canary_token: &str,
         target: StartTarget,
         opts: StagedOptions,
-    ) -> BlynkResult<Rollout> {
+    ) -> BlynkResult<BlynkRollout> {
         if matches!(target, StartTarget::Token(_)) {
             return Err(BlynkError::Invalid(
                 "after the canary a staged campaign goes to a user, a project or every device, not to one token".into(),
@@ -464,7 +464,7 @@ impl BlynkHandle {
         let rest = self.resolve(&client, &acct, &target).await?;
         let ms = |d: Duration| d.as_millis().min(i64::MAX as u128) as i64;
         let seed = RolloutSeed {
-            firmware: RolloutFirmware {
+            firmware: BlynkRolloutFirmware {
                 path: path.to_string_lossy().into_owned(),
                 file_name: fw.file_name().to_string(),
                 build: fw.build().to_string(),
@@ -495,7 +495,7 @@ impl BlynkHandle {
     /// firmware file read again and checked against the SHA-256 the canary
     /// got, the final target resolved now. An error before the upload is
     /// worded for the staged campaign's stop.
-    pub(super) async fn extend(&self, r: &Rollout) -> BlynkResult<Campaign> {
+    pub(super) async fn extend(&self, r: &BlynkRollout) -> BlynkResult<Campaign> {
         let t = r.target.describe();
         let path = PathBuf::from(&r.firmware.path);
         let p = path.clone();
@@ -540,13 +540,13 @@ impl BlynkHandle {
 
     /// Staged campaigns of one account or all: the active ones and the
     /// most recent ended ones (at most 20), newest first.
-    pub async fn rollouts(&self, account: Option<&str>) -> BlynkResult<Vec<Rollout>> {
+    pub async fn rollouts(&self, account: Option<&str>) -> BlynkResult<Vec<BlynkRollout>> {
         self.ask(|r| Request::Rollouts(account.map(str::to_string), 20, r))
             .await
     }
 
     /// One staged campaign by id.
-    pub async fn rollout(&self, id: i64) -> BlynkResult<Option<Rollout>> {
+    pub async fn rollout(&self, id: i64) -> BlynkResult<Option<BlynkRollout>> {
         self.ask(|r| Request::Rollout(RolloutKey::Id(id), r)).await
     }
 
@@ -555,7 +555,7 @@ impl BlynkHandle {
     /// choice. Returns once the server answered the extension (or it
     /// failed: the staged campaign then says why). `account`: which one,
     /// when several servers have one.
-    pub async fn resume_rollout(&self, account: Option<&str>) -> BlynkResult<Rollout> {
+    pub async fn resume_rollout(&self, account: Option<&str>) -> BlynkResult<BlynkRollout> {
         self.ask(|r| Request::Resume(account.map(str::to_string), r))
             .await
     }
@@ -566,7 +566,7 @@ impl BlynkHandle {
     /// global: every campaign on that server ends. Refused while the
     /// extension is being sent. An error from the stop is returned; the
     /// staged campaign is cancelled anyway and says so.
-    pub async fn cancel_rollout(&self, account: Option<&str>) -> BlynkResult<Rollout> {
+    pub async fn cancel_rollout(&self, account: Option<&str>) -> BlynkResult<BlynkRollout> {
         let (r, stop) = self
             .ask(|x| Request::Cancel(account.map(str::to_string), x))
             .await?;
