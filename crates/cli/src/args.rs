@@ -75,6 +75,7 @@ pub enum RolloutCmd {
     /// The running or stopped rollout (else the last one) as stages.
     Status,
     /// Go on with the devices not approved yet; failed ones stay failed.
+    /// A rollout that runs is followed (after its command was closed).
     Resume(RolloutWait),
     /// Approve the failed devices again, first, then go on.
     RetryFailed(RolloutWait),

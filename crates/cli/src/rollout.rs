@@ -111,6 +111,21 @@ pub async fn rollout(cli: &Cli, cmd: &RolloutCmd) -> Res {
         RolloutCmd::Cancel => (RolloutAction::Cancel, true),
     };
     let mut events = e.subscribe();
+    // "Resume" of a rollout that runs (its follower was closed or killed)
+    // follows it: this command's engine, if it is the owner, carries it on.
+    if action == RolloutAction::Resume {
+        if let Some(r) = e
+            .rollouts()
+            .await?
+            .into_iter()
+            .find(|r| r.state == RolloutState::Running)
+        {
+            if !cli.json {
+                println!("Rollout {} is running; following it.", r.id);
+            }
+            return finish(cli, &e, &mut events, r, no_wait).await;
+        }
+    }
     let r = e
         .rollout_action(None, action)
         .await

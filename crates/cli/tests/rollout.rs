@@ -19,11 +19,12 @@ fn id(n: usize) -> String {
     scenario::node_id(400 + n)
 }
 
-async fn plugs(mosq: &Mosquitto) -> RainmakerSim {
+/// Four plugs; with `rollback`, the second one rolls back.
+async fn plugs(mosq: &Mosquitto, rollback: bool, timing: Timing) -> RainmakerSim {
     let ids: Vec<String> = (1..=4).map(id).collect();
     let nodes = (1..=4)
         .map(|i| NodeSpec {
-            behaviour: if i == 2 {
+            behaviour: if i == 2 && rollback {
                 Behaviour::Rollback
             } else {
                 Behaviour::Normal
@@ -47,7 +48,7 @@ async fn plugs(mosq: &Mosquitto) -> RainmakerSim {
         nodes: 0,
         extra_nodes: nodes,
         extra_jobs: vec![JobSpec::new(&ids, "2.0.0", JobKind::Plain)],
-        timing: Timing::fast(),
+        timing,
         ..SimConfig::default()
     })
     .await
@@ -58,7 +59,7 @@ async fn plugs(mosq: &Mosquitto) -> RainmakerSim {
 async fn a_staged_approval_stops_at_a_rollback_and_resumes_on_request() {
     let keyring = keyring();
     let mosq = Mosquitto::start();
-    let sim = plugs(&mosq).await;
+    let sim = plugs(&mosq, true, Timing::fast()).await;
     let data = std::env::temp_dir().join(format!("greenlight-cli-rollout-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     add_account(&keyring, &data, &sim);
@@ -138,6 +139,65 @@ async fn a_staged_approval_stops_at_a_rollback_and_resumes_on_request() {
     let o = greenlight(&keyring, &data, &["rollout", "cancel"], None);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("no rollout is running"), "{}", text(&o));
+    sim.shutdown().await;
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_whose_command_is_killed_goes_on_without_a_second_approval() {
+    let keyring = keyring();
+    let mosq = Mosquitto::start();
+    // Downloads of a few seconds, so the kill lands in the middle.
+    let timing = Timing {
+        download_step: std::time::Duration::from_millis(300),
+        ..Timing::fast()
+    };
+    let sim = plugs(&mosq, false, timing).await;
+    let data = std::env::temp_dir().join(format!(
+        "greenlight-cli-rollout-kill-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&data);
+    add_account(&keyring, &data, &sim);
+    let mut child = command(
+        &keyring,
+        &data,
+        &[
+            "approve", "--all", "--staged", "--batch", "3", "--soak", "1s",
+        ],
+    )
+    .spawn()
+    .expect("spawn");
+    // Killed (no chance to clean up) once the first plug has its start.
+    greenlight_tests::eventually(
+        std::time::Duration::from_secs(60),
+        "the first plug started",
+        || async {
+            (sim.fleet
+                .stats()
+                .iter()
+                .map(|s| s.starts_received)
+                .sum::<u32>()
+                == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+
+    let o = greenlight(&keyring, &data, &["--json", "rollout", "resume"], None);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = json_of(&o);
+    assert_eq!(r["headline"], "Done: 4 updated", "{r:#}");
+    for n in 1..=4 {
+        let s = sim.fleet.node(&id(n)).unwrap();
+        assert_eq!(
+            (s.fw_version.as_str(), s.starts_received),
+            ("2.0.0", 1),
+            "plug {n}: one approval, not two"
+        );
+    }
     sim.shutdown().await;
     let _ = std::fs::remove_dir_all(&data);
 }
