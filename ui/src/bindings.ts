@@ -368,6 +368,14 @@ device: DeviceRecord } |
 /**  The campaign now. */
 campaign: Campaign } | 
 /**
+ *  A staged campaign was recorded or changed (stage, canary, note),
+ *  after the change was stored: the app and `greenlight blynk rollout`
+ *  follow these.
+ */
+{ type: "rollout_changed"; 
+/**  The staged campaign now (boxed: it carries its canary's record). */
+rollout: BlynkRollout } | 
+/**
  *  Following an account's campaigns failed (said once per new problem;
  *  the tracker keeps trying).
  */
@@ -383,6 +391,143 @@ needs_login: boolean };
 export type BlynkEventMsg = {
 	/**  The change. */
 	event: BlynkEvent,
+};
+
+/**
+ *  A staged campaign on a Blynk server: a canary device first, then the
+ *  final target. Stored as one record (kind `"blynk"` of the `rollouts`
+ *  table); the canary's token is never stored.
+ */
+export type BlynkRollout = {
+	/**  Local id (the row's). */
+	id?: number,
+	/**  Account (server). */
+	account: string,
+	/**  The firmware, as checked at the start. */
+	firmware: BlynkRolloutFirmware,
+	/**  The canary device, followed from the start. */
+	canary: DeviceRecord,
+	/**  The canary's one-device campaign. */
+	canary_campaign: number,
+	/**
+	 *  When the server took the canary's update (our clock); `None` while
+	 *  being sent, or when its answer never came.
+	 */
+	canary_sent_at: number | null,
+	/**  Who gets the update after the canary: a user (and project) or every device. */
+	target: Target,
+	/**  Reboot-loop threshold (see [`StagedOptions::loop_after`]). */
+	loop_after: number,
+	/**  Settle time, ms. */
+	settle_ms: number,
+	/**  Canary timeout, ms. */
+	canary_timeout_ms: number,
+	/**  Settle-time bookkeeping. */
+	settling?: BlynkSettling,
+	/**  The campaign for the final target, once recorded. */
+	extension: number | null,
+	/**  Where it is. */
+	stage: BlynkRolloutStage,
+	/**
+	 *  What Greenlight did on the server after a stop or a cancel (the
+	 *  global stop, or why it failed).
+	 */
+	note?: string | null,
+	/**  Who started it. */
+	started_by: string,
+	/**  When it was recorded. */
+	created_at: number,
+	/**  Last change shown. */
+	updated_at: number,
+	/**  When it ended (done, stopped for good, cancelled). */
+	finished_at: number | null,
+};
+
+/**
+ *  The firmware of a staged campaign as checked at its start. The file is
+ *  read again for the extension, possibly after a restart, and must still
+ *  have this SHA-256: what the canary proved is what the rest get.
+ */
+export type BlynkRolloutFirmware = {
+	/**  Absolute path of the file. */
+	path: string,
+	/**  File name. */
+	file_name: string,
+	/**  Build tag (what an updated device reports). */
+	build: string,
+	/**  Size in bytes. */
+	size: number,
+	/**  SHA-256 of the bytes, lowercase hex. */
+	sha256: string,
+};
+
+/**  Where a staged campaign is. */
+export type BlynkRolloutStage = 
+/**
+ *  The canary's update was sent (or is being sent): waiting for it to
+ *  run the new build and stay up for the settle time.
+ */
+{ stage: "canary" } | 
+/**
+ *  Recorded before the upload: the update for the final target is
+ *  being sent.
+ */
+{ stage: "extending"; 
+/**  When the intent was recorded (our clock). */
+since: number } | 
+/**
+ *  The server took the update for the final target: followed as an
+ *  ordinary campaign ([`BlynkRollout::extension`]).
+ */
+{ stage: "extended" } | 
+/**
+ *  The extension may or may not have reached the server (no answer, or
+ *  Greenlight stopped while sending it). Never sent again by itself:
+ *  resume sends it again, cancel calls the server's stop.
+ */
+{ stage: "not_confirmed"; 
+/**  Why, in plain words. */
+reason: string } | 
+/**
+ *  The extended campaign settled: every device updated, offline, or
+ *  otherwise done, none looping.
+ */
+{ stage: "done" } | 
+/**  Stopped at a failure. */
+{ stage: "stopped"; 
+/**  The device that failed, by name, when one did. */
+device: string | null; 
+/**  Why, in plain words. */
+reason: string; 
+/**
+ *  Stopped before the extension: the user may extend anyway
+ *  (resume) or cancel. `false`: over.
+ */
+resumable: boolean } | 
+/**  Cancelled by the user. */
+{ stage: "cancelled"; 
+/**  Who. */
+by: string; 
+/**  What it left on the server, in plain words. */
+reason: string };
+
+/**
+ *  How long the canary has been up on the new build (bookkeeping of the
+ *  settle time; server times only compared with server times).
+ */
+export type BlynkSettling = {
+	/**
+	 *  Since when (our clock) it has been seen online on the new build in
+	 *  the current session; `None` while offline or not on it.
+	 */
+	since: number | null,
+	/**
+	 *  `connectTime` (server clock) of the first session seen on the new
+	 *  build, then of the latest: a new one is a restart.
+	 */
+	session: number | null,
+	/**  Logins on the new build after the first one. */
+	restarts: number,
 };
 
 /**  Which devices an update is for. */
