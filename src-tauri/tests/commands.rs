@@ -163,7 +163,10 @@ fn a_careful_approval_goes_one_first_and_stops_at_the_demo_thermostat_rollback()
         "{r}"
     );
     assert_eq!(member(&r, "7CDFA1000003")["state"]["state"], "waiting");
-    assert!(r["headline"].as_str().unwrap().starts_with("First "), "{r}");
+    assert!(
+        r["headline"].as_str().unwrap().contains(" goes first: "),
+        "{r}"
+    );
     let id = r["id"].as_i64().unwrap();
     let listed = t.call("rollouts", json!({})).unwrap();
     assert_eq!(listed[0]["id"], id, "{listed}");

@@ -175,7 +175,7 @@ test("Approve all, carefully: one first and watched with a countdown, then batch
   console.log("while the first device is watched:", JSON.stringify(watched.r, null, 1));
   assert.match(watched.m.left, /^\d+:\d\d left$/);
   assert.equal(watched.m.words, "Updated — being watched to stay online");
-  assert.match(watched.r.headline, /^First .*: updated; must stay online 30 s before the rest$/);
+  assert.match(watched.r.headline, /^.* goes first: updated; must stay online 30 s before the rest$/);
   assert.equal(watched.r.state, "running");
   assert.deepEqual(watched.r.buttons, ["Cancel the rest"]);
   const titles = watched.r.stages.map((s) => s.title);

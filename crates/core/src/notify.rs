@@ -223,7 +223,16 @@ impl Notifier {
             } => (
                 format!("stopped:{account}/{node_id}"),
                 Note {
-                    title: format!("Careful update stopped at {}", self.label(account, node_id)),
+                    // The rollout names its devices; the notifier may
+                    // not have heard this one's name yet.
+                    title: format!(
+                        "Careful update stopped at {}",
+                        r.members
+                            .iter()
+                            .find(|m| &m.account == account && &m.node_id == node_id)
+                            .and_then(|m| m.name.clone())
+                            .unwrap_or_else(|| self.label(account, node_id))
+                    ),
                     body: format!(
                         "{reason}. Nothing more is approved ({} updated, {} not started): resume, retry the failed one or cancel in Greenlight.",
                         c.updated, c.waiting

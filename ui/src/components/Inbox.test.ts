@@ -105,7 +105,7 @@ describe("Inbox", () => {
     mockIPC((cmd, args) => {
       calls.push([cmd, args]);
       if (cmd === "start_rollout")
-        return rollout(4, { state: "running" }, [member("a1", "Kitchen Plug", { state: "running" }, 0)], { headline: "First Kitchen Plug: updating" });
+        return rollout(4, { state: "running" }, [member("a1", "Kitchen Plug", { state: "running" }, 0)], { headline: "Kitchen Plug goes first: updating" });
       return null;
     });
     const m = model();
@@ -143,7 +143,7 @@ describe("Inbox", () => {
     // Started: the choice closes and Activity shows it.
     expect(m.confirmApproveAll).toBe(false);
     expect(m.tab).toBe("activity");
-    expect(m.notices.at(-1)?.text).toBe("Careful update started: First Kitchen Plug: updating.");
+    expect(m.notices.at(-1)?.text).toBe("Careful update started: Kitchen Plug goes first: updating.");
   });
 
   it("the device to go first and a daily window in this computer's time go into the plan; a window that never opens is said, not sent", async () => {

@@ -99,14 +99,14 @@ describe("AppModel rollouts", () => {
     const running = rollout(2, { state: "running" }, [member("a1", "Kitchen Plug", { state: "running" }, 0)], {
       created_at: T0 + 60_000,
       updated_at: T0 + 61_000,
-      headline: "First Kitchen Plug: updating",
+      headline: "Kitchen Plug goes first: updating",
     });
     m.apply({ type: "rollout_changed", rollout: running });
     expect(m.rollouts.map((r) => r.id)).toEqual([2, 1]);
-    expect(m.activeRollout?.headline).toBe("First Kitchen Plug: updating");
+    expect(m.activeRollout?.headline).toBe("Kitchen Plug goes first: updating");
 
     // A later save replaces it; an older copy arriving after it does not.
-    const watched = { ...running, updated_at: T0 + 70_000, headline: "First Kitchen Plug: updated; must stay online 5 min before the rest" };
+    const watched = { ...running, updated_at: T0 + 70_000, headline: "Kitchen Plug goes first: updated; must stay online 5 min before the rest" };
     m.apply({ type: "rollout_changed", rollout: watched });
     m.apply({ type: "rollout_changed", rollout: running });
     expect(m.rollouts).toHaveLength(2);
@@ -125,7 +125,7 @@ describe("AppModel rollouts", () => {
     const calls: Array<[string, unknown]> = [];
     let refuse = false;
     const started = rollout(3, { state: "running" }, [member("a1", "Kitchen Plug", { state: "running" }, 0)], {
-      headline: "First Kitchen Plug: updating",
+      headline: "Kitchen Plug goes first: updating",
     });
     mockIPC((cmd, args) => {
       calls.push([cmd, args]);
@@ -141,7 +141,7 @@ describe("AppModel rollouts", () => {
     expect(calls).toEqual([["start_rollout", { plan }]]);
     expect(m.tab).toBe("activity");
     expect(m.activeRollout?.id).toBe(3);
-    expect(m.notices.at(-1)?.text).toBe("Careful update started: First Kitchen Plug: updating.");
+    expect(m.notices.at(-1)?.text).toBe("Careful update started: Kitchen Plug goes first: updating.");
 
     refuse = true;
     m.tab = "inbox";

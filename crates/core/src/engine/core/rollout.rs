@@ -753,15 +753,15 @@ impl Core {
         if let Some(m) = flying.iter().find(|m| m.stage == Some(0)) {
             return match &m.state {
                 MemberState::Soaking { until: Some(_), .. } => format!(
-                    "First {}: updated; must stay online {} before the rest",
+                    "{} goes first: updated; must stay online {} before the rest",
                     m.label(),
                     soak_words(r.soak_secs)
                 ),
                 MemberState::Soaking { .. } => format!(
-                    "First {}: updated, now offline; its watch starts again when it is back",
+                    "{} goes first: updated, now offline; its watch starts again when it is back",
                     m.label()
                 ),
-                _ => format!("First {}: updating", m.label()),
+                _ => format!("{} goes first: updating", m.label()),
             };
         }
         let waiting: Vec<&RolloutMember> = r
