@@ -30,10 +30,14 @@ need tauri-driver || [ -x "$HOME/.cargo/bin/tauri-driver" ] || {
 export PATH="$HOME/.cargo/bin:$PATH"
 
 scripts/ui.sh build
-# The simulator binary too: layout.test.mjs runs its own HTTPS cloud.
-cargo build -p greenlight-app -p greenlight-sim
-# The dock demo.test.mjs reads the app badge from (tests/src/bin/fake-dock.rs).
-cargo build -p greenlight-tests --bin fake-dock
+# The app; the simulator (layout.test.mjs runs its own HTTPS cloud); the dock
+# demo.test.mjs reads the app badge from (tests/src/bin/fake-dock.rs). Built
+# as the whole workspace with every target, like `make test-rust` before it:
+# cargo unifies features over the packages and targets it is asked for, so
+# `-p greenlight-app -p greenlight-sim` and then `-p greenlight-tests` each
+# rebuilt tokio, tauri, axum, reqwest and the rest with another feature set
+# (3 min 39 s of a cold CI run, measured 2026-12-01); this is a no-op there.
+cargo build --workspace --all-targets
 export GREENLIGHT_FAKE_DOCK="$target/debug/fake-dock"
 
 work=$(mktemp -d /tmp/greenlight-e2e.XXXXXX)
