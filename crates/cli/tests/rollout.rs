@@ -14,6 +14,7 @@ use greenlight_sim::rainmaker::{
     SimConfig, Timing,
 };
 use greenlight_tests::Mosquitto;
+use std::io::Read;
 
 fn id(n: usize) -> String {
     scenario::node_id(400 + n)
@@ -55,6 +56,22 @@ async fn plugs(mosq: &Mosquitto, rollback: bool, timing: Timing) -> RainmakerSim
     .expect("simulator")
 }
 
+/// Waits until every plug's offer is in: an offer can come a while after
+/// the plug is online (docs/rainmaker.md), and `approve --all` approves
+/// what is offered when it runs.
+async fn all_four_offered(keyring: &greenlight_tests::SecretService, data: &std::path::Path) {
+    greenlight_tests::eventually(
+        std::time::Duration::from_secs(60),
+        "the four plugs' offers",
+        || async {
+            let o = greenlight(keyring, data, &["--json", "pending", "--check"], None);
+            assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+            (json_of(&o)["pending"].as_array().map_or(0, Vec::len) >= 4).then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_staged_approval_stops_at_a_rollback_and_resumes_on_request() {
     let keyring = keyring();
@@ -89,6 +106,7 @@ async fn a_staged_approval_stops_at_a_rollback_and_resumes_on_request() {
     }
 
     // Plug 1 alone, then plugs 2 and 3; plug 2 rolls back.
+    all_four_offered(&keyring, &data).await;
     let o = greenlight(
         &keyring,
         &data,
@@ -159,6 +177,7 @@ async fn a_rollout_whose_command_is_killed_goes_on_without_a_second_approval() {
     ));
     let _ = std::fs::remove_dir_all(&data);
     add_account(&keyring, &data, &sim);
+    all_four_offered(&keyring, &data).await;
     let mut child = command(
         &keyring,
         &data,
@@ -172,14 +191,26 @@ async fn a_rollout_whose_command_is_killed_goes_on_without_a_second_approval() {
     greenlight_tests::eventually(
         std::time::Duration::from_secs(60),
         "the first plug started",
-        || async {
-            (sim.fleet
+        || {
+            // A command that ended before any start (it refused the plan,
+            // or failed) says why, instead of a minute's wait for nothing.
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut out = String::new();
+                if let Some(mut p) = child.stdout.take() {
+                    let _ = p.read_to_string(&mut out);
+                }
+                if let Some(mut p) = child.stderr.take() {
+                    let _ = p.read_to_string(&mut out);
+                }
+                panic!("approve --staged ended ({status}) before the first start: {out}");
+            }
+            let started = sim
+                .fleet
                 .stats()
                 .iter()
                 .map(|s| s.starts_received)
-                .sum::<u32>()
-                == 1)
-                .then_some(())
+                .sum::<u32>();
+            async move { (started == 1).then_some(()) }
         },
     )
     .await;
