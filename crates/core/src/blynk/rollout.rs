@@ -716,27 +716,9 @@ impl BlynkRollout {
 mod tests {
     use super::*;
 
-    const OLD: &str = "Aug 14 2017 20:31:49";
-    const NEW: &str = "Sep 21 2017 11:02:33";
-    const MIN: i64 = 60_000;
+    use crate::blynk::track::tests::{seen, NEW, OLD};
 
-    fn seen(online: bool, build: &str, connect: i64, sent: Option<i64>) -> DeviceSeen {
-        DeviceSeen {
-            key: "a@b/1/0".into(),
-            owner: "a@b".into(),
-            project: "Home".into(),
-            name: "Lamp".into(),
-            token_hint: "abcd…".into(),
-            online,
-            build: Some(build.into()),
-            board: None,
-            library: None,
-            connect_time: connect,
-            disconnect_time: 0,
-            data_received_at: connect + 1,
-            ota_update_at: sent,
-        }
-    }
+    const MIN: i64 = 60_000;
 
     /// A rollout whose canary was sent its update at t=0 (server time 150).
     fn rollout() -> BlynkRollout {

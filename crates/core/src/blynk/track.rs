@@ -217,13 +217,20 @@ pub fn end(rec: &mut DeviceRecord, now: Millis) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    const OLD: &str = "Aug 14 2017 20:31:49";
-    const NEW: &str = "Sep 21 2017 11:02:33";
+    /// A build a device runs before the update, and the update's.
+    pub(in crate::blynk) const OLD: &str = "Aug 14 2017 20:31:49";
+    pub(in crate::blynk) const NEW: &str = "Sep 21 2017 11:02:33";
 
-    fn seen(online: bool, build: &str, connect: i64, sent: Option<i64>) -> DeviceSeen {
+    /// One device as a poll shows it (also the staged campaign's tests').
+    pub(in crate::blynk) fn seen(
+        online: bool,
+        build: &str,
+        connect: i64,
+        sent: Option<i64>,
+    ) -> DeviceSeen {
         DeviceSeen {
             key: "a@b/1/0".into(),
             owner: "a@b".into(),
