@@ -585,6 +585,19 @@ pub async fn blynk_caught_up(
     .await;
 }
 
+/// A simulated smart plug's identity (ESP32, `esp.device.plug`): the
+/// fleets of identical devices the approval and rollout tests build.
+pub fn test_plug(node_id: String, name: &str) -> greenlight_sim::rainmaker::wire::NodeInfo {
+    greenlight_sim::rainmaker::wire::NodeInfo {
+        node_id,
+        name: name.into(),
+        device_type: "esp.device.plug".into(),
+        model: "ESP32 Test Plug".into(),
+        project_name: "test_plug".into(),
+        platform: "esp32".into(),
+    }
+}
+
 /// The `greenlight-sim` executable, built (debug) if it is not up to date:
 /// the demo runs it as a separate process, and a test binary of another
 /// package has no `CARGO_BIN_EXE_greenlight-sim`. Asks cargo once per test

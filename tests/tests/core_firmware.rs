@@ -17,14 +17,7 @@ use greenlight_sim::rainmaker::{self, scenario, Behaviour, JobKind, JobSpec, Nod
 use greenlight_tests::{eventually, node_caught_up};
 
 fn info(n: usize, name: &str) -> NodeInfo {
-    NodeInfo {
-        node_id: scenario::node_id(200 + n),
-        name: name.into(),
-        device_type: "esp.device.plug".into(),
-        model: "ESP32 Test Plug".into(),
-        project_name: "test_plug".into(),
-        platform: "esp32".into(),
-    }
+    greenlight_tests::test_plug(scenario::node_id(200 + n), name)
 }
 
 fn reason_of(j: &greenlight_core::Job) -> String {

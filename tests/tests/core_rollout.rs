@@ -18,7 +18,6 @@ use greenlight_core::{
     Engine, EngineHandle, Event, JobState, MemberState, NodeRef, Rollout, RolloutAction,
     RolloutPlan, RolloutState, UpdateKind,
 };
-use greenlight_sim::rainmaker::wire::NodeInfo;
 use greenlight_sim::rainmaker::{scenario, Behaviour, JobKind, JobSpec, NodeSpec, RainmakerSim};
 use tokio::sync::broadcast::Receiver;
 
@@ -41,14 +40,7 @@ async fn fleet(
                 .map(|(_, b)| *b)
                 .unwrap_or(Behaviour::Normal),
             ..NodeSpec::new(
-                NodeInfo {
-                    node_id: id(i),
-                    name: format!("Plug {i}"),
-                    device_type: "esp.device.plug".into(),
-                    model: "ESP32 Test Plug".into(),
-                    project_name: "test_plug".into(),
-                    platform: "esp32".into(),
-                },
+                greenlight_tests::test_plug(id(i), &format!("Plug {i}")),
                 "1.0.0",
             )
         })

@@ -8,7 +8,6 @@
 mod common;
 
 use common::*;
-use greenlight_sim::rainmaker::wire::NodeInfo;
 use greenlight_sim::rainmaker::{
     scenario, Behaviour, BrokerChoice, JobKind, JobSpec, NodeSpec, RainmakerSim, Scenario,
     SimConfig, Timing,
@@ -31,14 +30,7 @@ async fn plugs(mosq: &Mosquitto, rollback: bool, timing: Timing) -> RainmakerSim
                 Behaviour::Normal
             },
             ..NodeSpec::new(
-                NodeInfo {
-                    node_id: id(i),
-                    name: format!("Plug {i}"),
-                    device_type: "esp.device.plug".into(),
-                    model: "ESP32 Test Plug".into(),
-                    project_name: "test_plug".into(),
-                    platform: "esp32".into(),
-                },
+                greenlight_tests::test_plug(id(i), &format!("Plug {i}")),
                 "1.0.0",
             )
         })
