@@ -87,6 +87,19 @@ fn opts(settle: Duration) -> StagedOptions {
     }
 }
 
+/// Starts a staged campaign on "home" from `fw`, `canary` first.
+async fn staged(
+    h: &BlynkHandle,
+    fw: &Path,
+    canary: &str,
+    target: StartTarget,
+    settle: Duration,
+) -> BlynkRollout {
+    h.start_staged("home", fw, canary, target, opts(settle))
+        .await
+        .expect("started")
+}
+
 fn alice() -> StartTarget {
     StartTarget::User {
         email: ALICE.into(),
@@ -161,10 +174,7 @@ async fn canary_updates_then_the_campaign_reaches_the_rest() {
     let mut events = h.subscribe();
     let t = sim.ready.tokens.clone();
 
-    let r = h
-        .start_staged("home", &fw, &t[0], alice(), opts(Duration::from_secs(1)))
-        .await
-        .expect("started");
+    let r = staged(&h, &fw, &t[0], alice(), Duration::from_secs(1)).await;
     assert_eq!(r.stage, BlynkRolloutStage::Canary);
     assert_eq!(r.canary.name, "Device 1");
     assert!(r.canary_sent_at.is_some());
@@ -255,16 +265,7 @@ async fn canary_that_fails_to_flash_stops_before_any_campaign() {
     let (h, _) = tracker(&sim, &dir).await;
     let t = sim.ready.tokens.clone();
 
-    let r = h
-        .start_staged(
-            "home",
-            &fw,
-            &t[0],
-            StartTarget::All,
-            opts(Duration::from_secs(1)),
-        )
-        .await
-        .expect("started");
+    let r = staged(&h, &fw, &t[0], StartTarget::All, Duration::from_secs(1)).await;
     let r = until(&h, r.id, "the stop", |r| {
         !matches!(r.stage, BlynkRolloutStage::Canary)
     })
@@ -314,10 +315,7 @@ async fn a_restart_in_the_canary_stage_goes_on_and_extends_once() {
     let (dir, fw) = workdir("restart");
     let (h, secrets) = tracker(&sim, &dir).await;
     let t = sim.ready.tokens.clone();
-    let r = h
-        .start_staged("home", &fw, &t[0], alice(), opts(Duration::from_secs(1)))
-        .await
-        .expect("started");
+    let r = staged(&h, &fw, &t[0], alice(), Duration::from_secs(1)).await;
     // Closed before a single poll: the canary stage is all it knew.
     h.shutdown().await;
     drop(h);
@@ -355,16 +353,7 @@ async fn cancel_in_the_canary_stage_sends_nothing_more() {
     let (h, _) = tracker(&sim, &dir).await;
     let t = sim.ready.tokens.clone();
     // A settle time this test never reaches: only the cancel ends it.
-    let r = h
-        .start_staged(
-            "home",
-            &fw,
-            &t[0],
-            StartTarget::All,
-            opts(Duration::from_secs(3600)),
-        )
-        .await
-        .expect("started");
+    let r = staged(&h, &fw, &t[0], StartTarget::All, Duration::from_secs(3600)).await;
     until(&h, r.id, "the canary on the new build", |r| {
         r.canary.state == DeviceState::Updated
     })
@@ -399,16 +388,7 @@ async fn cancel_after_the_extension_stops_the_server() {
     let (dir, fw) = workdir("cancel-extended");
     let (h, _) = tracker(&sim, &dir).await;
     let t = sim.ready.tokens.clone();
-    let r = h
-        .start_staged(
-            "home",
-            &fw,
-            &t[0],
-            StartTarget::All,
-            opts(Duration::from_secs(1)),
-        )
-        .await
-        .expect("started");
+    let r = staged(&h, &fw, &t[0], StartTarget::All, Duration::from_secs(1)).await;
     until(&h, r.id, "the extension", |r| {
         r.stage == BlynkRolloutStage::Extended
     })
@@ -450,10 +430,7 @@ async fn a_loop_in_the_extended_campaign_stops_the_server() {
     let (dir, fw) = workdir("loop");
     let (h, _) = tracker(&sim, &dir).await;
     let t = sim.ready.tokens.clone();
-    let r = h
-        .start_staged("home", &fw, &t[0], alice(), opts(Duration::from_secs(1)))
-        .await
-        .expect("started");
+    let r = staged(&h, &fw, &t[0], alice(), Duration::from_secs(1)).await;
     until(&h, r.id, "the extension", |r| {
         r.stage == BlynkRolloutStage::Extended
     })
@@ -506,16 +483,7 @@ async fn a_changed_firmware_file_stops_the_extension_until_resumed() {
     let (dir, fw) = workdir("changed");
     let (h, _) = tracker(&sim, &dir).await;
     let t = sim.ready.tokens.clone();
-    let r = h
-        .start_staged(
-            "home",
-            &fw,
-            &t[0],
-            StartTarget::All,
-            opts(Duration::from_secs(1)),
-        )
-        .await
-        .expect("started");
+    let r = staged(&h, &fw, &t[0], StartTarget::All, Duration::from_secs(1)).await;
     let original = std::fs::read(&fw).unwrap();
     // Rebuilt after the canary got it: not what the canary proved.
     std::fs::write(&fw, make_firmware("Oct  1 2017 09:00:00", 64 * 1024)).unwrap();
@@ -556,16 +524,7 @@ async fn two_trackers_on_one_directory_extend_once() {
     // The daemon and a CLI command, say: each polls and moves it on.
     let b = open(&dir, &secrets).await;
     let t = sim.ready.tokens.clone();
-    let r = a
-        .start_staged(
-            "home",
-            &fw,
-            &t[0],
-            StartTarget::All,
-            opts(Duration::from_secs(1)),
-        )
-        .await
-        .expect("started");
+    let r = staged(&a, &fw, &t[0], StartTarget::All, Duration::from_secs(1)).await;
     let deadline = Instant::now() + WAIT;
     loop {
         let (x, y) = tokio::join!(a.refresh(Some("home")), b.refresh(Some("home")));
