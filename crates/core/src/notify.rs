@@ -91,6 +91,17 @@ impl Notifier {
                 .is_some_and(|q| policy::quiet_until(q, now).is_some())
     }
 
+    /// The note, unless notifications are paused or it is quiet hours:
+    /// then it is counted among those held back.
+    fn unless_silent(&mut self, note: Note, now: Millis) -> Option<Note> {
+        if self.silent(now) {
+            self.held_back += 1;
+            None
+        } else {
+            Some(note)
+        }
+    }
+
     fn label(&self, account: &str, node_id: &str) -> String {
         self.names
             .get(&(account.to_string(), node_id.to_string()))
@@ -179,21 +190,13 @@ impl Notifier {
                 };
                 if let Some(note) = note {
                     if self.told_jobs.insert((job.id, job.state.name())) {
-                        if self.silent(now) {
-                            self.held_back += 1;
-                        } else {
-                            out.push(note);
-                        }
+                        out.extend(self.unless_silent(note, now));
                     }
                 }
             }
             Event::RolloutChanged { rollout } => {
                 if let Some(note) = self.rollout_note(rollout) {
-                    if self.silent(now) {
-                        self.held_back += 1;
-                    } else {
-                        out.push(note);
-                    }
+                    out.extend(self.unless_silent(note, now));
                 }
             }
             _ => {}
@@ -308,14 +311,9 @@ impl Notifier {
             }
             _ => None,
         };
-        match note {
-            Some(_) if self.silent(now) => {
-                self.held_back += 1;
-                Vec::new()
-            }
-            Some(n) => vec![n],
-            None => Vec::new(),
-        }
+        note.and_then(|n| self.unless_silent(n, now))
+            .into_iter()
+            .collect()
     }
 
     /// Closes the batch of new pending updates once its window has passed.
