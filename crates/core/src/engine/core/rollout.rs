@@ -349,8 +349,9 @@ impl Core {
         };
         let mut r = before.clone();
         self.follow_members(&mut r, now);
+        let changed = r != before;
         self.rollout = Some(r);
-        if self.rollout != Some(before.clone()) && !self.save_rollout(store, now) {
+        if changed && !self.save_rollout(store, now) {
             // Nothing is approved on a record the store does not hold.
             self.rollout = Some(before);
             return;
