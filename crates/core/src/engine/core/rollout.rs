@@ -486,6 +486,20 @@ impl Core {
                         (true, s, u) => MemberState::Soaking { since: s, until: u },
                     };
                 }
+                // Its job goes on after all: a later report of the same job
+                // reopened it (the firmware fetches again after its last
+                // failed attempt, docs/rainmaker.md). The device is the
+                // truth, so it is followed again; the stop stands, the
+                // user decides, and retry-failed cannot approve it twice.
+                MemberState::Failed { .. } => {
+                    let goes_on = m
+                        .job_id
+                        .and_then(|id| self.jobs.get(&id))
+                        .is_some_and(|rt| rt.job.state != JobState::Stuck);
+                    if goes_on {
+                        m.state = MemberState::Running;
+                    }
+                }
                 _ => {}
             }
         }

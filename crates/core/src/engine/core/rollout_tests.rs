@@ -271,6 +271,39 @@ fn a_failing_canary_stops_everything() {
 }
 
 #[test]
+fn a_failed_device_that_fetches_again_and_updates_is_followed_not_approved_again() {
+    let mut r = rig(3);
+    r.start(plan(2));
+    r.status(1, "failed", "OTA Attempt 3/3 failed: ESP_ERR_HTTP_CONNECT");
+    r.step();
+    assert!(matches!(r.rollout().state, RolloutState::Stopped { .. }));
+    assert!(matches!(r.member(1), MemberState::Failed { .. }));
+    // About 5 minutes later the firmware asks for the same job again and
+    // installs it this time (docs/rainmaker.md, "Attempts").
+    r.advance(300 * S);
+    r.status(1, "in-progress", "Starting OTA Upgrade (HTTPS attempt 1/3)");
+    r.step();
+    assert_eq!(r.member(1), MemberState::Running);
+    r.updates(1);
+    r.advance(i64::from(SOAK) * S + S);
+    assert_eq!(r.member(1), MemberState::Updated);
+    // The stop stands until the user resumes; retry-failed finds nothing
+    // to approve again.
+    assert!(matches!(r.rollout().state, RolloutState::Stopped { .. }));
+    assert_eq!(r.sent, vec![node(1)], "approved once, nothing else");
+    let _ = r
+        .core
+        .rollout_action(None, RolloutAction::RetryFailed, &mut r.store, r.now);
+    r.effects();
+    assert_eq!(r.sent.first(), Some(&node(1)));
+    assert_eq!(
+        r.sent.iter().filter(|n| **n == node(1)).count(),
+        1,
+        "plug 1 is never approved twice"
+    );
+}
+
+#[test]
 fn retry_failed_approves_only_the_failed_one_first() {
     let mut r = rig(3);
     r.start(plan(2));
